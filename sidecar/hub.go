@@ -1,0 +1,451 @@
+package sidecar
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// The hub is the fan-out of every backend: per-topic rings of recent items (a topic is a tenant's lifecycle feed, or one
+// tenant's generic stream of one workflow) and the subscribers of each topic, indexed so that a publish only looks at the
+// subscribers that can match it.
+//
+// Locking: hub.mu guards the topic map; topic.mu guards a topic's ring, index and dedup table; subscriber.mu guards a
+// subscriber's queue. They are taken in that order and never the other way round. Nothing blocks while holding them: a
+// subscriber is woken with a non-blocking send.
+
+// topicKey names a topic: a tenant, and for generic streams the stream key.
+type topicKey struct {
+	tenant uuid.UUID
+	stream string
+}
+
+// indexKey names a bucket of a topic's subscriber index: every subscriber of the topic (kind indexAll), or those
+// watching one workflow or one task.
+type indexKey struct {
+	kind indexKind
+	id   uuid.UUID
+}
+
+type indexKind uint8
+
+const (
+	indexAll indexKind = iota
+	indexWorkflow
+	indexTask
+)
+
+// entry is one held item.
+type entry[T any] struct {
+	seq     uint64
+	arrival uint64
+	v       *T
+}
+
+func (e entry[T]) delivery(epoch uint64) Delivery[T] {
+	return Delivery[T]{Value: e.v, Pos: Position{Epoch: epoch, Seq: e.seq}, Arrival: e.arrival}
+}
+
+// hubConfig holds a hub's settings.
+type hubConfig struct {
+	capacity  int           // items held per topic, and pending per subscriber
+	idleTTL   time.Duration // a topic with no subscriber and no publish for this long is removed
+	broadcast bool          // put every subscriber in one bucket (the design's per-tenant broadcast), for comparison
+	dedup     time.Duration // dedup window; 0 disables dedup
+	dedupMax  int           // ids remembered per topic at most
+}
+
+// hub is the set of topics of one kind of feed.
+type hub[T any] struct {
+	cfg     hubConfig
+	epoch   uint64
+	arrival *atomic.Uint64 // shared by the hubs of one bus, so deliveries of both feeds can be merged in arrival order
+
+	mu     sync.RWMutex
+	topics map[topicKey]*topic[T]
+	closed bool
+}
+
+func newHub[T any](cfg hubConfig, epoch uint64, arrival *atomic.Uint64) *hub[T] {
+	return &hub[T]{cfg: cfg, epoch: epoch, arrival: arrival, topics: make(map[topicKey]*topic[T])}
+}
+
+// topic is one feed: its ring, its subscribers, its dedup table.
+type topic[T any] struct {
+	mu       sync.Mutex
+	ring     ring[T]
+	nextSeq  uint64 // sequence of the next item; sequences start at 1
+	dropped  uint64 // sequence of the newest item overwritten in the ring, 0 when none
+	buckets  map[indexKey][]*subscriber[T]
+	nsubs    int
+	lastUsed time.Time
+	removed  bool // set by the sweeper under hub.mu and topic.mu: callers holding a stale pointer retry
+	dedup    dedupTable
+}
+
+// lockTopic returns the topic of key, locked, creating it when create is true; nil when absent and not created, or when
+// the hub is closed.
+func (h *hub[T]) lockTopic(key topicKey, create bool) *topic[T] {
+	for {
+		h.mu.RLock()
+		t, closed := h.topics[key], h.closed
+		h.mu.RUnlock()
+		if closed {
+			return nil
+		}
+		if t == nil {
+			if !create {
+				return nil
+			}
+			h.mu.Lock()
+			if h.closed {
+				h.mu.Unlock()
+				return nil
+			}
+			if t = h.topics[key]; t == nil {
+				t = &topic[T]{nextSeq: 1, lastUsed: time.Now(), buckets: make(map[indexKey][]*subscriber[T])}
+				h.topics[key] = t
+			}
+			h.mu.Unlock()
+		}
+		t.mu.Lock()
+		if !t.removed {
+			return t
+		}
+		t.mu.Unlock()
+	}
+}
+
+// publish appends v to the topic of key and hands it to the matching subscribers of the buckets idx. With a non-nil
+// dedupID already seen within the window, it stores nothing and returns the original sequence with duplicate true.
+func (h *hub[T]) publish(key topicKey, v *T, idx []indexKey, dedupID uuid.UUID, now time.Time) (seq uint64, duplicate bool, err error) {
+	t := h.lockTopic(key, true)
+	if t == nil {
+		return 0, false, ErrClosed
+	}
+	defer t.mu.Unlock()
+	if dedupID != uuid.Nil && h.cfg.dedup > 0 {
+		if orig, ok := t.dedup.seen(dedupID, now, h.cfg.dedup); ok {
+			return orig, true, nil
+		}
+	}
+	e := entry[T]{seq: t.nextSeq, arrival: h.arrival.Add(1), v: v}
+	t.nextSeq++
+	if old, overwritten := t.ring.push(e, h.cfg.capacity); overwritten {
+		t.dropped = old.seq
+	}
+	if dedupID != uuid.Nil && h.cfg.dedup > 0 {
+		t.dedup.add(dedupID, e.seq, now, h.cfg.dedupMax)
+	}
+	t.lastUsed = now
+	for _, k := range idx {
+		for _, s := range t.buckets[k] {
+			if s.match == nil || s.match(v) {
+				s.push(e, h.cfg.capacity)
+			}
+		}
+	}
+	return e.seq, false, nil
+}
+
+// subscribe registers a subscriber of the topic of key in bucket idx. Under the topic's lock it first queues what from
+// asks for out of the ring, so nothing is missed or repeated between the replay and live delivery.
+func (h *hub[T]) subscribe(ctx context.Context, key topicKey, idx indexKey, match func(*T) bool, from Start) (*subscriber[T], error) {
+	if h.cfg.broadcast {
+		idx = indexKey{}
+	}
+	t := h.lockTopic(key, true)
+	if t == nil {
+		return nil, ErrClosed
+	}
+	s := &subscriber[T]{hub: h, topic: t, key: key, idx: idx, match: match, epoch: h.epoch,
+		ready: make(chan struct{}, 1), done: make(chan struct{})}
+	h.replay(t, s, from)
+	b := t.buckets[idx]
+	s.slot = len(b)
+	t.buckets[idx] = append(b, s)
+	t.nsubs++
+	t.mu.Unlock()
+	if ctx.Done() != nil {
+		s.stopCtx = context.AfterFunc(ctx, func() { s.Close() })
+	}
+	return s, nil
+}
+
+// replay queues into s the held items from asks for, preceded by a gap notice when from points before what is held.
+// The topic is locked.
+func (h *hub[T]) replay(t *topic[T], s *subscriber[T], from Start) {
+	var after uint64
+	switch from.kind {
+	case startLive:
+		return
+	case startEarliest:
+	case startAfter:
+		switch p := from.after; {
+		case p.Epoch != h.epoch:
+			s.gap = &Gap{Reason: GapReset, Missed: -1}
+		case p.Seq >= t.nextSeq:
+			return // at or past the head: live
+		case p.Seq < t.dropped:
+			s.gap = &Gap{Reason: GapExpired, Missed: int64(t.dropped - p.Seq)}
+		default:
+			after = p.Seq
+		}
+	}
+	for i := 0; i < t.ring.n; i++ {
+		e := t.ring.at(i)
+		if e.seq > after && (s.match == nil || s.match(e.v)) {
+			s.queue.push(e, h.cfg.capacity)
+		}
+	}
+	if s.queue.n > 0 || s.gap != nil {
+		s.ready <- struct{}{}
+	}
+}
+
+// unsubscribe removes s from its topic's index.
+func (h *hub[T]) unsubscribe(s *subscriber[T]) {
+	t := s.topic
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	b := t.buckets[s.idx]
+	if s.slot >= len(b) || b[s.slot] != s {
+		return // already removed when the hub closed
+	}
+	last := len(b) - 1
+	b[s.slot] = b[last]
+	b[s.slot].slot = s.slot
+	b[last] = nil
+	if last == 0 {
+		delete(t.buckets, s.idx)
+	} else {
+		t.buckets[s.idx] = b[:last]
+	}
+	t.nsubs--
+	t.lastUsed = time.Now()
+}
+
+// sweep removes the topics that have had no subscriber and no publish for the idle TTL, and returns how many it removed.
+func (h *hub[T]) sweep(now time.Time) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for k, t := range h.topics {
+		t.mu.Lock()
+		if t.nsubs == 0 && now.Sub(t.lastUsed) >= h.cfg.idleTTL {
+			t.removed = true
+			delete(h.topics, k)
+			n++
+		}
+		t.mu.Unlock()
+	}
+	return n
+}
+
+// size returns the number of topics held.
+func (h *hub[T]) size() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.topics)
+}
+
+// close ends every subscription and drops every topic.
+func (h *hub[T]) close() {
+	h.mu.Lock()
+	h.closed = true
+	topics := h.topics
+	h.topics = map[topicKey]*topic[T]{}
+	h.mu.Unlock()
+	for _, t := range topics {
+		t.mu.Lock()
+		var subs []*subscriber[T]
+		for _, b := range t.buckets {
+			subs = append(subs, b...)
+		}
+		t.buckets = map[indexKey][]*subscriber[T]{}
+		t.nsubs = 0
+		t.removed = true
+		t.mu.Unlock()
+		for _, s := range subs {
+			s.Close()
+		}
+	}
+}
+
+// subscriber is the hub's Subscription: a bounded queue of pending items filled by publishers and drained by Next.
+type subscriber[T any] struct {
+	hub   *hub[T]
+	topic *topic[T]
+	key   topicKey
+	idx   indexKey
+	slot  int // index in the topic's bucket; guarded by topic.mu
+	match func(*T) bool
+	epoch uint64
+	ready chan struct{}
+	done  chan struct{}
+
+	stopCtx func() bool
+
+	mu     sync.Mutex
+	queue  ring[T]
+	gap    *Gap  // a notice to deliver before the queue (reset or expired cursor)
+	missed int64 // items dropped since the last lagged notice
+	closed bool
+}
+
+var _ Subscription[FlovynEvent] = (*subscriber[FlovynEvent])(nil)
+
+// push queues e, dropping the oldest pending item when the queue is full, and wakes the reader. The topic is locked.
+func (s *subscriber[T]) push(e entry[T], capacity int) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	if _, overwritten := s.queue.push(e, capacity); overwritten {
+		s.missed++
+	}
+	s.mu.Unlock()
+	select {
+	case s.ready <- struct{}{}:
+	default:
+	}
+}
+
+// Ready implements Subscription.
+func (s *subscriber[T]) Ready() <-chan struct{} { return s.ready }
+
+// Done implements Subscription.
+func (s *subscriber[T]) Done() <-chan struct{} { return s.done }
+
+// Next implements Subscription: a pending gap notice first, then the oldest pending item.
+func (s *subscriber[T]) Next() (Delivery[T], bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.gap != nil {
+		g := s.gap
+		s.gap = nil
+		return Delivery[T]{Gap: g}, true
+	}
+	if s.missed > 0 {
+		g := &Gap{Reason: GapLagged, Missed: s.missed}
+		s.missed = 0
+		return Delivery[T]{Gap: g}, true
+	}
+	e, ok := s.queue.pop()
+	if !ok {
+		return Delivery[T]{}, false
+	}
+	return e.delivery(s.epoch), true
+}
+
+// Close implements Subscription.
+func (s *subscriber[T]) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.queue = ring[T]{}
+	s.gap = nil
+	s.mu.Unlock()
+	if s.stopCtx != nil {
+		s.stopCtx()
+	}
+	s.hub.unsubscribe(s)
+	close(s.done)
+	return nil
+}
+
+// ring is a circular buffer that grows by doubling up to the capacity it is pushed with, then overwrites its oldest item.
+type ring[T any] struct {
+	buf  []entry[T]
+	head int // index of the oldest item
+	n    int
+}
+
+// push appends e; when full at capacity it overwrites the oldest item and returns it with true.
+func (r *ring[T]) push(e entry[T], capacity int) (entry[T], bool) {
+	if r.n == len(r.buf) && r.n < capacity {
+		size := max(8, 2*len(r.buf))
+		buf := make([]entry[T], min(size, capacity))
+		for i := 0; i < r.n; i++ {
+			buf[i] = r.at(i)
+		}
+		r.buf, r.head = buf, 0
+	}
+	if r.n < len(r.buf) {
+		r.buf[(r.head+r.n)%len(r.buf)] = e
+		r.n++
+		return entry[T]{}, false
+	}
+	old := r.buf[r.head]
+	r.buf[r.head] = e
+	r.head = (r.head + 1) % len(r.buf)
+	return old, true
+}
+
+// pop removes and returns the oldest item.
+func (r *ring[T]) pop() (entry[T], bool) {
+	if r.n == 0 {
+		return entry[T]{}, false
+	}
+	e := r.buf[r.head]
+	r.buf[r.head] = entry[T]{}
+	r.head = (r.head + 1) % len(r.buf)
+	r.n--
+	return e, true
+}
+
+// at returns the i-th oldest item.
+func (r *ring[T]) at(i int) entry[T] { return r.buf[(r.head+i)%len(r.buf)] }
+
+// dedupTable remembers the event ids of a topic for the dedup window, oldest first in order[head:].
+type dedupTable struct {
+	ids   map[uuid.UUID]uint64
+	order []dedupRec
+	head  int
+}
+
+type dedupRec struct {
+	id  uuid.UUID
+	seq uint64
+	at  time.Time
+}
+
+// seen forgets what is older than the window and returns the sequence of id when it is still remembered.
+func (d *dedupTable) seen(id uuid.UUID, now time.Time, window time.Duration) (uint64, bool) {
+	for d.head < len(d.order) && now.Sub(d.order[d.head].at) >= window {
+		d.forgetOldest()
+	}
+	seq, ok := d.ids[id]
+	return seq, ok
+}
+
+func (d *dedupTable) forgetOldest() {
+	delete(d.ids, d.order[d.head].id)
+	d.order[d.head] = dedupRec{}
+	d.head++
+	if d.head == len(d.order) {
+		d.order, d.head = d.order[:0], 0
+	} else if d.head >= 1024 && d.head > len(d.order)/2 {
+		n := copy(d.order, d.order[d.head:])
+		d.order, d.head = d.order[:n], 0
+	}
+}
+
+// add remembers id, forgetting the oldest ids beyond limit.
+func (d *dedupTable) add(id uuid.UUID, seq uint64, now time.Time, limit int) {
+	if d.ids == nil {
+		d.ids = make(map[uuid.UUID]uint64)
+	}
+	if limit > 0 && len(d.order)-d.head >= limit {
+		d.forgetOldest()
+	}
+	d.ids[id] = seq
+	d.order = append(d.order, dedupRec{id: id, seq: seq, at: now})
+}

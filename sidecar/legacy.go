@@ -1,0 +1,143 @@
+package sidecar
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+	"strings"
+
+	"github.com/google/uuid"
+)
+
+// StateEventPayload is the legacy form of a lifecycle event: the payload string of a DATA stream event, as Flovyn
+// services used to send it, for example {"type":"Event","event":"TASK_COMPLETED","data":{…},"timestampMs":…}.
+type StateEventPayload struct {
+	// Type is always "Event".
+	Type string `json:"type"`
+	// Event is the legacy name, such as TASK_COMPLETED.
+	Event string `json:"event"`
+	// Data is the snapshot (WorkflowSnapshot, TaskSnapshot, …), kept unchanged as the lifecycle event's data.
+	Data json.RawMessage `json:"data"`
+	// TimestampMs is the time of the event, or 0.
+	TimestampMs int64 `json:"timestampMs"`
+}
+
+// legacyTypes maps Flovyn's legacy event names to dotted event types (FLOVYN.md).
+var legacyTypes = map[string]string{
+	"WORKFLOW_CREATED":   "workflow.created",
+	"WORKFLOW_STARTED":   "workflow.started",
+	"WORKFLOW_COMPLETED": "workflow.completed",
+	"WORKFLOW_FAILED":    "workflow.failed",
+	"WORKFLOW_SUSPENDED": "workflow.suspended",
+	"WORKFLOW_RESUMED":   "workflow.resumed",
+	"WORKFLOW_CANCELLED": "workflow.cancelled",
+
+	"TASK_CREATED":   "task.created",
+	"TASK_STARTED":   "task.started",
+	"TASK_COMPLETED": "task.completed",
+	"TASK_FAILED":    "task.failed",
+	"TASK_CANCELLED": "task.cancelled",
+
+	"TIMER_STARTED":   "timer.started",
+	"TIMER_FIRED":     "timer.fired",
+	"TIMER_CANCELLED": "timer.cancelled",
+
+	"PROMISE_CREATED":  "promise.created",
+	"PROMISE_RESOLVED": "promise.resolved",
+	"PROMISE_REJECTED": "promise.rejected",
+
+	"CHILD_WORKFLOW_INITIATED":              "child_workflow.initiated",
+	"CHILD_WORKFLOW_STARTED":                "child_workflow.started",
+	"CHILD_WORKFLOW_COMPLETED":              "child_workflow.completed",
+	"CHILD_WORKFLOW_FAILED":                 "child_workflow.failed",
+	"CHILD_WORKFLOW_CANCELLATION_REQUESTED": "child_workflow.cancellation_requested",
+	"CHILD_WORKFLOW_CANCELLATION_FAILED":    "child_workflow.cancellation_failed",
+
+	"OPERATION_COMPLETED":    "operation.completed",
+	"CANCELLATION_REQUESTED": "cancellation.requested",
+	"STATE_SET":              "state.set",
+	"STATE_CLEARED":          "state.cleared",
+	"RETRY_REQUESTED":        "retry.requested",
+}
+
+// LegacyEventType returns the dotted event type of a legacy event name and whether the name is one of Flovyn's known
+// names. An unknown name is lower-cased with a dot after its first word: FOO_BAR_BAZ → foo.bar_baz.
+func LegacyEventType(name string) (eventType string, known bool) {
+	if t, ok := legacyTypes[name]; ok {
+		return t, true
+	}
+	lower := strings.ToLower(name)
+	if first, rest, ok := strings.Cut(lower, "_"); ok {
+		return first + "." + rest, false
+	}
+	return lower, false
+}
+
+// legacyMarker is a cheap pre-check: a legacy payload must contain the string "Event".
+var legacyMarker = []byte(`"Event"`)
+
+// Legacy returns the StateEventPayload carried by s when s is a legacy lifecycle event: a DATA event whose payload is a
+// JSON object with "type": "Event" and a string "event". Otherwise it returns nil.
+func (s *StreamEvent) Legacy() *StateEventPayload {
+	if s.Type != StreamData || len(s.Payload) < 2 || s.Payload[0] != '{' ||
+		!bytes.Contains([]byte(s.Payload), legacyMarker) {
+		return nil
+	}
+	var fields map[string]json.RawMessage
+	if json.Unmarshal([]byte(s.Payload), &fields) != nil {
+		return nil
+	}
+	var p StateEventPayload
+	if json.Unmarshal(fields["type"], &p.Type) != nil || p.Type != "Event" ||
+		json.Unmarshal(fields["event"], &p.Event) != nil {
+		return nil
+	}
+	p.Data = compactJSON(fields["data"])
+	if ts, ok := fields["timestampMs"]; ok {
+		p.TimestampMs, _ = strconv.ParseInt(string(ts), 10, 64)
+	}
+	return &p
+}
+
+// legacyNamespace is the UUIDv5 namespace of the ids given to converted legacy events.
+var legacyNamespace = uuid.MustParse("7a1c9e52-6f0b-4d3e-9c8a-1b2f3e4d5c6a")
+
+// LegacyToEvent converts the legacy lifecycle event p, carried by the stream event s, into a FlovynEvent of s's tenant:
+// type from the name table, ids from s (which must be UUIDs), data = the snapshot unchanged, and a deterministic id (a
+// UUIDv5 of the workflow id, task id, sequence and name) so that a retried publish is deduplicated. It returns the event,
+// whether the name was known, and a *ValidationError wrapping ErrInvalidEvent when an id is not a UUID or the name gives
+// no valid event type. The event is not stamped.
+func LegacyToEvent(s *StreamEvent, p *StateEventPayload) (*FlovynEvent, bool, error) {
+	eventType, known := LegacyEventType(p.Event)
+	e := &FlovynEvent{
+		TenantID:    s.TenantID,
+		EventType:   eventType,
+		Data:        p.Data,
+		TimestampMs: p.TimestampMs,
+	}
+	if e.TimestampMs == 0 {
+		e.TimestampMs = s.TimestampMs
+	}
+	v := &ValidationError{}
+	if s.WorkflowExecutionID != "" {
+		id := parseUUIDField(v, "workflowExecutionId", s.WorkflowExecutionID)
+		e.WorkflowExecutionID = &id
+	}
+	if s.TaskExecutionID != "" {
+		id := parseUUIDField(v, "taskExecutionId", s.TaskExecutionID)
+		e.TaskExecutionID = &id
+	}
+	if err := e.Validate(); err != nil {
+		for _, fe := range err.(*ValidationError).Errors {
+			if fe.Field == "event_type" {
+				v.add("payload.event", "%q gives the event type %q: %s", p.Event, eventType, fe.Message)
+			}
+		}
+	}
+	if err := v.orNil(); err != nil {
+		return nil, known, err
+	}
+	e.ID = uuid.NewSHA1(legacyNamespace,
+		[]byte(s.WorkflowExecutionID+"/"+s.TaskExecutionID+"/"+strconv.Itoa(int(s.Sequence))+"/"+p.Event))
+	return e, known, nil
+}

@@ -1,0 +1,71 @@
+package sidecar
+
+import (
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+func memoryContract() contract {
+	return contract{
+		newBus:      func(testing.TB) Bus { return NewMemoryBus(MemoryOptions{EventBuffer: 64, StreamBuffer: 32}) },
+		eventBuffer: 64,
+	}
+}
+
+func TestMemoryContract(t *testing.T) { runContract(t, memoryContract()) }
+
+// TestMemoryDefaultsContract runs the suite once with the default ring sizes (1024 events, 256 stream events).
+func TestMemoryDefaultsContract(t *testing.T) {
+	runContract(t, contract{newBus: func(testing.TB) Bus { return NewMemoryBus(MemoryOptions{}) }, eventBuffer: 1024})
+}
+
+// TestMemoryCleanup is the design's test_cleanup_event_channels: rings no one uses are removed, for both kinds, and a
+// ring in use, or used within the idle TTL, is kept.
+func TestMemoryCleanup(t *testing.T) {
+	b := NewMemoryBus(MemoryOptions{IdleTTL: time.Minute})
+	defer b.Close()
+	tenant, busy := uuid.New(), uuid.New()
+	wf := uuid.NewString()
+	publishEvent(t, b, ev(tenant, "x"))
+	publishStream(t, b, stream(tenant, wf, "", 1, StreamToken, "t"))
+	s := subscribe(t, b, AllEvents(busy), StartLive())
+	if ev, st := b.Channels(); ev != 2 || st != 1 {
+		t.Fatalf("Channels() = %d, %d; want 2, 1", ev, st)
+	}
+	if n := b.cleanup(time.Now()); n != 0 {
+		t.Fatalf("cleanup within the idle TTL removed %d rings; want 0", n)
+	}
+	if n := b.cleanup(time.Now().Add(2 * time.Minute)); n != 2 {
+		t.Fatalf("cleanup after the idle TTL removed %d rings; want 2 (the tenant's and the stream's)", n)
+	}
+	if ev, st := b.Channels(); ev != 1 || st != 0 {
+		t.Fatalf("Channels() = %d, %d; want only the ring with a subscriber", ev, st)
+	}
+	s.Close()
+	if n := b.cleanup(time.Now().Add(2 * time.Minute)); n != 1 {
+		t.Fatalf("cleanup after the last subscriber left removed %d; want 1", n)
+	}
+	// A cleaned-up tenant works again from scratch.
+	s2 := subscribe(t, b, AllEvents(tenant), StartEarliest())
+	publishEvent(t, b, ev(tenant, "again"))
+	expectNext(t, s2, "again")
+}
+
+// TestMemoryDedupWindow checks that an id is forgotten once the window has passed.
+func TestMemoryDedupWindow(t *testing.T) {
+	h := newHub[FlovynEvent](hubConfig{capacity: 8, idleTTL: time.Minute, dedup: time.Minute, dedupMax: 100}, 1, new(atomic.Uint64))
+	e := ev(uuid.New(), "x")
+	key := topicKey{tenant: e.TenantID}
+	now := time.Now()
+	idx := []indexKey{{}}
+	s1, _, _ := h.publish(key, e, idx, e.ID, now)
+	if s, dup, _ := h.publish(key, e, idx, e.ID, now.Add(59*time.Second)); !dup || s != s1 {
+		t.Fatalf("within the window: seq %d dup %v; want %d true", s, dup, s1)
+	}
+	if _, dup, _ := h.publish(key, e, idx, e.ID, now.Add(61*time.Second)); dup {
+		t.Fatal("after the window the id was still a duplicate")
+	}
+}
