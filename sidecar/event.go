@@ -165,7 +165,7 @@ func (e *FlovynEvent) Validate() error {
 	}
 	if err := subjects.ValidateEventType(e.EventType); err != nil {
 		v.add("event_type", "%s; use dot-separated tokens of letters, digits, '_' and '-', such as \"workflow.completed\"",
-			strings.TrimPrefix(err.Error(), subjects.ErrInvalid.Error()+" event type"))
+			strings.TrimSpace(strings.TrimPrefix(err.Error(), subjects.ErrInvalid.Error()+" event type")))
 	}
 	if why := checkPrintable(e.Source, MaxSourceBytes); why != "" {
 		v.add("source", "%s", why)

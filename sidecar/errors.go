@@ -1,0 +1,103 @@
+package sidecar
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+)
+
+// problem is an RFC 9457 problem detail, as every error response of the API carries it.
+type problem struct {
+	Type    string          `json:"type"`
+	Title   string          `json:"title"`
+	Status  int             `json:"status"`
+	Detail  string          `json:"detail"`
+	Errors  []FieldError    `json:"errors,omitempty"`
+	Results []publishResult `json:"results,omitempty"`
+
+	retryAfter int // seconds; 0 for none
+}
+
+// errTooLarge reports a body, an event or a batch over its limit (413).
+type errTooLarge struct{ detail string }
+
+func (e *errTooLarge) Error() string { return e.detail }
+
+// errStatus is an error with its own status and message (404, 405, 415, 429, …).
+type errStatus struct {
+	status     int
+	detail     string
+	retryAfter int
+}
+
+func (e *errStatus) Error() string { return e.detail }
+
+// problemFor maps an error to the problem a client gets. 5xx problems never carry the error's text: it may hold internals.
+func problemFor(err error) (p problem, internal bool) {
+	var ve *ValidationError
+	var tl *errTooLarge
+	var es *errStatus
+	switch {
+	case errors.As(err, &ve):
+		p = problem{Status: http.StatusBadRequest, Detail: ve.Error(), Errors: ve.Errors}
+		if len(ve.Errors) == 1 {
+			p.Detail = describeField(ve.Errors[0])
+		}
+	case errors.As(err, &tl):
+		p = problem{Status: http.StatusRequestEntityTooLarge, Detail: tl.detail}
+	case errors.As(err, &es):
+		p = problem{Status: es.status, Detail: es.detail, retryAfter: es.retryAfter}
+	case errors.Is(err, ErrUnavailable):
+		p = problem{Status: http.StatusServiceUnavailable, retryAfter: 1,
+			Detail: "the event backend is unavailable; nothing was stored: retry after a moment (the event id makes a retry safe)"}
+	case errors.Is(err, ErrClosed):
+		p = problem{Status: http.StatusServiceUnavailable, retryAfter: 1, Detail: "the sidecar is shutting down; retry on another instance"}
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		p = problem{Status: http.StatusServiceUnavailable, retryAfter: 1,
+			Detail: "the event backend did not answer in time; the event may or may not be stored: retry (the event id makes a retry safe)"}
+	default:
+		return problem{Status: http.StatusInternalServerError, Detail: "internal error; see the sidecar's log"}, true
+	}
+	return p, false
+}
+
+func describeField(fe FieldError) string {
+	if fe.Field == "" {
+		return fe.Message
+	}
+	return fe.Field + ": " + fe.Message
+}
+
+// writeError answers r with the problem for err, and logs it once: 5xx at error level, other errors at debug level.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	p, internal := problemFor(err)
+	level := slog.LevelDebug
+	if p.Status >= 500 {
+		level = slog.LevelWarn
+		if internal {
+			level = slog.LevelError
+		}
+	}
+	s.log.LogAttrs(r.Context(), level, "request failed", slog.String("method", r.Method),
+		slog.String("path", r.URL.Path), slog.Int("status", p.Status), slog.Any("err", err))
+	writeProblem(w, p)
+}
+
+// writeProblem writes p as application/problem+json.
+func writeProblem(w http.ResponseWriter, p problem) {
+	if p.Type == "" {
+		p.Type = "about:blank"
+	}
+	if p.Title == "" {
+		p.Title = http.StatusText(p.Status)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/problem+json")
+	h.Set("X-Content-Type-Options", "nosniff")
+	if p.retryAfter > 0 {
+		h.Set("Retry-After", strconv.Itoa(p.retryAfter))
+	}
+	writeJSON(w, p.Status, p)
+}

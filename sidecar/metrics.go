@@ -1,0 +1,61 @@
+package sidecar
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics holds the Prometheus metrics of the sidecar (prefix eventhook_). No label carries a tenant or workflow id.
+type Metrics struct {
+	published       *prometheus.CounterVec   // kind: event|stream
+	duplicates      prometheus.Counter       // publishes answered duplicate: true
+	rejected        *prometheus.CounterVec   // reason: invalid|too_large|unsupported_media_type|unauthorized|forbidden|unavailable
+	delivered       *prometheus.CounterVec   // kind: lifecycle|token|progress|data|error
+	dropped         *prometheus.CounterVec   // reason: lagged|untenanted|expired
+	legacy          *prometheus.CounterVec   // known: true|false
+	publishDuration *prometheus.HistogramVec // endpoint: event|batch|stream
+	subscribers     prometheus.Gauge
+	backendUp       prometheus.Gauge
+}
+
+// NewMetrics creates the metrics and registers them with reg (a fresh registry in tests, prometheus.DefaultRegisterer
+// or a daemon-wide registry in production). It returns an error when a metric is already registered there.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
+		published: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eventhook_published_total", Help: "Events stored by the backend, by kind (event, stream).",
+		}, []string{"kind"}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "eventhook_duplicate_total", Help: "Publishes of an event id already stored within the dedup window.",
+		}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eventhook_rejected_total", Help: "Publish requests refused, by reason.",
+		}, []string{"reason"}),
+		delivered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eventhook_delivered_total", Help: "Events written to SSE subscribers, by SSE event name.",
+		}, []string{"kind"}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eventhook_dropped_total", Help: "Events a subscriber missed or the sidecar discarded, by reason.",
+		}, []string{"reason"}),
+		legacy: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eventhook_legacy_converted_total", Help: "Legacy StateEventPayload publishes converted to lifecycle events, by whether the name was known.",
+		}, []string{"known"}),
+		publishDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "eventhook_publish_duration_seconds",
+			Help:    "Time from a publish request's arrival to its answer, by endpoint.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"endpoint"}),
+		subscribers: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "eventhook_sse_subscribers", Help: "SSE streams open now.",
+		}),
+		backendUp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "eventhook_backend_connected", Help: "1 when the event backend is reachable, 0 when not.",
+		}),
+	}
+	for _, c := range []prometheus.Collector{m.published, m.duplicates, m.rejected, m.delivered, m.dropped, m.legacy,
+		m.publishDuration, m.subscribers, m.backendUp} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}

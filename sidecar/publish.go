@@ -1,0 +1,516 @@
+package sidecar
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// maxBatchBodyBytes bounds the body of a batch request, whatever max_batch × max_event_bytes would allow.
+const maxBatchBodyBytes = 32 << 20
+
+// TenantHeader carries the tenant of a request when the body does not.
+const TenantHeader = "Flovyn-Tenant-Id"
+
+// BatchPublisher is implemented by backends that publish many events faster together than one by one (JetStream
+// pipelines them). PublishEvents returns one result and one error per event, in order; a nil error means stored.
+type BatchPublisher interface {
+	PublishEvents(ctx context.Context, events []*FlovynEvent) ([]PublishResult, []error)
+}
+
+// publishResult is one entry of a publish answer. A stored entry has id (for lifecycle events), sequence and duplicate;
+// a failed one has error.
+type publishResult struct {
+	Index     *int        `json:"index,omitempty"`
+	ID        string      `json:"id,omitempty"`
+	Sequence  *uint64     `json:"sequence,omitempty"`
+	Duplicate *bool       `json:"duplicate,omitempty"`
+	Converted string      `json:"converted_to,omitempty"` // a legacy stream publish: the lifecycle event type it became
+	Error     *entryError `json:"error,omitempty"`
+}
+
+type entryError struct {
+	Status int    `json:"status"`
+	Detail string `json:"detail"`
+}
+
+func stored(i int, id string, r PublishResult) publishResult {
+	seq, dup := r.Sequence, r.Duplicate
+	return publishResult{Index: &i, ID: id, Sequence: &seq, Duplicate: &dup}
+}
+
+func failed(i int, err error) publishResult {
+	p, _ := problemFor(err)
+	return publishResult{Index: &i, Error: &entryError{Status: p.Status, Detail: p.Detail}}
+}
+
+// bodyFormat is how a request body is framed.
+type bodyFormat uint8
+
+const (
+	formatJSON bodyFormat = iota
+	formatNDJSON
+)
+
+// requestFormat reads the Content-Type: JSON (also when absent, or form-encoded as `curl -d` sends it), NDJSON, or 415.
+func requestFormat(r *http.Request) (bodyFormat, error) {
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		return formatJSON, nil
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	switch {
+	case err != nil:
+	case mt == "application/json" || mt == "application/x-www-form-urlencoded" || mt == "text/plain":
+		return formatJSON, nil
+	case mt == "application/x-ndjson" || mt == "application/ndjson" || mt == "application/jsonl":
+		return formatNDJSON, nil
+	}
+	return 0, &errStatus{status: http.StatusUnsupportedMediaType,
+		detail: fmt.Sprintf("Content-Type %q is not accepted; send application/json (one event or a JSON array) or application/x-ndjson", ct)}
+}
+
+// readBody reads the whole body, up to limit bytes; more is a 413.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return nil, &errTooLarge{detail: fmt.Sprintf("the body exceeds %d bytes; send smaller events or smaller batches", limit)}
+	}
+	if err != nil {
+		return nil, &errStatus{status: http.StatusBadRequest, detail: "reading the body failed: " + err.Error()}
+	}
+	return body, nil
+}
+
+// tenantFor resolves the tenant of an entry: the body's, else the Flovyn-Tenant-Id header, else
+// events.default_tenant_id. A body and a header that disagree are an error; uuid.Nil means none was given.
+func (s *Server) tenantFor(r *http.Request, body uuid.UUID, field string) (uuid.UUID, error) {
+	var header uuid.UUID
+	if h := r.Header.Get(TenantHeader); h != "" {
+		id, err := uuid.Parse(h)
+		if err != nil || len(h) != 36 || id == uuid.Nil {
+			return uuid.Nil, fieldError(TenantHeader, "%q is not a non-nil UUID", h)
+		}
+		header = id
+	}
+	switch {
+	case body != uuid.Nil && header != uuid.Nil && body != header:
+		return uuid.Nil, fieldError(field, "%s disagrees with the %s header %s; send one, or the same in both", body, TenantHeader, header)
+	case body != uuid.Nil:
+		return body, nil
+	case header != uuid.Nil:
+		return header, nil
+	}
+	return s.defaultTenant, nil
+}
+
+// prepareEvent decodes one event, fills its tenant, stamps and validates it, and checks its encoded size. Field names
+// in errors get prefix (such as "[3].").
+func (s *Server) prepareEvent(r *http.Request, raw []byte, prefix string) (*FlovynEvent, error) {
+	e, err := DecodeEvent(raw)
+	if err == nil {
+		e.TenantID, err = s.tenantFor(r, e.TenantID, "tenant_id")
+	}
+	if err == nil {
+		e.Stamp(s.cfg.Events.DefaultSource, time.Now())
+		err = e.Validate()
+	}
+	if err == nil {
+		err = s.checkSize(e)
+	}
+	return e, prefixFields(err, prefix)
+}
+
+// checkSize returns a 413 error when the encoded event exceeds the limit; it encodes only when a cheap bound says it may.
+func (s *Server) checkSize(e *FlovynEvent) error {
+	limit := s.maxEventBytes()
+	bound := 320 + len(e.Data) + len(e.EventType) + 6*len(e.Source)
+	if e.CorrelationID != nil {
+		bound += 6 * len(*e.CorrelationID)
+	}
+	if bound <= limit {
+		return nil
+	}
+	if n := len(e.AppendJSON(nil)); n > limit {
+		return &errTooLarge{detail: fmt.Sprintf("the encoded event is %d bytes; at most %d are allowed (events.max_event_bytes)", n, limit)}
+	}
+	return nil
+}
+
+// PayloadLimiter is implemented by backends whose server bounds a message's size (NATS' max_payload).
+type PayloadLimiter interface {
+	// MaxPayload returns the largest message the backend takes, in bytes.
+	MaxPayload() int
+}
+
+// maxEventBytes is events.max_event_bytes, lowered to the backend's max payload minus 4 KiB kept for headers.
+func (s *Server) maxEventBytes() int {
+	limit := s.cfg.Events.MaxEventBytes
+	if pl, ok := s.bus.(PayloadLimiter); ok {
+		limit = min(limit, pl.MaxPayload()-4096)
+	}
+	return limit
+}
+
+func prefixFields(err error, prefix string) error {
+	var ve *ValidationError
+	if prefix == "" || !errors.As(err, &ve) {
+		return err
+	}
+	out := &ValidationError{Errors: make([]FieldError, len(ve.Errors))}
+	for i, fe := range ve.Errors {
+		out.Errors[i] = FieldError{Field: prefix + fe.Field, Message: fe.Message}
+		if fe.Field == "" {
+			out.Errors[i].Field = prefix[:len(prefix)-1]
+		}
+	}
+	return out
+}
+
+func (s *Server) reject(err error) {
+	p, _ := problemFor(err)
+	reason := "invalid"
+	switch p.Status {
+	case http.StatusRequestEntityTooLarge:
+		reason = "too_large"
+	case http.StatusUnsupportedMediaType:
+		reason = "unsupported_media_type"
+	case http.StatusServiceUnavailable, http.StatusInternalServerError:
+		reason = "unavailable"
+	}
+	s.metrics.rejected.WithLabelValues(reason).Inc()
+}
+
+// publishCtx bounds a publish by the request and jetstream.publish_timeout.
+func (s *Server) publishCtx(r *http.Request) (context.Context, context.CancelFunc) {
+	if d := s.cfg.JetStream.PublishTimeout.D(); d > 0 {
+		return context.WithTimeout(r.Context(), d)
+	}
+	return context.WithCancel(r.Context())
+}
+
+func (s *Server) handlePublishEvent(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	e, err := s.readEvent(w, r)
+	if err == nil {
+		var res PublishResult
+		ctx, cancel := s.publishCtx(r)
+		res, err = s.bus.PublishEvent(ctx, e)
+		cancel()
+		if err == nil {
+			s.countPublished("event", res)
+			s.metrics.publishDuration.WithLabelValues("event").Observe(time.Since(start).Seconds())
+			writeJSON(w, http.StatusAccepted, struct {
+				ID        uuid.UUID `json:"id"`
+				Sequence  uint64    `json:"sequence"`
+				Duplicate bool      `json:"duplicate"`
+			}{e.ID, res.Sequence, res.Duplicate})
+			return
+		}
+	}
+	s.reject(err)
+	s.writeError(w, r, err)
+}
+
+func (s *Server) readEvent(w http.ResponseWriter, r *http.Request) (*FlovynEvent, error) {
+	format, err := requestFormat(r)
+	if err != nil {
+		return nil, err
+	}
+	body, err := readBody(w, r, int64(s.maxEventBytes())+64<<10)
+	if err != nil {
+		return nil, err
+	}
+	if format == formatNDJSON || firstByte(body) == '[' {
+		return nil, fieldError("", "this endpoint takes one JSON object; send several to /v1/events/batch")
+	}
+	return s.prepareEvent(r, body, "")
+}
+
+func (s *Server) countPublished(kind string, r PublishResult) {
+	if r.Duplicate {
+		s.metrics.duplicates.Inc()
+		return
+	}
+	s.metrics.published.WithLabelValues(kind).Inc()
+}
+
+func firstByte(b []byte) byte {
+	b = bytes.TrimLeft(b, " \t\r\n")
+	if len(b) == 0 {
+		return 0
+	}
+	return b[0]
+}
+
+// splitEntries splits a batch body into its entries: a JSON array, or one JSON value per line (NDJSON; blank lines
+// skipped). A body that starts with '[' is an array whatever the Content-Type says.
+func splitEntries(body []byte, limit int) ([]json.RawMessage, error) {
+	var entries []json.RawMessage
+	if firstByte(body) == '[' {
+		dec := json.NewDecoder(bytes.NewReader(body))
+		if err := dec.Decode(&entries); err != nil {
+			return nil, describeDecodeError(err, snakeCase)
+		}
+	} else {
+		for line := range bytes.SplitSeq(body, []byte("\n")) {
+			if line = bytes.TrimSpace(line); len(line) > 0 {
+				entries = append(entries, line)
+			}
+			if len(entries) > limit {
+				break
+			}
+		}
+	}
+	if len(entries) == 0 {
+		return nil, fieldError("", "the batch is empty; send a JSON array or one JSON object per line")
+	}
+	if len(entries) > limit {
+		return nil, &errTooLarge{detail: fmt.Sprintf("the batch holds more than %d entries (events.max_batch); split it", limit)}
+	}
+	return entries, nil
+}
+
+func (s *Server) batchLimit() int64 {
+	return min(int64(s.cfg.Events.MaxBatch)*int64(s.maxEventBytes()+1024), maxBatchBodyBytes)
+}
+
+func (s *Server) handlePublishBatch(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	events, err := s.readBatch(w, r)
+	if err != nil {
+		s.reject(err)
+		s.writeError(w, r, err)
+		return
+	}
+	ctx, cancel := s.publishCtx(r)
+	defer cancel()
+	results, errs := s.publishEvents(ctx, events)
+	out := make([]publishResult, len(events))
+	var firstErr error
+	for i, e := range events {
+		if errs[i] != nil {
+			out[i] = failed(i, errs[i])
+			firstErr = cmpOr(firstErr, errs[i])
+			continue
+		}
+		s.countPublished("event", results[i])
+		out[i] = stored(i, e.ID.String(), results[i])
+	}
+	if firstErr != nil {
+		s.reject(firstErr)
+		p, _ := problemFor(firstErr)
+		p.Detail = "some entries were not stored (see results; the others were): " + p.Detail
+		p.Results = out
+		writeProblem(w, p)
+		return
+	}
+	s.metrics.publishDuration.WithLabelValues("batch").Observe(time.Since(start).Seconds())
+	writeJSON(w, http.StatusAccepted, map[string]any{"results": out})
+}
+
+func cmpOr(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+// readBatch reads and validates every entry of a batch; any invalid entry fails the whole batch with every error.
+func (s *Server) readBatch(w http.ResponseWriter, r *http.Request) ([]*FlovynEvent, error) {
+	if _, err := requestFormat(r); err != nil {
+		return nil, err
+	}
+	body, err := readBody(w, r, s.batchLimit())
+	if err != nil {
+		return nil, err
+	}
+	entries, err := splitEntries(body, s.cfg.Events.MaxBatch)
+	if err != nil {
+		return nil, err
+	}
+	events := make([]*FlovynEvent, len(entries))
+	all := &ValidationError{}
+	for i, raw := range entries {
+		e, err := s.prepareEvent(r, raw, "["+strconv.Itoa(i)+"].")
+		var ve *ValidationError
+		switch {
+		case errors.As(err, &ve):
+			all.Errors = append(all.Errors, ve.Errors...)
+		case err != nil:
+			return nil, err // too large: the whole request is
+		}
+		events[i] = e
+	}
+	if len(all.Errors) > 0 {
+		return nil, all
+	}
+	return events, nil
+}
+
+// publishEvents publishes in order, pipelined when the backend can; after a failure of a one-by-one backend, the rest
+// are not attempted.
+func (s *Server) publishEvents(ctx context.Context, events []*FlovynEvent) ([]PublishResult, []error) {
+	if bp, ok := s.bus.(BatchPublisher); ok {
+		return bp.PublishEvents(ctx, events)
+	}
+	results := make([]PublishResult, len(events))
+	errs := make([]error, len(events))
+	for i, e := range events {
+		results[i], errs[i] = s.bus.PublishEvent(ctx, e)
+		if errs[i] != nil {
+			for j := i + 1; j < len(events); j++ {
+				errs[j] = errs[i]
+			}
+			break
+		}
+	}
+	return results, errs
+}
+
+// streamEntry is one validated entry of a /v1/streams request: a stream event, or the lifecycle event a legacy
+// StateEventPayload became.
+type streamEntry struct {
+	stream *StreamEvent
+	event  *FlovynEvent
+}
+
+func (s *Server) handlePublishStreams(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	entries, single, err := s.readStreams(w, r)
+	if err != nil {
+		s.reject(err)
+		s.writeError(w, r, err)
+		return
+	}
+	ctx, cancel := s.publishCtx(r)
+	defer cancel()
+	out := make([]publishResult, len(entries))
+	var firstErr error
+	for i, en := range entries {
+		if firstErr != nil {
+			out[i] = failed(i, firstErr)
+			continue
+		}
+		var res PublishResult
+		var err error
+		if en.event != nil {
+			res, err = s.bus.PublishEvent(ctx, en.event)
+		} else {
+			res, err = s.bus.PublishStream(ctx, en.stream)
+		}
+		if err != nil {
+			firstErr = err
+			out[i] = failed(i, err)
+			continue
+		}
+		if en.event != nil {
+			s.countPublished("event", res)
+			out[i] = stored(i, en.event.ID.String(), res)
+			out[i].Converted = en.event.EventType
+		} else {
+			s.countPublished("stream", res)
+			out[i] = stored(i, "", res)
+		}
+	}
+	if firstErr != nil {
+		s.reject(firstErr)
+		p, _ := problemFor(firstErr)
+		p.Detail = "some entries were not stored (see results): " + p.Detail
+		p.Results = out
+		writeProblem(w, p)
+		return
+	}
+	s.metrics.publishDuration.WithLabelValues("stream").Observe(time.Since(start).Seconds())
+	if single {
+		out[0].Index = nil
+		writeJSON(w, http.StatusAccepted, out[0])
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]any{"results": out})
+}
+
+// readStreams reads one stream event or several, resolving the tenant and converting legacy lifecycle payloads.
+func (s *Server) readStreams(w http.ResponseWriter, r *http.Request) ([]streamEntry, bool, error) {
+	format, err := requestFormat(r)
+	if err != nil {
+		return nil, false, err
+	}
+	body, err := readBody(w, r, s.batchLimit())
+	if err != nil {
+		return nil, false, err
+	}
+	raws := []json.RawMessage{body}
+	single := format == formatJSON && firstByte(body) != '['
+	if !single {
+		if raws, err = splitEntries(body, s.cfg.Events.MaxBatch); err != nil {
+			return nil, false, err
+		}
+	}
+	tenant, err := s.tenantFor(r, uuid.Nil, TenantHeader)
+	if err == nil && tenant == uuid.Nil {
+		err = fieldError(TenantHeader, "is required for stream events (or set events.default_tenant_id)")
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	entries := make([]streamEntry, len(raws))
+	all := &ValidationError{}
+	for i, raw := range raws {
+		prefix := ""
+		if !single {
+			prefix = "[" + strconv.Itoa(i) + "]."
+		}
+		en, err := s.prepareStream(raw, tenant)
+		var ve *ValidationError
+		switch err = prefixFields(err, prefix); {
+		case errors.As(err, &ve):
+			all.Errors = append(all.Errors, ve.Errors...)
+		case err != nil:
+			return nil, false, err
+		}
+		entries[i] = en
+	}
+	if len(all.Errors) > 0 {
+		return nil, false, all
+	}
+	return entries, single, nil
+}
+
+func (s *Server) prepareStream(raw []byte, tenant uuid.UUID) (streamEntry, error) {
+	if len(raw) > s.maxEventBytes() {
+		return streamEntry{}, &errTooLarge{detail: fmt.Sprintf("a stream event is %d bytes; at most %d are allowed", len(raw), s.maxEventBytes())}
+	}
+	se, err := DecodeStreamEvent(raw)
+	if err != nil {
+		return streamEntry{}, err
+	}
+	se.TenantID = tenant
+	if se.TimestampMs == 0 {
+		se.TimestampMs = time.Now().UnixMilli()
+	}
+	p := se.Legacy()
+	if p == nil {
+		return streamEntry{stream: se}, nil
+	}
+	e, known, err := LegacyToEvent(se, p)
+	if err != nil {
+		return streamEntry{}, err
+	}
+	s.metrics.legacy.WithLabelValues(strconv.FormatBool(known)).Inc()
+	e.Stamp(s.cfg.Events.DefaultSource, time.Now())
+	if err := e.Validate(); err != nil {
+		return streamEntry{}, err
+	}
+	return streamEntry{event: e}, s.checkSize(e)
+}

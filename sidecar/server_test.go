@@ -1,0 +1,728 @@
+package sidecar
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// harness is a real server on TCP 127.0.0.1 and on a Unix socket, with clients for both.
+type harness struct {
+	srv    *Server
+	bus    Bus
+	cfg    *Config
+	socket string
+	unix   *Client // over the socket
+	tcp    *Client // over TCP
+	served chan error
+}
+
+// socketDir returns a short temporary directory: Unix socket paths must stay under 108 bytes.
+func socketDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "eh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+func testConfig(t testing.TB) *Config {
+	cfg := DefaultConfig()
+	cfg.Backend = "memory"
+	cfg.HTTP.Listen = "127.0.0.1:0"
+	cfg.HTTP.UnixSocket = filepath.Join(socketDir(t), "eh.sock")
+	cfg.SSE.Heartbeat = Duration(time.Hour)
+	return cfg
+}
+
+func newHarness(t testing.TB, cfg *Config, bus Bus) *harness {
+	t.Helper()
+	if cfg == nil {
+		cfg = testConfig(t)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("test config: %v", err)
+	}
+	if bus == nil {
+		bus = NewMemoryBus(MemoryOptions{EventBuffer: cfg.Memory.EventBuffer, StreamBuffer: cfg.Memory.StreamBuffer})
+		t.Cleanup(func() { bus.Close() })
+	}
+	srv, err := NewServer(Options{Config: cfg, Bus: bus, Logger: NewLogger(LogConfig{Level: "error"}, io.Discard),
+		Registry: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{srv: srv, bus: bus, cfg: cfg, socket: cfg.HTTP.UnixSocket, served: make(chan error, 1)}
+	go func() { h.served <- srv.Serve() }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	if h.unix, err = NewClient(h.socket, ""); err != nil {
+		t.Fatal(err)
+	}
+	if h.tcp, err = NewClient("http://"+srv.Addr().String(), ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.unix.Close)
+	t.Cleanup(h.tcp.Close)
+	return h
+}
+
+// do sends a raw request over the socket and returns the status, headers and body.
+func (h *harness) do(t testing.TB, method, path, contentType, body string, header ...string) (int, http.Header, []byte) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), method, h.unix.BaseURL()+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := h.unix.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, b
+}
+
+// problemOf decodes a problem+json answer, failing unless it is one with the wanted status.
+func problemOf(t testing.TB, status int, hdr http.Header, body []byte, want int) problem {
+	t.Helper()
+	if status != want {
+		t.Fatalf("status %d; want %d (body %s)", status, want, body)
+	}
+	if ct := hdr.Get("Content-Type"); ct != "application/problem+json" {
+		t.Fatalf("Content-Type %q; want application/problem+json", ct)
+	}
+	var p problem
+	if err := json.Unmarshal(body, &p); err != nil || p.Status != want || p.Detail == "" || p.Title == "" || p.Type == "" {
+		t.Fatalf("not a complete problem: %s (%v)", body, err)
+	}
+	return p
+}
+
+// sse is an open SSE stream in a test.
+type sse struct {
+	r      *SSEReader
+	closer io.Closer
+	events chan SSEEvent
+	errc   chan error
+}
+
+func (h *harness) stream(t testing.TB, c *Client, path string, q url.Values, last string) *sse {
+	t.Helper()
+	r, closer, err := c.Stream(t.Context(), path, q, last)
+	if err != nil {
+		t.Fatalf("GET %s?%s: %v", path, q.Encode(), err)
+	}
+	s := &sse{r: r, closer: closer, events: make(chan SSEEvent, 1024), errc: make(chan error, 1)}
+	go func() { // ends when the stream ends or is closed
+		for {
+			ev, err := r.Next()
+			if err != nil {
+				s.errc <- err
+				close(s.events)
+				return
+			}
+			s.events <- ev
+		}
+	}()
+	t.Cleanup(func() { closer.Close() })
+	return s
+}
+
+func (s *sse) next(t testing.TB) SSEEvent {
+	t.Helper()
+	select {
+	case ev, ok := <-s.events:
+		if !ok {
+			t.Fatalf("stream ended: %v", <-s.errc)
+		}
+		return ev
+	case <-time.After(waitFor):
+		t.Fatalf("no SSE event within %v", waitFor)
+	}
+	return SSEEvent{}
+}
+
+// nextLifecycle reads the next frame and requires a lifecycle event of the given type.
+func (s *sse) nextLifecycle(t testing.TB, eventType string) FlovynEvent {
+	t.Helper()
+	ev := s.next(t)
+	if ev.Event != "lifecycle" {
+		t.Fatalf("frame %+v; want a lifecycle event %s", ev, eventType)
+	}
+	e, err := DecodeEvent([]byte(ev.Data))
+	if err != nil {
+		t.Fatalf("lifecycle data %q: %v", ev.Data, err)
+	}
+	if e.EventType != eventType {
+		t.Fatalf("lifecycle event %s; want %s", e.EventType, eventType)
+	}
+	if ev.ID == "" {
+		t.Fatal("lifecycle frame without id")
+	}
+	return *e
+}
+
+func (s *sse) ended(t testing.TB) {
+	t.Helper()
+	select {
+	case _, ok := <-s.events:
+		if ok {
+			t.Fatal("got another frame; want the stream to end")
+		}
+	case <-time.After(waitFor):
+		t.Fatalf("stream still open after %v", waitFor)
+	}
+}
+
+func eventJSON(tenant uuid.UUID, eventType string, extra string) string {
+	return fmt.Sprintf(`{"tenant_id":%q,"event_type":%q%s}`, tenant, eventType, extra)
+}
+
+func wfField(wf uuid.UUID) string   { return fmt.Sprintf(`,"workflow_execution_id":%q`, wf) }
+func taskField(id uuid.UUID) string { return fmt.Sprintf(`,"task_execution_id":%q`, id) }
+
+func (h *harness) publish(t testing.TB, body string) PublishReply {
+	t.Helper()
+	r, err := h.unix.PublishEvent(t.Context(), []byte(body), "")
+	if err != nil {
+		t.Fatalf("publish %s: %v", body, err)
+	}
+	return r
+}
+
+func TestPublishOverSocketStreamOverTCP(t *testing.T) {
+	h := newHarness(t, nil, nil)
+	tenant, wf := uuid.New(), uuid.New()
+	s := h.stream(t, h.tcp, "/workflow-executions/"+wf.String()+"/stream", url.Values{"tenant_id": {tenant.String()}}, "")
+
+	// What curl -d sends: application/x-www-form-urlencoded, read as JSON.
+	status, hdr, body := h.do(t, "POST", "/v1/events", "application/x-www-form-urlencoded",
+		eventJSON(tenant, "workflow.started", wfField(wf)+`,"data":{"step": 1}`))
+	if status != http.StatusAccepted {
+		t.Fatalf("status %d: %s", status, body)
+	}
+	var res struct {
+		ID        string  `json:"id"`
+		Sequence  *uint64 `json:"sequence"`
+		Duplicate *bool   `json:"duplicate"`
+	}
+	if err := json.Unmarshal(body, &res); err != nil || res.ID == "" || res.Sequence == nil || res.Duplicate == nil ||
+		hdr.Get("Content-Type") != "application/json" {
+		t.Fatalf("answer %s (%v); want id, sequence and duplicate", body, err)
+	}
+	got := s.nextLifecycle(t, "workflow.started")
+	if got.ID.String() != res.ID || string(got.Data) != `{"step":1}` || got.Source != "system" || got.TimestampMs == 0 {
+		t.Fatalf("delivered %s", got.AppendJSON(nil))
+	}
+	// The same id again is a duplicate with the original sequence, and is not delivered twice.
+	again := h.publish(t, eventJSON(tenant, "workflow.started", wfField(wf)+`,"id":"`+res.ID+`"`))
+	if !again.Duplicate || again.Sequence != *res.Sequence {
+		t.Fatalf("republish = %+v; want duplicate with sequence %d", again, *res.Sequence)
+	}
+	h.publish(t, eventJSON(tenant, "workflow.completed", wfField(wf)))
+	s.nextLifecycle(t, "workflow.completed")
+}
+
+func TestPublishErrors(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Events.MaxEventBytes = 2048
+	h := newHarness(t, cfg, nil)
+	tenant := uuid.New()
+	tests := []struct {
+		name        string
+		method      string
+		path        string
+		contentType string
+		body        string
+		header      []string
+		status      int
+		field       string
+		detail      string
+	}{
+		{"camelCase field", "POST", "/v1/events", "", `{"tenantId":"` + tenant.String() + `","event_type":"a"}`, nil, 400, "tenantId", "tenant_id"},
+		{"no tenant", "POST", "/v1/events", "", `{"event_type":"a"}`, nil, 400, "tenant_id", "required"},
+		{"bad type", "POST", "/v1/events", "", eventJSON(tenant, "a.*", ""), nil, 400, "event_type", "token"},
+		{"header disagrees", "POST", "/v1/events", "", eventJSON(tenant, "a", ""), []string{TenantHeader, uuid.NewString()}, 400, "tenant_id", "disagrees"},
+		{"bad header", "POST", "/v1/events", "", `{"event_type":"a"}`, []string{TenantHeader, "x"}, 400, TenantHeader, "UUID"},
+		{"malformed", "POST", "/v1/events", "application/json", `{"event_type":`, nil, 400, "", "malformed JSON"},
+		{"array to single", "POST", "/v1/events", "application/json", `[` + eventJSON(tenant, "a", "") + `]`, nil, 400, "", "/v1/events/batch"},
+		{"too large", "POST", "/v1/events", "", eventJSON(tenant, "a", `,"data":"`+strings.Repeat("x", 3000)+`"`), nil, 413, "", "bytes"},
+		{"content type", "POST", "/v1/events", "text/csv", "a,b", nil, 415, "", "application/json"},
+		{"no route", "GET", "/v2/nothing", "", "", nil, 404, "", "/openapi.json"},
+		{"method", "GET", "/v1/events", "", "", nil, 405, "", "POST"},
+		{"stream without tenant", "POST", "/v1/streams", "", `{"workflowExecutionId":"w","type":"TOKEN","payload":"x"}`, nil, 400, TenantHeader, "required"},
+		{"stream bad id", "POST", "/v1/streams", "", `{"workflowExecutionId":"a.>","type":"TOKEN"}`, []string{TenantHeader, tenant.String()}, 400, "workflowExecutionId", "not allowed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, hdr, body := h.do(t, tt.method, tt.path, tt.contentType, tt.body, tt.header...)
+			p := problemOf(t, status, hdr, body, tt.status)
+			if !strings.Contains(p.Detail, tt.detail) {
+				t.Errorf("detail %q; want it to mention %q", p.Detail, tt.detail)
+			}
+			if tt.field != "" && (len(p.Errors) == 0 || p.Errors[0].Field != tt.field) {
+				t.Errorf("errors %+v; want the field %q named", p.Errors, tt.field)
+			}
+			if tt.status == 405 && hdr.Get("Allow") != "POST" {
+				t.Errorf("Allow %q; want POST", hdr.Get("Allow"))
+			}
+		})
+	}
+	// Nothing of the above reached the bus.
+	sub := subscribe(t, h.bus, AllEvents(tenant), StartEarliest())
+	h.publish(t, eventJSON(tenant, "sentinel", ""))
+	expectNext(t, sub, "sentinel")
+}
+
+func TestPublishBatch(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Events.MaxBatch = 5
+	h := newHarness(t, cfg, nil)
+	tenant := uuid.New()
+	sub := subscribe(t, h.bus, AllEvents(tenant), StartLive())
+	ndjson := eventJSON(tenant, "b.n0", "") + "\n\n" + `{"event_type":"b.n1"}` + "\r\n" + eventJSON(tenant, "b.n2", "") + "\n"
+	res, err := h.unix.PublishBatch(t.Context(), []byte(ndjson), tenant.String())
+	if err != nil || len(res) != 3 {
+		t.Fatalf("batch: %+v, %v", res, err)
+	}
+	for i, r := range res {
+		if r.Index != i || r.ID == "" || r.Sequence == 0 || r.Duplicate || r.Error != nil {
+			t.Fatalf("result %d = %+v", i, r)
+		}
+		expectNext(t, sub, fmt.Sprintf("b.n%d", i))
+	}
+	// A JSON array works too, and a repeated id is a duplicate.
+	arr := `[` + eventJSON(tenant, "b.n3", "") + `,` + eventJSON(tenant, "b.n0", `,"id":"`+res[0].ID+`"`) + `]`
+	status, _, body := h.do(t, "POST", "/v1/events/batch", "application/json", arr)
+	var out struct{ Results []PublishReply }
+	if status != 202 || json.Unmarshal(body, &out) != nil || len(out.Results) != 2 || !out.Results[1].Duplicate ||
+		out.Results[1].Sequence != res[0].Sequence {
+		t.Fatalf("array batch: %d %s", status, body)
+	}
+	expectNext(t, sub, "b.n3")
+
+	// One invalid entry: 400 naming [i].field, and nothing published.
+	bad := eventJSON(tenant, "b.ok", "") + "\n" + eventJSON(tenant, "b..bad", "") + "\n" + `{"tenant_id":"x","event_type":"y"}`
+	status, hdr, body := h.do(t, "POST", "/v1/events/batch", "application/x-ndjson", bad)
+	p := problemOf(t, status, hdr, body, 400)
+	if len(p.Errors) != 2 || p.Errors[0].Field != "[1].event_type" || p.Errors[1].Field != "[2].tenant_id" {
+		t.Fatalf("errors %+v; want [1].event_type and [2].tenant_id", p.Errors)
+	}
+	// Too many entries: 413.
+	many := strings.Repeat(eventJSON(tenant, "b.many", "")+"\n", 6)
+	status, hdr, body = h.do(t, "POST", "/v1/events/batch", "application/x-ndjson", many)
+	problemOf(t, status, hdr, body, 413)
+
+	h.publish(t, eventJSON(tenant, "sentinel", ""))
+	expectNext(t, sub, "sentinel")
+}
+
+func TestStreamsAndLegacy(t *testing.T) {
+	h := newHarness(t, nil, nil)
+	tenant, wf, task := uuid.New(), uuid.New(), uuid.New()
+	q := url.Values{"tenant_id": {tenant.String()}}
+	s := h.stream(t, h.unix, "/workflow-executions/"+wf.String()+"/stream", q, "")
+
+	token := fmt.Sprintf(`{"workflowExecutionId":%q,"taskExecutionId":%q,"sequence":1,"type":"TOKEN","payload":"Hel"}`, wf, task)
+	multi := fmt.Sprintf(`{"workflowExecutionId":%q,"sequence":2,"type":"DATA","payload":"line1\nline2\r\nline3"}`, wf)
+	legacy := fmt.Sprintf(`{"workflowExecutionId":%q,"taskExecutionId":%q,"sequence":3,"type":"DATA","payload":%q}`, wf, task,
+		`{"type":"Event","event":"TASK_COMPLETED","data":{"id":"`+task.String()+`","status":"COMPLETED"},"timestampMs":7}`)
+	res, err := h.unix.PublishStreams(t.Context(), []byte(token+"\n"+multi+"\n"+legacy), "application/x-ndjson", tenant.String())
+	if err != nil || len(res) != 3 || res[2].ID == "" {
+		t.Fatalf("streams publish: %+v, %v", res, err)
+	}
+	if ev := s.next(t); ev.Event != "token" || ev.Data != "Hel" {
+		t.Fatalf("frame %+v; want token Hel", ev)
+	}
+	if ev := s.next(t); ev.Event != "data" || ev.Data != "line1\nline2\nline3" {
+		t.Fatalf("frame %+v; want the multi-line payload back", ev)
+	}
+	got := s.nextLifecycle(t, "task.completed") // converted, and not also delivered as a data frame
+	if got.TaskExecutionID == nil || *got.TaskExecutionID != task || string(got.Data) != `{"id":"`+task.String()+`","status":"COMPLETED"}` {
+		t.Fatalf("converted %s", got.AppendJSON(nil))
+	}
+	// A retried legacy publish is deduplicated.
+	again, err := h.unix.PublishStreams(t.Context(), []byte(legacy), "application/json", tenant.String())
+	if err != nil || len(again) != 1 || !again[0].Duplicate {
+		t.Fatalf("legacy retry: %+v, %v; want a duplicate", again, err)
+	}
+}
+
+// TestStandaloneTaskStream is Flovyn's bug report: a standalone task's stream must see TASK_STARTED, every progress
+// event and TASK_COMPLETED.
+func TestStandaloneTaskStream(t *testing.T) {
+	h := newHarness(t, nil, nil)
+	tenant, task := uuid.New(), uuid.New()
+	s := h.stream(t, h.unix, "/task-executions/"+task.String()+"/stream", url.Values{"tenant_id": {tenant.String()}}, "")
+	h.publish(t, eventJSON(tenant, "task.started", taskField(task)))
+	for _, p := range []string{"0.25", "0.5", "1"} {
+		body := fmt.Sprintf(`{"workflowExecutionId":"","taskExecutionId":%q,"type":"PROGRESS","payload":%q}`, task, p)
+		if _, err := h.unix.PublishStreams(t.Context(), []byte(body), "", tenant.String()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.publish(t, eventJSON(tenant, "task.completed", taskField(task)))
+	s.nextLifecycle(t, "task.started")
+	for _, p := range []string{"0.25", "0.5", "1"} {
+		if ev := s.next(t); ev.Event != "progress" || ev.Data != p {
+			t.Fatalf("frame %+v; want progress %s", ev, p)
+		}
+	}
+	s.nextLifecycle(t, "task.completed")
+}
+
+func TestStreamTypes(t *testing.T) {
+	h := newHarness(t, nil, nil)
+	tenant, wf := uuid.New(), uuid.New()
+	path := "/workflow-executions/" + wf.String() + "/stream"
+	q := func(types string) url.Values { return url.Values{"tenant_id": {tenant.String()}, "types": {types}} }
+	onlyCompleted := h.stream(t, h.unix, path, q("task.completed"), "")
+	tokensAndWorkflow := h.stream(t, h.unix, path, q(" Tokens , workflow "), "")
+	prefix := h.stream(t, h.unix, path, q("task.*"), "")
+
+	h.publish(t, eventJSON(tenant, "task.started", wfField(wf)))
+	tok := fmt.Sprintf(`{"workflowExecutionId":%q,"type":"TOKEN","payload":"t"}`, wf)
+	if _, err := h.unix.PublishStreams(t.Context(), []byte(tok), "", tenant.String()); err != nil {
+		t.Fatal(err)
+	}
+	h.publish(t, eventJSON(tenant, "workflowx.other", wfField(wf)))
+	h.publish(t, eventJSON(tenant, "workflow.completed", wfField(wf)))
+	h.publish(t, eventJSON(tenant, "task.completed", wfField(wf)))
+
+	onlyCompleted.nextLifecycle(t, "task.completed")
+	if ev := tokensAndWorkflow.next(t); ev.Event != "token" {
+		t.Fatalf("frame %+v; want the token", ev)
+	}
+	tokensAndWorkflow.nextLifecycle(t, "workflow.completed") // the category excludes workflowx.other
+	prefix.nextLifecycle(t, "task.started")
+	prefix.nextLifecycle(t, "task.completed")
+
+	for _, bad := range []string{"task.**", "a..b", ",", "*", "a b", "$x"} {
+		status, hdr, body := h.do(t, "GET", path+"?tenant_id="+tenant.String()+"&types="+url.QueryEscape(bad), "", "")
+		p := problemOf(t, status, hdr, body, 400)
+		if !strings.Contains(p.Detail, "events, tokens, progress, data, errors") {
+			t.Errorf("types=%q: detail %q does not list what is valid", bad, p.Detail)
+		}
+	}
+	status, hdr, body := h.do(t, "GET", "/events/stream?tenant_id="+tenant.String()+"&types=tokens", "", "")
+	problemOf(t, status, hdr, body, 400)
+}
+
+func TestStreamResume(t *testing.T) {
+	h := newHarness(t, nil, nil)
+	tenant, wf := uuid.New(), uuid.New()
+	path := "/workflow-executions/" + wf.String() + "/stream"
+	q := url.Values{"tenant_id": {tenant.String()}}
+	pub := func(typ string) { h.publish(t, eventJSON(tenant, typ, wfField(wf))) }
+	tok := func(p string) {
+		body := fmt.Sprintf(`{"workflowExecutionId":%q,"type":"TOKEN","payload":%q}`, wf, p)
+		if _, err := h.unix.PublishStreams(t.Context(), []byte(body), "", tenant.String()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub("e.n1")
+	tok("t1")
+	pub("e.n2")
+	s := h.stream(t, h.unix, path, q, "") // a late subscriber: replay, in arrival order
+	s.nextLifecycle(t, "e.n1")
+	if ev := s.next(t); ev.Data != "t1" {
+		t.Fatalf("frame %+v; want t1", ev)
+	}
+	last := s.nextLifecycle(t, "e.n2")
+	_ = last
+	cursor := s.r.LastEventID()
+	s.closer.Close()
+
+	tok("t2")
+	pub("e.n3")
+	r := h.stream(t, h.unix, path, q, cursor) // Last-Event-ID: no duplicate, no hole
+	if ev := r.next(t); ev.Data != "t2" {
+		t.Fatalf("frame %+v; want t2 first after resuming", ev)
+	}
+	r.nextLifecycle(t, "e.n3")
+
+	// last_event_id query for clients that cannot set headers; the header wins when both are there.
+	q2 := url.Values{"tenant_id": {tenant.String()}, "last_event_id": {cursor}}
+	viaQuery := h.stream(t, h.unix, path, q2, "")
+	if ev := viaQuery.next(t); ev.Data != "t2" {
+		t.Fatalf("query cursor: frame %+v; want t2", ev)
+	}
+	q3 := url.Values{"tenant_id": {tenant.String()}, "last_event_id": {"zz-1.zz-1"}}
+	both := h.stream(t, h.unix, path, q3, cursor)
+	if ev := both.next(t); ev.Data != "t2" {
+		t.Fatalf("header and query: frame %+v; want the header's cursor used", ev)
+	}
+	// earliest replays what is held; a malformed cursor is a 400; a stale epoch is a reset gap.
+	tenantStream := h.stream(t, h.unix, "/events/stream", q, CursorEarliest)
+	tenantStream.nextLifecycle(t, "e.n1")
+	status, hdr, body := h.do(t, "GET", path+"?tenant_id="+tenant.String(), "", "", "Last-Event-ID", "garbage")
+	problemOf(t, status, hdr, body, 400)
+	stale := h.stream(t, h.unix, "/events/stream", q, Cursor{Events: Position{Epoch: 77, Seq: 3}, HasEvents: true}.String())
+	if ev := stale.next(t); ev.Event != "gap" || !strings.Contains(ev.Data, `"reason":"reset"`) || !strings.Contains(ev.Data, `"missed":null`) {
+		t.Fatalf("frame %+v; want a reset gap", ev)
+	}
+	stale.nextLifecycle(t, "e.n1")
+}
+
+// TestTenantStreamStartsLive checks that /events/stream without a cursor delivers every event acknowledged after its
+// headers were flushed, and none from before.
+func TestTenantStreamStartsLive(t *testing.T) {
+	h := newHarness(t, nil, nil)
+	tenant := uuid.New()
+	h.publish(t, eventJSON(tenant, "before", ""))
+	s := h.stream(t, h.tcp, "/events/stream", url.Values{"tenant_id": {tenant.String()}, "source": {"worker:1"}}, "")
+	h.publish(t, eventJSON(tenant, "other.source", ""))
+	h.publish(t, eventJSON(tenant, "after", `,"source":"worker:1"`))
+	s.nextLifecycle(t, "after")
+}
+
+func TestTenantIsolationOverHTTP(t *testing.T) {
+	h := newHarness(t, nil, nil)
+	a, b, wf := uuid.New(), uuid.New(), uuid.New()
+	s := h.stream(t, h.unix, "/workflow-executions/"+wf.String()+"/stream", url.Values{"tenant_id": {a.String()}}, "")
+	h.publish(t, eventJSON(b, "secret", wfField(wf)))
+	body := fmt.Sprintf(`{"workflowExecutionId":%q,"type":"TOKEN","payload":"secret"}`, wf)
+	if _, err := h.unix.PublishStreams(t.Context(), []byte(body), "", b.String()); err != nil {
+		t.Fatal(err)
+	}
+	h.publish(t, eventJSON(a, "mine", wfField(wf)))
+	s.nextLifecycle(t, "mine")
+	for _, bad := range []string{"a.b", "*", ">", "%2A", "a%20b", "$SYS"} {
+		status, hdr, body := h.do(t, "GET", "/workflow-executions/"+bad+"/stream?tenant_id="+a.String(), "", "")
+		problemOf(t, status, hdr, body, 400)
+	}
+}
+
+func TestKeepAliveAndHeadersFlushed(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.SSE.Heartbeat = Duration(time.Second) // the smallest the configuration allows
+	h := newHarness(t, cfg, nil)
+	ctx, cancel := context.WithTimeout(t.Context(), waitFor)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", h.unix.BaseURL()+"/events/stream?tenant_id="+uuid.NewString(), nil)
+	resp, err := h.unix.Do(req) // returns once the headers arrive: nothing was published
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	for k, want := range map[string]string{"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"} {
+		if got := resp.Header.Get(k); got != want {
+			t.Errorf("%s = %q; want %q", k, got, want)
+		}
+	}
+	r := NewSSEReader(resp.Body)
+	go func() {
+		for {
+			if _, err := r.Next(); err != nil {
+				return
+			}
+		}
+	}()
+	deadline := time.Now().Add(waitFor)
+	for r.Comments() < 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d keep-alive comments; want one within %v", r.Comments(), waitFor)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if r.Retry() != sseRetry {
+		t.Errorf("retry hint %v; want %v", r.Retry(), sseRetry)
+	}
+}
+
+func TestDisconnectFreesSubscriber(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.SSE.MaxSubscribersPerTenant = 2
+	h := newHarness(t, cfg, nil)
+	tenant := uuid.New()
+	q := url.Values{"tenant_id": {tenant.String()}}
+	s1 := h.stream(t, h.unix, "/events/stream", q, "")
+	h.stream(t, h.unix, "/events/stream", q, "")
+	status, hdr, body := h.do(t, "GET", "/events/stream?tenant_id="+tenant.String(), "", "")
+	problemOf(t, status, hdr, body, 429)
+	if hdr.Get("Retry-After") == "" {
+		t.Error("429 without Retry-After")
+	}
+	s1.closer.Close()
+	deadline := time.Now().Add(waitFor)
+	for {
+		h.srv.subs.mu.Lock()
+		n := h.srv.subs.perTenant[tenant]
+		h.srv.subs.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d streams counted after a client left; want 1", n)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	h.stream(t, h.unix, "/events/stream", q, "") // the slot is free again
+}
+
+func TestOpsEndpoints(t *testing.T) {
+	h := newHarness(t, nil, nil)
+	for _, path := range []string{"/healthz", "/readyz"} {
+		if status, _, body := h.do(t, "GET", path, "", ""); status != 200 {
+			t.Errorf("%s: %d %s", path, status, body)
+		}
+	}
+	h.publish(t, eventJSON(uuid.New(), "m.x", ""))
+	_, _, metrics := h.do(t, "GET", "/metrics", "", "")
+	for _, fam := range []string{"eventhook_published_total", "eventhook_publish_duration_seconds", "eventhook_sse_subscribers",
+		"eventhook_backend_connected"} {
+		if !bytes.Contains(metrics, []byte(fam)) {
+			t.Errorf("/metrics lacks %s", fam)
+		}
+	}
+	status, hdr, body := h.do(t, "POST", "/v1/events", "", `{"event_type":"a"}`)
+	problemOf(t, status, hdr, body, 400)
+	_, _, metrics = h.do(t, "GET", "/metrics", "", "")
+	if !bytes.Contains(metrics, []byte(`eventhook_rejected_total{reason="invalid"} 1`)) {
+		t.Errorf("/metrics does not count the rejected publish")
+	}
+}
+
+// TestOpenAPIMatchesRouter holds the OpenAPI document against the router: every route is documented, and every documented
+// operation is served (not 404, not 405).
+func TestOpenAPIMatchesRouter(t *testing.T) {
+	h := newHarness(t, nil, nil)
+	status, _, body := h.do(t, "GET", "/openapi.json", "", "")
+	var doc struct {
+		OpenAPI string                    `json:"openapi"`
+		Paths   map[string]map[string]any `json:"paths"`
+	}
+	if status != 200 || json.Unmarshal(body, &doc) != nil || doc.OpenAPI != "3.1.0" {
+		t.Fatalf("openapi.json: %d %.200s", status, body)
+	}
+	n := 0
+	for path, ops := range doc.Paths {
+		for method := range ops {
+			n++
+			concrete := strings.ReplaceAll(path, "{id}", uuid.NewString())
+			req := httptestRequest(strings.ToUpper(method), concrete)
+			pattern := ""
+			rt := h.srv.routeFor(req)
+			if rt != nil {
+				pattern = rt.path
+			}
+			if pattern != path {
+				t.Errorf("documented %s %s is routed to %q", method, path, pattern)
+			}
+		}
+	}
+	if n != len(h.srv.routes) {
+		t.Errorf("the document has %d operations; the router %d", n, len(h.srv.routes))
+	}
+	for _, rt := range h.srv.routes {
+		if _, ok := doc.Paths[rt.path][strings.ToLower(rt.method)]; !ok {
+			t.Errorf("route %s %s is not documented", rt.method, rt.path)
+		}
+	}
+}
+
+func httptestRequest(method, path string) *http.Request {
+	req, _ := http.NewRequest(method, "http://eventhook"+path, nil)
+	return req
+}
+
+func TestCORS(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.HTTP.CORSOrigins = []string{"https://app.example"}
+	h := newHarness(t, cfg, nil)
+	status, hdr, _ := h.do(t, "OPTIONS", "/v1/events", "", "", "Origin", "https://app.example", "Access-Control-Request-Method", "POST")
+	if status != 204 || hdr.Get("Access-Control-Allow-Origin") != "https://app.example" {
+		t.Fatalf("preflight: %d %v", status, hdr)
+	}
+	_, hdr, _ = h.do(t, "GET", "/healthz", "", "", "Origin", "https://evil.example")
+	if hdr.Get("Access-Control-Allow-Origin") != "" {
+		t.Fatal("an origin not listed was allowed")
+	}
+}
+
+func TestShutdownEndsStreamsAndRemovesSocket(t *testing.T) {
+	h := newHarness(t, nil, nil)
+	s := h.stream(t, h.unix, "/events/stream", url.Values{"tenant_id": {uuid.NewString()}}, "")
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+	defer cancel()
+	if err := h.srv.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown with an open stream: %v", err)
+	}
+	s.ended(t)
+	if err := <-h.served; err != nil {
+		t.Fatalf("Serve returned %v after a clean shutdown", err)
+	}
+	if _, err := os.Lstat(h.socket); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("socket still there after shutdown: %v", err)
+	}
+}
+
+func TestUnixSocketFile(t *testing.T) {
+	h := newHarness(t, nil, nil)
+	fi, err := os.Stat(h.socket)
+	if err != nil || fi.Mode().Perm() != 0o660 || fi.Mode()&os.ModeSocket == 0 {
+		t.Fatalf("socket %v mode %v; want a socket with mode 0660", err, fi.Mode())
+	}
+	// A live socket is refused with a clear error.
+	cfg := testConfig(t)
+	cfg.HTTP.UnixSocket = h.socket
+	cfg.HTTP.Listen = ""
+	other, _ := NewServer(Options{Config: cfg, Bus: h.bus, Logger: NewLogger(LogConfig{}, io.Discard), Registry: prometheus.NewRegistry()})
+	if err := other.Listen(); err == nil || !strings.Contains(err.Error(), "already running") {
+		t.Fatalf("Listen on a live socket = %v; want a clear refusal", err)
+	}
+	// A stale socket (no one answering) is replaced.
+	stale := filepath.Join(socketDir(t), "stale.sock")
+	l, err := net.Listen("unix", stale)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	l.Close()
+	cfg.HTTP.UnixSocket = stale
+	replaced, _ := NewServer(Options{Config: cfg, Bus: h.bus, Logger: NewLogger(LogConfig{}, io.Discard), Registry: prometheus.NewRegistry()})
+	if err := replaced.Listen(); err != nil {
+		t.Fatalf("Listen on a stale socket: %v", err)
+	}
+	replaced.Shutdown(t.Context())
+	// A regular file is never removed.
+	file := filepath.Join(socketDir(t), "file")
+	os.WriteFile(file, []byte("keep"), 0o600)
+	cfg.HTTP.UnixSocket = file
+	notSock, _ := NewServer(Options{Config: cfg, Bus: h.bus, Logger: NewLogger(LogConfig{}, io.Discard), Registry: prometheus.NewRegistry()})
+	if err := notSock.Listen(); err == nil || !strings.Contains(err.Error(), "not a socket") {
+		t.Fatalf("Listen on a regular file = %v", err)
+	}
+	if b, _ := os.ReadFile(file); string(b) != "keep" {
+		t.Fatal("the regular file was touched")
+	}
+}

@@ -1,0 +1,379 @@
+package sidecar
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// streamSpec is what one SSE request asks for.
+type streamSpec struct {
+	tenant    uuid.UUID
+	events    *EventPattern // nil: no lifecycle feed
+	streamKey string        // "": no generic stream feed
+	taskOnly  string        // when set, keep only the stream events of this task
+	types     TypeFilter
+	replay    bool // without a cursor, start with what the backend holds (workflow and task streams)
+	cursor    *Cursor
+	earliest  bool
+}
+
+// sseRetry is the reconnection delay suggested to EventSource clients.
+const sseRetry = 2 * time.Second
+
+// maxFrameBatch is how many bytes of frames are gathered before a write.
+const maxFrameBatch = 32 << 10
+
+func (s *Server) handleWorkflowStream(w http.ResponseWriter, r *http.Request) {
+	spec, err := s.streamRequest(r, false)
+	if err == nil {
+		var id string
+		if id, err = ParseID("id", r.PathValue("id")); err == nil {
+			if u, perr := uuid.Parse(id); perr == nil && spec.types.Lifecycle() {
+				p := ForWorkflow(spec.tenant, u)
+				p.EventTypePrefix = spec.types.Prefix()
+				spec.events = &p
+			}
+			if spec.types.Streams() {
+				spec.streamKey = id
+			}
+			spec.replay = true
+		}
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.serveSSE(w, r, spec)
+}
+
+func (s *Server) handleTaskStream(w http.ResponseWriter, r *http.Request) {
+	spec, err := s.streamRequest(r, false)
+	var id, wf string
+	if err == nil {
+		id, err = ParseID("id", r.PathValue("id"))
+	}
+	if err == nil {
+		if q := r.URL.Query().Get("workflow_execution_id"); q != "" {
+			wf, err = ParseID("workflow_execution_id", q)
+		}
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if u, perr := uuid.Parse(id); perr == nil && spec.types.Lifecycle() {
+		p := ForTask(spec.tenant, u)
+		p.EventTypePrefix = spec.types.Prefix()
+		spec.events = &p
+	}
+	if spec.types.Streams() {
+		spec.streamKey = id // a standalone task's stream is keyed by the task
+		if wf != "" {
+			spec.streamKey, spec.taskOnly = wf, id // a task inside a workflow: its events of the workflow's stream
+		}
+	}
+	spec.replay = true
+	s.serveSSE(w, r, spec)
+}
+
+func (s *Server) handleTenantStream(w http.ResponseWriter, r *http.Request) {
+	spec, err := s.streamRequest(r, true)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	q := r.URL.Query()
+	p := AllEvents(spec.tenant)
+	p.EventTypePrefix = spec.types.Prefix()
+	p.Source = q.Get("source")
+	for _, f := range []struct {
+		name string
+		dst  **uuid.UUID
+	}{{"workflow_execution_id", &p.WorkflowExecutionID}, {"task_execution_id", &p.TaskExecutionID}} {
+		if v := q.Get(f.name); v != "" {
+			u, err := uuid.Parse(v)
+			if err != nil || len(v) != 36 {
+				s.writeError(w, r, fieldError(f.name, "%q is not a UUID", v))
+				return
+			}
+			*f.dst = &u
+		}
+	}
+	spec.events = &p
+	s.serveSSE(w, r, spec)
+}
+
+// streamRequest reads what every stream endpoint shares: the tenant, the types and the cursor.
+func (s *Server) streamRequest(r *http.Request, lifecycleOnly bool) (streamSpec, error) {
+	var spec streamSpec
+	q := r.URL.Query()
+	var body uuid.UUID
+	if v := q.Get("tenant_id"); v != "" {
+		u, err := uuid.Parse(v)
+		if err != nil || len(v) != 36 || u == uuid.Nil {
+			return spec, fieldError("tenant_id", "%q is not a non-nil UUID", v)
+		}
+		body = u
+	}
+	tenant, err := s.tenantFor(r, body, "tenant_id")
+	if err != nil {
+		return spec, err
+	}
+	if tenant == uuid.Nil {
+		return spec, fieldError("tenant_id", "is required: pass ?tenant_id=<uuid> or the %s header (or set events.default_tenant_id)", TenantHeader)
+	}
+	spec.tenant = tenant
+	if spec.types, err = ParseTypes(q.Get("types"), lifecycleOnly); err != nil {
+		return spec, err
+	}
+	last := r.Header.Get("Last-Event-ID") // the header wins: EventSource re-sends the original URL
+	if last == "" {
+		last = q.Get("last_event_id")
+	}
+	switch last {
+	case "":
+	case CursorEarliest:
+		spec.earliest = true
+	default:
+		c, err := ParseCursor(last)
+		if err != nil {
+			return spec, err
+		}
+		spec.cursor = &c
+	}
+	return spec, nil
+}
+
+// start returns where a feed begins: after the cursor's position for it, else from the earliest held event when asked
+// or when the client has had nothing from this feed yet, else live.
+func (spec *streamSpec) start(has bool, p Position) Start {
+	switch {
+	case spec.cursor != nil && has:
+		return StartAfter(p)
+	case spec.earliest || spec.replay || spec.cursor != nil:
+		return StartEarliest()
+	}
+	return StartLive()
+}
+
+// sseConn is the state of one SSE response: its feeds, its cursor and its write buffer.
+type sseConn struct {
+	s      *Server
+	w      http.ResponseWriter
+	rc     *http.ResponseController
+	spec   *streamSpec
+	cursor Cursor
+	buf    []byte
+
+	ev     Subscription[FlovynEvent]
+	st     Subscription[StreamEvent]
+	nextEv *Delivery[FlovynEvent]
+	nextSt *Delivery[StreamEvent]
+	evD    Delivery[FlovynEvent]
+	stD    Delivery[StreamEvent]
+}
+
+// serveSSE subscribes to the feeds of spec, flushes the headers, and writes frames until the client goes away, the
+// server shuts down or the bus closes.
+func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, spec streamSpec) {
+	if err := s.subs.acquire(spec.tenant); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	defer s.subs.release(spec.tenant)
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel() // ends the subscriptions
+	c := &sseConn{s: s, w: w, rc: http.NewResponseController(w), spec: &spec}
+	if spec.cursor != nil {
+		c.cursor = *spec.cursor
+	}
+	var err error
+	if spec.events != nil {
+		if c.ev, err = s.bus.SubscribeEvents(ctx, *spec.events, spec.start(c.cursor.HasEvents, c.cursor.Events)); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+	}
+	if spec.streamKey != "" {
+		if c.st, err = s.bus.SubscribeStream(ctx, spec.tenant, spec.streamKey, spec.start(c.cursor.HasStreams, c.cursor.Streams)); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+	}
+	s.metrics.subscribers.Inc()
+	defer s.metrics.subscribers.Dec()
+
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
+	c.buf = append(c.buf, "retry: "...)
+	c.buf = strconv.AppendInt(c.buf, sseRetry.Milliseconds(), 10)
+	c.buf = append(c.buf, "\n\n"...)
+	if c.flush() != nil {
+		return
+	}
+	c.loop(ctx)
+}
+
+func (c *sseConn) loop(ctx context.Context) {
+	var evReady, stReady <-chan struct{}
+	var evDone, stDone <-chan struct{}
+	if c.ev != nil {
+		evReady, evDone = c.ev.Ready(), c.ev.Done()
+	}
+	if c.st != nil {
+		stReady, stDone = c.st.Ready(), c.st.Done()
+	}
+	heartbeat := time.NewTicker(c.s.cfg.SSE.Heartbeat.D())
+	defer heartbeat.Stop()
+	for {
+		c.drain()
+		if len(c.buf) > 0 && c.flush() != nil {
+			return
+		}
+		select {
+		case <-evReady:
+		case <-stReady:
+		case <-heartbeat.C:
+			c.buf = append(c.buf, ": keep-alive\n\n"...)
+		case <-ctx.Done():
+			return
+		case <-c.s.streamsCtx.Done():
+			return
+		case <-evDone:
+			return
+		case <-stDone:
+			return
+		}
+	}
+}
+
+// drain encodes every pending delivery of both feeds into the buffer, oldest arrival first, writing out when the buffer
+// is large.
+func (c *sseConn) drain() {
+	for {
+		if c.nextEv == nil && c.ev != nil {
+			if d, ok := c.ev.Next(); ok {
+				c.evD, c.nextEv = d, &c.evD
+			}
+		}
+		if c.nextSt == nil && c.st != nil {
+			if d, ok := c.st.Next(); ok {
+				c.stD, c.nextSt = d, &c.stD
+			}
+		}
+		switch {
+		case c.nextEv != nil && (c.nextSt == nil || c.nextEv.Arrival <= c.nextSt.Arrival):
+			c.writeEvent(c.nextEv)
+			c.nextEv = nil
+		case c.nextSt != nil:
+			c.writeStream(c.nextSt)
+			c.nextSt = nil
+		default:
+			return
+		}
+		if len(c.buf) >= maxFrameBatch && c.flush() != nil {
+			return
+		}
+	}
+}
+
+func (c *sseConn) writeEvent(d *Delivery[FlovynEvent]) {
+	if d.Gap != nil {
+		c.writeGap(d.Gap)
+		return
+	}
+	c.cursor.Events, c.cursor.HasEvents = d.Pos, true
+	if !c.spec.types.MatchesType(d.Value.EventType) {
+		return
+	}
+	c.buf = c.appendID(c.buf)
+	c.buf = append(c.buf, "event: lifecycle\ndata: "...)
+	c.buf = d.Value.AppendJSON(c.buf)
+	c.buf = append(c.buf, "\n\n"...)
+	c.s.metrics.delivered.WithLabelValues("lifecycle").Inc()
+}
+
+func (c *sseConn) writeStream(d *Delivery[StreamEvent]) {
+	if d.Gap != nil {
+		c.writeGap(d.Gap)
+		return
+	}
+	c.cursor.Streams, c.cursor.HasStreams = d.Pos, true
+	se := d.Value
+	if !c.spec.types.MatchesKind(se.Type) || (c.spec.taskOnly != "" && se.TaskExecutionID != c.spec.taskOnly) {
+		return
+	}
+	c.buf = c.appendID(c.buf)
+	c.buf = append(c.buf, "event: "...)
+	c.buf = append(c.buf, se.Type.SSEName()...)
+	c.buf = append(c.buf, '\n')
+	c.buf = appendData(c.buf, se.Payload)
+	c.buf = append(c.buf, '\n')
+	c.s.metrics.delivered.WithLabelValues(se.Type.SSEName()).Inc()
+}
+
+func (c *sseConn) writeGap(g *Gap) {
+	c.buf = append(c.buf, "event: gap\ndata: "...)
+	c.buf = g.AppendJSON(c.buf)
+	c.buf = append(c.buf, "\n\n"...)
+	if g.Missed > 0 {
+		c.s.metrics.dropped.WithLabelValues(string(g.Reason)).Add(float64(g.Missed))
+	}
+}
+
+func (c *sseConn) appendID(dst []byte) []byte {
+	dst = append(dst, "id: "...)
+	dst = append(dst, c.cursor.String()...)
+	return append(dst, '\n')
+}
+
+// appendData appends payload as data: lines, one per line of the payload (CRLF, LF or CR end a line), as the SSE
+// standard requires; the client joins them back with LF.
+func appendData(dst []byte, payload string) []byte {
+	for {
+		i := indexLineEnd(payload)
+		dst = append(dst, "data: "...)
+		if i < 0 {
+			dst = append(dst, payload...)
+			return append(dst, '\n')
+		}
+		dst = append(dst, payload[:i]...)
+		dst = append(dst, '\n')
+		if payload[i] == '\r' && i+1 < len(payload) && payload[i+1] == '\n' {
+			i++
+		}
+		payload = payload[i+1:]
+	}
+}
+
+func indexLineEnd(s string) int {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\n' || s[i] == '\r' {
+			return i
+		}
+	}
+	return -1
+}
+
+// flush writes the buffer and flushes it to the client within sse.write_timeout; a client that cannot take it is
+// dropped, so a stalled reader never holds more than its bounded queue.
+func (c *sseConn) flush() error {
+	_ = c.rc.SetWriteDeadline(time.Now().Add(c.s.cfg.SSE.WriteTimeout.D()))
+	_, err := c.w.Write(c.buf)
+	if err == nil {
+		err = c.rc.Flush()
+	}
+	c.buf = c.buf[:0]
+	if cap(c.buf) > 4*maxFrameBatch {
+		c.buf = nil // do not keep a burst's buffer for an idle stream
+	}
+	return err
+}
