@@ -59,10 +59,10 @@ func (s *Server) openAPI() map[string]any {
 }
 
 var (
-	str       = map[string]any{"type": "string"}
-	integer   = map[string]any{"type": "integer"}
-	nullUUID  = map[string]any{"type": []string{"string", "null"}, "format": "uuid"}
-	anyJSON   = map[string]any{"description": "any JSON value"}
+	str        = map[string]any{"type": "string"}
+	integer    = map[string]any{"type": "integer"}
+	nullUUID   = map[string]any{"type": []string{"string", "null"}, "format": "uuid"}
+	anyJSON    = map[string]any{"description": "any JSON value"}
 	problemRef = map[string]any{"$ref": "#/components/responses/Problem"}
 
 	flovynEventSchema = map[string]any{"type": "object", "additionalProperties": false, "required": []string{"event_type"},
