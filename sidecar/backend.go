@@ -19,6 +19,8 @@ func OpenBus(ctx context.Context, cfg *Config, log *slog.Logger) (Bus, error) {
 			IdleTTL:      cfg.Memory.IdleTTL.D(),
 			DedupWindow:  cfg.JetStream.DuplicateWindow.D(),
 		}), nil
+	case "jetstream":
+		return NewJetStreamBus(ctx, cfg, JetStreamOptions{}, log)
 	}
 	return nil, fmt.Errorf("backend %q is not available in this build", cfg.Backend)
 }

@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"context"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -84,6 +85,9 @@ type topic[T any] struct {
 	lastUsed time.Time
 	removed  bool // set by the sweeper under hub.mu and topic.mu: callers holding a stale pointer retry
 	dedup    dedupTable
+	// coverStart is the first sequence a fed topic has seen every item from (the start of its NATS feed); items before
+	// it are only in the store. 0 for the memory backend, whose topics hold everything there is.
+	coverStart uint64
 }
 
 // lockTopic returns the topic of key, locked, creating it when create is true; nil when absent and not created, or when
@@ -121,7 +125,13 @@ func (h *hub[T]) lockTopic(key topicKey, create bool) *topic[T] {
 
 // publish appends v to the topic of key and hands it to the matching subscribers of the buckets idx. With a non-nil
 // dedupID already seen within the window, it stores nothing and returns the original sequence with duplicate true.
-func (h *hub[T]) publish(key topicKey, v *T, idx []indexKey, dedupID uuid.UUID, now time.Time) (seq uint64, duplicate bool, err error) {
+//
+// A feed that numbers its items itself (JetStream stream sequences) passes seq > 0: an item at or before the topic's
+// head is a redelivery and is ignored. With seq 0 the topic numbers the item.
+//
+// arrival orders items across feeds: 0 takes the next value of the bus' counter (memory), a NATS feed passes the
+// message's stream timestamp in nanoseconds, so live and replayed items compare alike.
+func (h *hub[T]) publish(key topicKey, v *T, seq, arrival uint64, idx []indexKey, dedupID uuid.UUID, now time.Time) (uint64, bool, error) {
 	t := h.lockTopic(key, true)
 	if t == nil {
 		return 0, false, ErrClosed
@@ -132,8 +142,16 @@ func (h *hub[T]) publish(key topicKey, v *T, idx []indexKey, dedupID uuid.UUID, 
 			return orig, true, nil
 		}
 	}
-	e := entry[T]{seq: t.nextSeq, arrival: h.arrival.Add(1), v: v}
-	t.nextSeq++
+	if seq == 0 {
+		seq = t.nextSeq
+	} else if seq < t.nextSeq {
+		return seq, true, nil
+	}
+	t.nextSeq = seq + 1
+	if arrival == 0 {
+		arrival = h.arrival.Add(1)
+	}
+	e := entry[T]{seq: seq, arrival: arrival, v: v}
 	if old, overwritten := t.ring.push(e, h.cfg.capacity); overwritten {
 		t.dropped = old.seq
 	}
@@ -154,25 +172,138 @@ func (h *hub[T]) publish(key topicKey, v *T, idx []indexKey, dedupID uuid.UUID, 
 // subscribe registers a subscriber of the topic of key in bucket idx. Under the topic's lock it first queues what from
 // asks for out of the ring, so nothing is missed or repeated between the replay and live delivery.
 func (h *hub[T]) subscribe(ctx context.Context, key topicKey, idx indexKey, match func(*T) bool, from Start) (*subscriber[T], error) {
-	if h.cfg.broadcast {
-		idx = indexKey{}
-	}
 	t := h.lockTopic(key, true)
 	if t == nil {
 		return nil, ErrClosed
 	}
-	s := &subscriber[T]{hub: h, topic: t, key: key, idx: idx, match: match, epoch: h.epoch,
-		ready: make(chan struct{}, 1), done: make(chan struct{})}
+	s := h.newSubscriber(t, key, idx, match, make(chan struct{}, 1))
 	h.replay(t, s, from)
-	b := t.buckets[idx]
-	s.slot = len(b)
-	t.buckets[idx] = append(b, s)
-	t.nsubs++
+	t.register(s)
 	t.mu.Unlock()
 	if ctx.Done() != nil {
 		s.stopCtx = context.AfterFunc(ctx, func() { s.Close() })
 	}
 	return s, nil
+}
+
+func (h *hub[T]) newSubscriber(t *topic[T], key topicKey, idx indexKey, match func(*T) bool, ready chan struct{}) *subscriber[T] {
+	if h.cfg.broadcast {
+		idx = indexKey{}
+	}
+	return &subscriber[T]{hub: h, topic: t, key: key, idx: idx, match: match, epoch: h.epoch, ready: ready,
+		done: make(chan struct{})}
+}
+
+// register adds s to the topic's index. The topic is locked.
+func (t *topic[T]) register(s *subscriber[T]) {
+	b := t.buckets[s.idx]
+	s.slot = len(b)
+	t.buckets[s.idx] = append(b, s)
+	t.nsubs++
+}
+
+// resetTopic replaces the topic of key with an empty one whose feed starts at start, and returns nothing: subscribers
+// of the old topic (there should be none) are closed.
+func (h *hub[T]) resetTopic(key topicKey, start uint64) {
+	h.mu.Lock()
+	old := h.topics[key]
+	if !h.closed {
+		h.topics[key] = &topic[T]{nextSeq: start, coverStart: start, lastUsed: time.Now(),
+			buckets: make(map[indexKey][]*subscriber[T])}
+	}
+	h.mu.Unlock()
+	if old != nil {
+		old.mu.Lock()
+		old.removed = true
+		old.mu.Unlock()
+	}
+}
+
+// removeTopic drops the topic of key (its feed stopped: it no longer sees every item).
+func (h *hub[T]) removeTopic(key topicKey) {
+	h.mu.Lock()
+	t := h.topics[key]
+	delete(h.topics, key)
+	h.mu.Unlock()
+	if t != nil {
+		t.mu.Lock()
+		t.removed = true
+		t.mu.Unlock()
+	}
+}
+
+// attach registers a live subscriber on a fed topic whose earlier items came from the store, without a hole or a
+// repeat at the seam. after is the last sequence the caller has examined in the store; stored holds items fetched from
+// the store (sorted, all after after) still to deliver. Under the topic's lock, attach merges stored with the ring's
+// items after after that match, registers the subscriber, and returns the merged items to deliver before the
+// subscriber's queue. Without force, it refuses (ok false) when the ring no longer holds everything after after: the
+// caller reads further in the store first. It returns ErrClosed when the topic is gone.
+func (h *hub[T]) attach(key topicKey, idx indexKey, match func(*T) bool, after uint64, stored []entry[T], mode attachMode,
+	ready chan struct{}) (s *subscriber[T], merged []entry[T], ok bool, err error) {
+	t := h.lockTopic(key, false)
+	if t == nil {
+		return nil, nil, false, ErrClosed
+	}
+	defer t.mu.Unlock()
+	cover := max(t.coverStart, t.dropped+1)
+	switch mode {
+	case attachLive:
+		after = t.nextSeq - 1
+	case attachCovered:
+		ok = cover <= after+1
+	case attachCaughtUp:
+		ok = cover <= after+1 || t.dropped <= after
+	}
+	if mode != attachLive && mode != attachAlways && !ok {
+		return nil, nil, false, nil
+	}
+	merged = stored[:len(stored):len(stored)]
+	last := after
+	if len(stored) > 0 {
+		last = max(last, stored[len(stored)-1].seq)
+	}
+	for i := 0; i < t.ring.n; i++ {
+		e := t.ring.at(i)
+		if e.seq <= after || (match != nil && !match(e.v)) {
+			continue
+		}
+		if e.seq > last {
+			merged = append(merged, e)
+			last = e.seq
+			continue
+		}
+		merged = insertEntry(merged, e) // an item the store did not give (not indexed yet, or another producer's)
+	}
+	s = h.newSubscriber(t, key, idx, match, ready)
+	t.register(s)
+	return s, merged, true, nil
+}
+
+// attachMode says when attach may join the live feed.
+type attachMode uint8
+
+const (
+	// attachCovered: only when the ring holds every item after the position.
+	attachCovered attachMode = iota
+	// attachCaughtUp: the store has nothing more after the position (as of the last read); the ring must not have
+	// dropped anything after it.
+	attachCaughtUp
+	// attachAlways: the caller has merged what it could from the store (the per-workflow index).
+	attachAlways
+	// attachLive: from the topic's head, with nothing replayed.
+	attachLive
+)
+
+// insertEntry inserts e into the sorted entries unless an entry with its sequence is there.
+func insertEntry[T any](entries []entry[T], e entry[T]) []entry[T] {
+	i := sort.Search(len(entries), func(i int) bool { return entries[i].seq >= e.seq })
+	if i < len(entries) && entries[i].seq == e.seq {
+		return entries
+	}
+	entries = append(entries, entry[T]{})
+	copy(entries[i+1:], entries[i:])
+	entries[i] = e
+	return entries
 }
 
 // replay queues into s the held items from asks for, preceded by a gap notice when from points before what is held.

@@ -141,7 +141,7 @@ func (b *MemoryBus) PublishEvent(ctx context.Context, e *FlovynEvent) (PublishRe
 		return PublishResult{}, err
 	}
 	var buf [3]indexKey
-	seq, dup, err := b.events.publish(topicKey{tenant: e.TenantID}, e, eventIndex(e, &buf), e.ID, time.Now())
+	seq, dup, err := b.events.publish(topicKey{tenant: e.TenantID}, e, 0, 0, eventIndex(e, &buf), e.ID, time.Now())
 	if err != nil {
 		return PublishResult{}, errorf("publish event", err)
 	}
@@ -170,7 +170,7 @@ func (b *MemoryBus) PublishStream(ctx context.Context, s *StreamEvent) (PublishR
 		return PublishResult{}, err
 	}
 	all := [1]indexKey{}
-	seq, _, err := b.streams.publish(topicKey{tenant: s.TenantID, stream: key}, s, all[:], uuid.Nil, time.Now())
+	seq, _, err := b.streams.publish(topicKey{tenant: s.TenantID, stream: key}, s, 0, 0, all[:], uuid.Nil, time.Now())
 	if err != nil {
 		return PublishResult{}, errorf("publish stream", err)
 	}

@@ -61,11 +61,11 @@ func TestMemoryDedupWindow(t *testing.T) {
 	key := topicKey{tenant: e.TenantID}
 	now := time.Now()
 	idx := []indexKey{{}}
-	s1, _, _ := h.publish(key, e, idx, e.ID, now)
-	if s, dup, _ := h.publish(key, e, idx, e.ID, now.Add(59*time.Second)); !dup || s != s1 {
+	s1, _, _ := h.publish(key, e, 0, 0, idx, e.ID, now)
+	if s, dup, _ := h.publish(key, e, 0, 0, idx, e.ID, now.Add(59*time.Second)); !dup || s != s1 {
 		t.Fatalf("within the window: seq %d dup %v; want %d true", s, dup, s1)
 	}
-	if _, dup, _ := h.publish(key, e, idx, e.ID, now.Add(61*time.Second)); dup {
+	if _, dup, _ := h.publish(key, e, 0, 0, idx, e.ID, now.Add(61*time.Second)); dup {
 		t.Fatal("after the window the id was still a duplicate")
 	}
 }

@@ -1,0 +1,430 @@
+package sidecar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/flovyn/eventhook/subjects"
+)
+
+// The JetStream backend stores every lifecycle event in the stream FLOVYN_EVENTS (flovyn.events.>) and every generic
+// stream event in FLOVYN_STREAMS (flovyn.streams.workflow.>), acknowledged before the client gets 2xx.
+//
+// Live delivery never opens a NATS consumer per SSE client: one ordered consumer per tenant with subscribers (and one
+// per workflow stream with subscribers) feeds the in-process hub, which fans out with the same indexed fan-out as the
+// memory backend. Whatever reaches the subjects is delivered, whoever published it.
+//
+// Replay (a cursor, earliest, a late subscriber, a subscriber overtaken by live traffic) reads the store, then attaches
+// to the hub under the topic's lock at a sequence both sides agree on, so there is no hole and no repeat at the seam.
+//
+// Per-workflow replay uses an index kept in JetStream, in the stream <events_stream>_INDEX (flovyn.index.>): for each
+// event with a workflow or task id that this sidecar publishes, a small message on flovyn.index.<tenant>.w.<workflow>
+// (and .t.<task>) holding the event's stream sequence, written after the event's ack and before the client's 2xx. A
+// late subscriber to a workflow reads its index subject (JetStream keeps a per-subject index, so this does not scan the
+// tenant's history) and fetches those events by sequence. The index survives restarts and is shared by every sidecar.
+// Events that other producers publish straight onto NATS have no index entry: a late subscriber gets them only while
+// they are in the hub's ring of recent events of the tenant (memory.event_buffer), not from older history.
+
+// IndexPrefix starts the subjects of the per-workflow index.
+const IndexPrefix = "flovyn.index."
+
+// JetStreamOptions tunes a JetStreamBus beyond its configuration.
+type JetStreamOptions struct {
+	// FeedLinger keeps a NATS feed (and its ring) open this long after its last subscriber leaves, so a reconnecting
+	// client resumes from memory (default 30s; negative: close at once).
+	FeedLinger time.Duration
+}
+
+// JetStreamBus is the jetstream backend. See the package documentation and the comments of this file for its design.
+type JetStreamBus struct {
+	cfg    *Config
+	opts   JetStreamOptions
+	log    *slog.Logger
+	conn   *natsConn
+	js     jetstream.JetStream
+	events *jsKind[FlovynEvent]
+	stream *jsKind[StreamEvent]
+	index  jetstream.Stream
+
+	stats busStats
+
+	ctx    context.Context // cancelled by Close: ends replay workers
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // replay workers
+
+	mu     sync.Mutex
+	feeds  map[string]*jsFeed // by filter subject
+	closed bool
+}
+
+var (
+	_ Bus            = (*JetStreamBus)(nil)
+	_ BatchPublisher = (*JetStreamBus)(nil)
+	_ Pinger         = (*JetStreamBus)(nil)
+	_ PayloadLimiter = (*JetStreamBus)(nil)
+)
+
+// busStats counts what a NATS-fed bus drops; the metrics read them.
+type busStats struct {
+	invalid    atomic.Uint64 // messages on our subjects that are not valid events
+	untenanted atomic.Uint64 // stream events without the tenant header
+}
+
+// DropCounter is implemented by backends that discard messages they receive from NATS.
+type DropCounter interface {
+	// Dropped returns how many messages were discarded: invalid ones and untenanted stream events.
+	Dropped() (invalid, untenanted uint64)
+}
+
+// Dropped implements DropCounter.
+func (b *JetStreamBus) Dropped() (invalid, untenanted uint64) {
+	return b.stats.invalid.Load(), b.stats.untenanted.Load()
+}
+
+// jsKind is one family of feeds: lifecycle events or generic streams.
+type jsKind[T any] struct {
+	stream jetstream.Stream
+	name   string
+	hub    *hub[T]
+	epoch  uint64
+}
+
+// NewJetStreamBus connects to NATS (starting the embedded server when configured), creates or verifies the streams, and
+// returns the bus. It returns an error saying what failed: the server, the connection, or the streams.
+func NewJetStreamBus(ctx context.Context, cfg *Config, opts JetStreamOptions, log *slog.Logger) (*JetStreamBus, error) {
+	if opts.FeedLinger == 0 {
+		opts.FeedLinger = 30 * time.Second
+	}
+	conn, err := connectNATS(ctx, cfg.NATS, "eventhook", log)
+	if err != nil {
+		return nil, err
+	}
+	b, err := newJetStreamBus(ctx, cfg, opts, log, conn)
+	if err != nil {
+		conn.close()
+		return nil, err
+	}
+	return b, nil
+}
+
+func newJetStreamBus(ctx context.Context, cfg *Config, opts JetStreamOptions, log *slog.Logger, conn *natsConn) (*JetStreamBus, error) {
+	js, err := jetstream.New(conn.nc)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, max(cfg.NATS.ConnectTimeout.D(), 5*time.Second))
+	defer cancel()
+	evs, idx, sts, err := ensureStreams(ctx, js, cfg)
+	if err != nil {
+		return nil, err
+	}
+	arrival := new(atomic.Uint64)
+	ring := func(n int) hubConfig { return hubConfig{capacity: n, idleTTL: time.Hour} }
+	b := &JetStreamBus{cfg: cfg, opts: opts, log: log, conn: conn, js: js, index: idx, feeds: map[string]*jsFeed{}}
+	b.events = &jsKind[FlovynEvent]{stream: evs, name: cfg.JetStream.EventsStream, epoch: streamEpoch(evs)}
+	b.events.hub = newHub[FlovynEvent](ring(cfg.Memory.EventBuffer), b.events.epoch, arrival)
+	b.stream = &jsKind[StreamEvent]{stream: sts, name: cfg.JetStream.StreamsStream, epoch: streamEpoch(sts)}
+	b.stream.hub = newHub[StreamEvent](ring(cfg.Memory.StreamBuffer), b.stream.epoch, arrival)
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	return b, nil
+}
+
+// streamEpoch identifies a stream's numbering: its creation time. A stream deleted and created again numbers anew, and
+// cursors of the old one are recognised (a reset gap).
+func streamEpoch(s jetstream.Stream) uint64 {
+	return uint64(s.CachedInfo().Created.UnixMilli())
+}
+
+// indexStreamName is the name of the per-workflow index stream.
+func indexStreamName(cfg *Config) string { return cfg.JetStream.EventsStream + "_INDEX" }
+
+// streamConfigs returns the configuration the three streams must have.
+func streamConfigs(cfg *Config) []jetstream.StreamConfig {
+	j := cfg.JetStream
+	dup := j.DuplicateWindow.D()
+	return []jetstream.StreamConfig{
+		{Name: j.EventsStream, Subjects: []string{subjects.AllEvents}, Storage: jetstream.FileStorage,
+			MaxAge: j.EventsMaxAge.D(), MaxBytes: j.EventsMaxBytes, Replicas: j.Replicas, Duplicates: dup,
+			AllowDirect: true, Description: "Flovyn lifecycle events (eventhook)"},
+		{Name: indexStreamName(cfg), Subjects: []string{IndexPrefix + ">"}, Storage: jetstream.FileStorage,
+			MaxAge: j.EventsMaxAge.D(), Replicas: j.Replicas, Duplicates: dup, AllowDirect: true,
+			Description: "per-workflow and per-task index of " + j.EventsStream + " (eventhook)"},
+		{Name: j.StreamsStream, Subjects: []string{subjects.AllStreams}, Storage: jetstream.FileStorage,
+			MaxAge: j.StreamsMaxAge.D(), Replicas: j.Replicas, Duplicates: min(dup, j.StreamsMaxAge.D()),
+			AllowDirect: true, Description: "Flovyn generic streams: tokens, progress, data, errors (eventhook)"},
+	}
+}
+
+// ensureStreams creates or updates the streams (jetstream.manage_streams), or verifies that they exist with the
+// subjects and storage eventhook relies on, naming what differs.
+func ensureStreams(ctx context.Context, js jetstream.JetStream, cfg *Config) (events, index, streams jetstream.Stream, err error) {
+	manage := cfg.JetStream.ManageStreams == nil || *cfg.JetStream.ManageStreams
+	var out []jetstream.Stream
+	for _, want := range streamConfigs(cfg) {
+		var s jetstream.Stream
+		if manage {
+			s, err = js.CreateOrUpdateStream(ctx, want)
+			if err != nil {
+				return nil, nil, nil, fmt.Errorf("create or update stream %s: %w", want.Name, err)
+			}
+		} else {
+			s, err = js.Stream(ctx, want.Name)
+			if err != nil {
+				return nil, nil, nil, fmt.Errorf("stream %s (jetstream.manage_streams is false, so it must exist): %w", want.Name, err)
+			}
+			if err := verifyStream(s.CachedInfo().Config, want); err != nil {
+				return nil, nil, nil, err
+			}
+		}
+		out = append(out, s)
+	}
+	return out[0], out[1], out[2], nil
+}
+
+func verifyStream(got, want jetstream.StreamConfig) error {
+	var diffs []string
+	for _, subj := range want.Subjects {
+		if !slices.Contains(got.Subjects, subj) {
+			diffs = append(diffs, fmt.Sprintf("subjects %v lack %q", got.Subjects, subj))
+		}
+	}
+	if got.Storage != want.Storage {
+		diffs = append(diffs, fmt.Sprintf("storage is %s, want %s", got.Storage, want.Storage))
+	}
+	if got.Duplicates < want.Duplicates {
+		diffs = append(diffs, fmt.Sprintf("duplicate window %v is shorter than jetstream.duplicate_window %v", got.Duplicates, want.Duplicates))
+	}
+	if got.Retention != jetstream.LimitsPolicy {
+		diffs = append(diffs, fmt.Sprintf("retention is %s, want limits", got.Retention))
+	}
+	if len(diffs) > 0 {
+		return fmt.Errorf("stream %s differs from what eventhook needs: %s", want.Name, strings.Join(diffs, "; "))
+	}
+	return nil
+}
+
+// Ping implements Pinger: a stream info round trip to JetStream.
+func (b *JetStreamBus) Ping(ctx context.Context) error {
+	if !b.conn.connected() {
+		return errors.New("not connected to NATS")
+	}
+	if _, err := b.events.stream.Info(ctx); err != nil {
+		return fmt.Errorf("stream %s: %w", b.events.name, err)
+	}
+	return nil
+}
+
+// MaxPayload implements PayloadLimiter.
+func (b *JetStreamBus) MaxPayload() int { return int(b.conn.nc.MaxPayload()) }
+
+// unavailable maps a NATS error to ErrUnavailable (keeping the cause) unless it is the caller's context.
+func unavailable(op string, err error) error {
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
+	return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
+}
+
+// eventMsg builds the NATS message of an event: its subject, Nats-Msg-Id <tenant>:<id> (so one tenant can never
+// suppress another's event), and its JSON.
+func eventMsg(e *FlovynEvent) (*nats.Msg, error) {
+	subj, err := e.Subject()
+	if err != nil {
+		return nil, err
+	}
+	m := &nats.Msg{Subject: subj, Header: nats.Header{}, Data: e.AppendJSON(make([]byte, 0, 256+len(e.Data)))}
+	m.Header.Set(jetstream.MsgIDHeader, e.TenantID.String()+":"+e.ID.String())
+	return m, nil
+}
+
+// indexMsgs returns the index messages of the event stored at seq.
+func indexMsgs(e *FlovynEvent, seq uint64) []*nats.Msg {
+	var out []*nats.Msg
+	add := func(kind string, id *uuid.UUID) {
+		if id == nil {
+			return
+		}
+		m := &nats.Msg{Subject: indexSubject(e.TenantID, kind, *id), Header: nats.Header{}, Data: strconv.AppendUint(nil, seq, 10)}
+		m.Header.Set(jetstream.MsgIDHeader, strconv.FormatUint(seq, 10)+"."+kind)
+		out = append(out, m)
+	}
+	add("w", e.WorkflowExecutionID)
+	add("t", e.TaskExecutionID)
+	return out
+}
+
+func indexSubject(tenant uuid.UUID, kind string, id uuid.UUID) string {
+	return IndexPrefix + tenant.String() + "." + kind + "." + id.String()
+}
+
+// PublishEvent implements EventPublisher: it returns after JetStream's PubAck (and the index's), or ErrUnavailable at
+// once when NATS is not connected.
+func (b *JetStreamBus) PublishEvent(ctx context.Context, e *FlovynEvent) (PublishResult, error) {
+	res, errs := b.PublishEvents(ctx, []*FlovynEvent{e})
+	return res[0], errs[0]
+}
+
+// PublishEvents implements BatchPublisher: every event is published asynchronously, then every ack awaited; then the
+// index entries of the stored events likewise. A retried event is answered as a duplicate with its original sequence,
+// and its index entries are written again (deduplicated), which repairs an index a crash left behind.
+func (b *JetStreamBus) PublishEvents(ctx context.Context, events []*FlovynEvent) ([]PublishResult, []error) {
+	results := make([]PublishResult, len(events))
+	errs := make([]error, len(events))
+	if b.isClosed() {
+		fill(errs, ErrClosed)
+		return results, errs
+	}
+	if !b.conn.connected() {
+		fill(errs, fmt.Errorf("publish: %w: not connected to NATS", ErrUnavailable))
+		return results, errs
+	}
+	msgs := make([]*nats.Msg, len(events))
+	for i, e := range events {
+		m, err := eventMsg(e)
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		msgs[i] = m
+	}
+	acks := b.publishAll(ctx, msgs, errs)
+	var index []*nats.Msg
+	var owner []int
+	for i, a := range acks {
+		if errs[i] != nil {
+			continue
+		}
+		results[i] = PublishResult{Sequence: a.Sequence, Duplicate: a.Duplicate}
+		for _, m := range indexMsgs(events[i], a.Sequence) {
+			index = append(index, m)
+			owner = append(owner, i)
+		}
+	}
+	if len(index) > 0 {
+		ierrs := make([]error, len(index))
+		b.publishAll(ctx, index, ierrs)
+		for j, err := range ierrs {
+			if err != nil && errs[owner[j]] == nil {
+				errs[owner[j]] = fmt.Errorf("index: %w", err) // stored but not indexed: the client's retry repairs it
+			}
+		}
+	}
+	return results, errs
+}
+
+func fill(errs []error, err error) {
+	for i := range errs {
+		errs[i] = err
+	}
+}
+
+// publishAll publishes msgs (nil entries skipped) asynchronously and waits for every ack, within ctx.
+func (b *JetStreamBus) publishAll(ctx context.Context, msgs []*nats.Msg, errs []error) []jetstream.PubAck {
+	acks := make([]jetstream.PubAck, len(msgs))
+	if len(msgs) == 1 && msgs[0] != nil {
+		a, err := b.js.PublishMsg(ctx, msgs[0])
+		if err != nil {
+			errs[0] = unavailable("publish", err)
+		} else {
+			acks[0] = *a
+		}
+		return acks
+	}
+	futures := make([]jetstream.PubAckFuture, len(msgs))
+	for i, m := range msgs {
+		if m == nil {
+			continue
+		}
+		f, err := b.js.PublishMsgAsync(m)
+		if err != nil {
+			errs[i] = unavailable("publish", err)
+			continue
+		}
+		futures[i] = f
+	}
+	for i, f := range futures {
+		if f == nil {
+			continue
+		}
+		select {
+		case a := <-f.Ok():
+			acks[i] = *a
+		case err := <-f.Err():
+			errs[i] = unavailable("publish", err)
+		case <-ctx.Done():
+			errs[i] = unavailable("publish", ctx.Err())
+		}
+	}
+	return acks
+}
+
+// PublishStream implements StreamPublisher: the event goes to flovyn.streams.workflow.<key> with its tenant in the
+// Flovyn-Tenant-Id header.
+func (b *JetStreamBus) PublishStream(ctx context.Context, s *StreamEvent) (PublishResult, error) {
+	if b.isClosed() {
+		return PublishResult{}, ErrClosed
+	}
+	m, err := streamMsg(s)
+	if err != nil {
+		return PublishResult{}, err
+	}
+	if !b.conn.connected() {
+		return PublishResult{}, fmt.Errorf("publish stream: %w: not connected to NATS", ErrUnavailable)
+	}
+	a, err := b.js.PublishMsg(ctx, m)
+	if err != nil {
+		return PublishResult{}, unavailable("publish stream", err)
+	}
+	return PublishResult{Sequence: a.Sequence, Duplicate: a.Duplicate}, nil
+}
+
+func streamMsg(s *StreamEvent) (*nats.Msg, error) {
+	key, err := streamKey(s.TenantID, s.Key())
+	if err != nil {
+		return nil, err
+	}
+	m := &nats.Msg{Subject: subjects.StreamsPrefix + key, Header: nats.Header{}, Data: s.AppendJSON(make([]byte, 0, 128+len(s.Payload)))}
+	m.Header.Set(TenantHeader, s.TenantID.String())
+	return m, nil
+}
+
+func (b *JetStreamBus) isClosed() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.closed
+}
+
+// Close implements Bus: it ends every subscription and feed, waits for replay workers, drains the connection and shuts
+// the embedded server down.
+func (b *JetStreamBus) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	feeds := b.feeds
+	b.feeds = map[string]*jsFeed{}
+	b.mu.Unlock()
+	b.cancel()
+	b.events.hub.close()
+	b.stream.hub.close()
+	for _, f := range feeds {
+		f.stop()
+	}
+	b.wg.Wait()
+	b.conn.close()
+	return nil
+}

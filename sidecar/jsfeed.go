@@ -1,0 +1,322 @@
+package sidecar
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/flovyn/eventhook/subjects"
+)
+
+// jsFeed is one ordered consumer that feeds the hub: the lifecycle events of one tenant (flovyn.events.<tenant>.>), or
+// one generic stream (flovyn.streams.workflow.<key>), whose topics are per tenant. It lives while it has subscribers,
+// and FeedLinger after.
+type jsFeed struct {
+	b       *JetStreamBus
+	subject string
+	isEvent bool
+	tenant  uuid.UUID // event feeds
+	key     string    // stream feeds
+
+	ready chan struct{} // closed when started (or failed: err)
+	err   error
+	cc    jetstream.ConsumeContext
+	cons  jetstream.Consumer
+	sname string
+
+	// Guarded by b.mu.
+	refs   int
+	linger *time.Timer
+
+	// mu serialises the handler with the creation of stream topics, so that a topic created at head+1 misses nothing.
+	mu      sync.Mutex
+	head    uint64             // last stream sequence handled
+	tenants map[uuid.UUID]bool // stream feeds: the tenants that have a topic
+}
+
+// acquireEventFeed returns the running feed of tenant's lifecycle events, starting it when needed; the caller releases it.
+func (b *JetStreamBus) acquireEventFeed(ctx context.Context, tenant uuid.UUID) (*jsFeed, error) {
+	subj, _ := subjects.EventFilter(tenant.String(), "")
+	return b.acquireFeed(ctx, subj, func(f *jsFeed) { f.isEvent, f.tenant = true, tenant })
+}
+
+// acquireStreamFeed returns the running feed of the generic stream key with a topic for tenant.
+func (b *JetStreamBus) acquireStreamFeed(ctx context.Context, tenant uuid.UUID, key string) (*jsFeed, error) {
+	f, err := b.acquireFeed(ctx, subjects.StreamsPrefix+key, func(f *jsFeed) { f.key, f.tenants = key, map[uuid.UUID]bool{} })
+	if err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	if !f.tenants[tenant] {
+		f.tenants[tenant] = true
+		b.stream.hub.resetTopic(topicKey{tenant: tenant, stream: key}, f.head+1)
+	}
+	f.mu.Unlock()
+	return f, nil
+}
+
+func (b *JetStreamBus) acquireFeed(ctx context.Context, subject string, init func(*jsFeed)) (*jsFeed, error) {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil, ErrClosed
+	}
+	f := b.feeds[subject]
+	if f != nil {
+		f.refs++
+		if f.linger != nil {
+			f.linger.Stop()
+			f.linger = nil
+		}
+		b.mu.Unlock()
+		select {
+		case <-f.ready:
+		case <-ctx.Done():
+			b.releaseFeed(f)
+			return nil, ctx.Err()
+		}
+		if f.err != nil {
+			b.releaseFeed(f)
+			return nil, f.err
+		}
+		return f, nil
+	}
+	f = &jsFeed{b: b, subject: subject, ready: make(chan struct{}), refs: 1}
+	init(f)
+	b.feeds[subject] = f
+	b.mu.Unlock()
+	f.err = f.start(ctx)
+	close(f.ready)
+	if f.err != nil {
+		b.mu.Lock()
+		if b.feeds[subject] == f {
+			delete(b.feeds, subject)
+		}
+		b.mu.Unlock()
+		return nil, f.err
+	}
+	return f, nil
+}
+
+// start reads the stream's last sequence S-1, makes the topic(s) start at S, and consumes from S: the topics see every
+// message from S on, and everything before S is in the store.
+func (f *jsFeed) start(ctx context.Context) error {
+	kindStream := f.b.stream.stream
+	name := f.b.stream.name
+	if f.isEvent {
+		kindStream, name = f.b.events.stream, f.b.events.name
+	}
+	if !f.b.conn.connected() {
+		return fmt.Errorf("feed %s: %w: not connected to NATS", f.subject, ErrUnavailable)
+	}
+	info, err := kindStream.Info(ctx)
+	if err != nil {
+		return unavailable("feed "+f.subject, err)
+	}
+	start := info.State.LastSeq + 1
+	f.head = start - 1
+	if f.isEvent {
+		f.b.events.hub.resetTopic(topicKey{tenant: f.tenant}, start)
+	}
+	cons, err := f.b.js.OrderedConsumer(ctx, name, jetstream.OrderedConsumerConfig{
+		FilterSubjects:    []string{f.subject},
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:       start,
+		InactiveThreshold: 10 * time.Second,
+	})
+	if err != nil {
+		return unavailable("feed "+f.subject, err)
+	}
+	f.cons, f.sname = cons, name
+	handler := f.handleStream
+	if f.isEvent {
+		handler = f.handleEvent
+	}
+	f.cc, err = cons.Consume(handler, jetstream.PullExpiry(5*time.Second), jetstream.PullHeartbeat(time.Second),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			f.b.log.Debug("feed", slog.String("subject", f.subject), slog.Any("err", err))
+		}))
+	if err != nil {
+		return unavailable("feed "+f.subject, err)
+	}
+	return nil
+}
+
+func (f *jsFeed) handleEvent(msg jetstream.Msg) {
+	md, err := msg.Metadata()
+	if err != nil {
+		return
+	}
+	e, ok := f.b.decodeEventMsg(msg.Subject(), msg.Data(), md)
+	if !ok || e.TenantID != f.tenant {
+		f.b.stats.invalid.Add(1)
+		return
+	}
+	var buf [3]indexKey
+	f.b.events.hub.publish(topicKey{tenant: f.tenant}, e, md.Sequence.Stream, uint64(md.Timestamp.UnixNano()), eventIndex(e, &buf), uuid.Nil, time.Now())
+}
+
+// decodeEventMsg reads an event received from NATS. Another producer's event may lack what the sidecar stamps: the
+// tenant comes from the subject, the id from the stream position, the time from the stream. An event whose body names
+// another tenant than its subject, or that is not valid, is dropped.
+func (b *JetStreamBus) decodeEventMsg(subject string, data []byte, md *jetstream.MsgMetadata) (*FlovynEvent, bool) {
+	tenantStr, eventType, err := subjects.ParseEvent(subject)
+	if err != nil {
+		return nil, false
+	}
+	tenant, err := uuid.Parse(tenantStr)
+	if err != nil {
+		return nil, false
+	}
+	e, err := DecodeEvent(data)
+	if err != nil {
+		return nil, false
+	}
+	if e.TenantID == uuid.Nil {
+		e.TenantID = tenant
+	}
+	if e.EventType == "" {
+		e.EventType = eventType
+	}
+	if e.ID == uuid.Nil {
+		e.ID = uuid.NewSHA1(legacyNamespace, []byte(fmt.Sprintf("%s/%d/%d", md.Stream, md.Timestamp.UnixNano(), md.Sequence.Stream)))
+	}
+	e.Stamp(b.cfg.Events.DefaultSource, md.Timestamp)
+	if e.TenantID != tenant || e.EventType != eventType || e.Validate() != nil {
+		return nil, false
+	}
+	return e, true
+}
+
+func (f *jsFeed) handleStream(msg jetstream.Msg) {
+	md, err := msg.Metadata()
+	if err != nil {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.head = md.Sequence.Stream
+	s, tenants, ok := f.b.decodeStreamMsg(msg, f.key)
+	if !ok {
+		return
+	}
+	all := [1]indexKey{}
+	for _, t := range tenants {
+		if !f.tenants[t] {
+			continue // no subscriber of this tenant on this stream
+		}
+		v := s
+		if len(tenants) > 1 {
+			c := *s
+			c.TenantID = t
+			v = &c
+		}
+		f.b.stream.hub.publish(topicKey{tenant: t, stream: f.key}, v, md.Sequence.Stream, uint64(md.Timestamp.UnixNano()), all[:], uuid.Nil, time.Now())
+	}
+}
+
+// decodeStreamMsg reads a generic stream event received from NATS, with the tenants it goes to: the one of its
+// Flovyn-Tenant-Id header; without the header, none (dropped and counted) unless streams.accept_untenanted gives it to
+// every tenant with subscribers of the stream. The caller holds f.mu when it passes a feed's tenants.
+func (b *JetStreamBus) decodeStreamMsg(msg jetstream.Msg, key string) (*StreamEvent, []uuid.UUID, bool) {
+	s, err := DecodeStreamEvent(msg.Data())
+	if err != nil || s.Key() != key {
+		b.stats.invalid.Add(1)
+		return nil, nil, false
+	}
+	h := msg.Headers().Get(TenantHeader)
+	if h == "" {
+		b.stats.untenanted.Add(1)
+		if !b.cfg.Streams.AcceptUntenanted {
+			return nil, nil, false
+		}
+		f := b.feedOf(subjects.StreamsPrefix + key)
+		if f == nil {
+			return nil, nil, false
+		}
+		var ts []uuid.UUID
+		for t := range f.tenants {
+			ts = append(ts, t)
+		}
+		return s, ts, len(ts) > 0
+	}
+	t, err := uuid.Parse(strings.TrimSpace(h))
+	if err != nil || t == uuid.Nil {
+		b.stats.invalid.Add(1)
+		return nil, nil, false
+	}
+	s.TenantID = t
+	return s, []uuid.UUID{t}, true
+}
+
+func (b *JetStreamBus) feedOf(subject string) *jsFeed {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.feeds[subject]
+}
+
+// releaseFeed drops a reference; the last one stops the feed after FeedLinger.
+func (b *JetStreamBus) releaseFeed(f *jsFeed) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	f.refs--
+	if f.refs > 0 || b.closed || b.feeds[f.subject] != f {
+		return
+	}
+	if b.opts.FeedLinger < 0 {
+		delete(b.feeds, f.subject)
+		go f.stop() // not under b.mu: stop waits for the handler
+		return
+	}
+	f.linger = time.AfterFunc(b.opts.FeedLinger, func() {
+		b.mu.Lock()
+		idle := f.refs == 0 && b.feeds[f.subject] == f && !b.closed
+		if idle {
+			delete(b.feeds, f.subject)
+		}
+		b.mu.Unlock()
+		if idle {
+			f.stop()
+		}
+	})
+}
+
+// stop ends the consumer, waits until its handler has returned, and drops the topics it fed: they no longer see every
+// message.
+func (f *jsFeed) stop() {
+	<-f.ready
+	if f.cc != nil {
+		f.cc.Stop()
+		select {
+		case <-f.cc.Closed():
+		case <-time.After(5 * time.Second):
+		}
+		f.b.deleteConsumer(f.sname, f.cons)
+	}
+	if f.isEvent {
+		f.b.events.hub.removeTopic(topicKey{tenant: f.tenant})
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for t := range f.tenants {
+		f.b.stream.hub.removeTopic(topicKey{tenant: t, stream: f.key})
+	}
+}
+
+// deleteConsumer removes the server side of an ordered consumer that is done, rather than leaving it to expire.
+func (b *JetStreamBus) deleteConsumer(stream string, cons jetstream.Consumer) {
+	info := cons.CachedInfo()
+	if info == nil || !b.conn.connected() {
+		return // it expires by its inactive threshold
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = b.js.DeleteConsumer(ctx, stream, info.Name)
+}

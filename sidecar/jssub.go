@@ -1,0 +1,428 @@
+package sidecar
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/flovyn/eventhook/subjects"
+)
+
+// replayBatch is how many stored messages a replay reads at a time, and how many it keeps waiting for the reader.
+const replayBatch = 256
+
+// jsSub is a JetStream subscription: deliveries from the store (prefix) until it joins the hub's live feed (live). When
+// live traffic overtakes it, it goes back to the store from its last delivery: no gap, no hole.
+type jsSub[T any] struct {
+	b      *JetStreamBus
+	kind   *jsKind[T]
+	feed   *jsFeed
+	key    topicKey
+	idx    indexKey
+	match  func(*T) bool
+	scan   string // the filter subject of a store scan
+	index  string // the index subject of a per-workflow or per-task replay; "" to scan
+	decode func(subject string, h nats.Header, data []byte, md *jetstream.MsgMetadata) (*T, bool)
+
+	ready   chan struct{}
+	done    chan struct{}
+	ctx     context.Context // cancelled by Close: ends the replay worker
+	cancel  context.CancelFunc
+	stopCtx func() bool
+	stopBus func() bool
+
+	mu      sync.Mutex
+	prefix  []entry[T]
+	live    *subscriber[T]
+	last    uint64 // sequence of the last delivery (or the start position)
+	gap     *Gap
+	drained chan struct{} // signalled when the prefix empties: the replay worker reads on
+	closed  bool
+}
+
+var _ Subscription[FlovynEvent] = (*jsSub[FlovynEvent])(nil)
+
+func newJSSub[T any](b *JetStreamBus, kind *jsKind[T], feed *jsFeed, key topicKey, idx indexKey, match func(*T) bool) *jsSub[T] {
+	s := &jsSub[T]{b: b, kind: kind, feed: feed, key: key, idx: idx, match: match,
+		ready: make(chan struct{}, 1), done: make(chan struct{}), drained: make(chan struct{}, 1)}
+	s.ctx, s.cancel = context.WithCancel(b.ctx)
+	s.stopBus = context.AfterFunc(b.ctx, func() { s.Close() })
+	return s
+}
+
+// begin starts the subscription at from: live at once, from the ring when it holds everything after the cursor, else
+// with a replay worker reading the store.
+func (s *jsSub[T]) begin(ctx context.Context, from Start) {
+	if ctx.Done() != nil {
+		s.stopCtx = context.AfterFunc(ctx, func() { s.Close() })
+	}
+	after := uint64(0)
+	switch from.kind {
+	case startLive:
+		s.attach(0, nil, attachLive)
+		return
+	case startAfter:
+		if from.after.Epoch != s.kind.epoch {
+			s.gap = &Gap{Reason: GapReset, Missed: -1} // another stream (or backend) numbered this cursor
+		} else {
+			after = from.after.Seq
+			if s.attach(after, nil, attachCovered) {
+				return
+			}
+		}
+	}
+	s.last = after
+	s.startWorker(after, from.kind == startAfter && s.gap == nil)
+}
+
+// attach joins the live feed after the position; it returns false when mode refuses.
+func (s *jsSub[T]) attach(after uint64, stored []entry[T], mode attachMode) bool {
+	sub, merged, ok, err := s.kind.hub.attach(s.key, s.idx, s.match, after, stored, mode, s.ready)
+	if err != nil || !ok {
+		return false
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		sub.Close()
+		return true
+	}
+	s.prefix = append(s.prefix, merged...)
+	s.live = sub
+	if s.last < after && len(merged) == 0 {
+		s.last = after
+	}
+	s.mu.Unlock()
+	s.wake()
+	return true
+}
+
+func (s *jsSub[T]) wake() {
+	select {
+	case s.ready <- struct{}{}:
+	default:
+	}
+}
+
+func (s *jsSub[T]) startWorker(after uint64, checkExpiry bool) {
+	if s.ctx.Err() != nil {
+		return // closing
+	}
+	s.b.wg.Add(1)
+	go s.run(after, checkExpiry) // ends when the replay has joined the live feed, or when the subscription closes
+}
+
+// run replays from the store, retrying while NATS is unavailable, until it joins the live feed.
+func (s *jsSub[T]) run(after uint64, checkExpiry bool) {
+	defer s.b.wg.Done()
+	for attempt := 0; ; attempt++ {
+		err := s.replay(after, checkExpiry)
+		if err == nil || s.ctx.Err() != nil {
+			return
+		}
+		s.b.log.LogAttrs(s.ctx, slog.LevelDebug, "replay failed; retrying", slog.String("subject", s.scan), slog.Any("err", err))
+		s.mu.Lock()
+		after, checkExpiry = s.last, false // what was delivered stays delivered
+		s.mu.Unlock()
+		select {
+		case <-time.After(min(time.Duration(attempt+1)*250*time.Millisecond, 2*time.Second)):
+		case <-s.ctx.Done():
+			return
+		}
+	}
+}
+
+func (s *jsSub[T]) replay(after uint64, checkExpiry bool) error {
+	if checkExpiry {
+		info, err := s.kind.stream.Info(s.ctx)
+		if err != nil {
+			return err
+		}
+		if first := info.State.FirstSeq; first > 1 && after+1 < first {
+			s.mu.Lock()
+			s.gap = &Gap{Reason: GapExpired, Missed: -1}
+			s.mu.Unlock()
+			s.wake()
+		}
+	}
+	if s.index != "" {
+		return s.replayIndex(after)
+	}
+	return s.replayScan(after)
+}
+
+// replayScan reads the stored messages of the scan subject after the position, in batches, until it can join the live
+// feed without a hole.
+func (s *jsSub[T]) replayScan(after uint64) error {
+	cons, err := s.b.js.OrderedConsumer(s.ctx, s.kind.name, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{s.scan}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: after + 1,
+		InactiveThreshold: 10 * time.Second,
+	})
+	if err != nil {
+		return err
+	}
+	defer s.b.deleteConsumer(s.kind.name, cons)
+	q := after
+	for {
+		batch, err := cons.FetchNoWait(replayBatch)
+		if err != nil {
+			return err
+		}
+		var entries []entry[T]
+		n, pending := 0, uint64(0)
+		for msg := range batch.Messages() {
+			md, err := msg.Metadata()
+			if err != nil {
+				continue
+			}
+			n++
+			q, pending = md.Sequence.Stream, md.NumPending
+			if v, ok := s.decode(msg.Subject(), msg.Headers(), msg.Data(), md); ok && (s.match == nil || s.match(v)) {
+				entries = append(entries, entry[T]{seq: q, arrival: uint64(md.Timestamp.UnixNano()), v: v})
+			}
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+			return err
+		}
+		if !s.push(entries, q) {
+			return nil
+		}
+		mode := attachCovered
+		if n == 0 || pending == 0 {
+			mode = attachCaughtUp
+		}
+		if s.attach(q, nil, mode) {
+			return nil
+		}
+		if n == 0 { // caught up with the store, but the live feed has not seen it yet: wait for it
+			select {
+			case <-time.After(20 * time.Millisecond):
+			case <-s.ctx.Done():
+				return nil
+			}
+		}
+	}
+}
+
+// push hands replayed entries to the reader and waits until it has taken most of them (bounding memory). It returns
+// false when the subscription is closed.
+func (s *jsSub[T]) push(entries []entry[T], examined uint64) bool {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return false
+	}
+	s.prefix = append(s.prefix, entries...)
+	if len(s.prefix) == 0 && s.last < examined {
+		s.last = examined // nothing of ours up to here: a retry starts after it
+	}
+	full := len(s.prefix) >= replayBatch
+	s.mu.Unlock()
+	if len(entries) > 0 {
+		s.wake()
+	}
+	for full {
+		select {
+		case <-s.drained:
+		case <-s.ctx.Done():
+			return false
+		}
+		s.mu.Lock()
+		full = len(s.prefix) >= replayBatch && !s.closed
+		s.mu.Unlock()
+	}
+	return true
+}
+
+// replayIndex reads the per-workflow (or per-task) index, fetches those events by sequence, and joins the live feed with
+// whatever the ring holds that the index does not (events not yet indexed, or published by other producers).
+func (s *jsSub[T]) replayIndex(after uint64) error {
+	cons, err := s.b.js.OrderedConsumer(s.ctx, s.b.index.CachedInfo().Config.Name, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{s.index}, DeliverPolicy: jetstream.DeliverAllPolicy, InactiveThreshold: 10 * time.Second,
+	})
+	if err != nil {
+		return err
+	}
+	defer s.b.deleteConsumer(s.b.index.CachedInfo().Config.Name, cons)
+	var seqs []uint64
+	for {
+		batch, err := cons.FetchNoWait(1024)
+		if err != nil {
+			return err
+		}
+		n, pending := 0, uint64(0)
+		for msg := range batch.Messages() {
+			n++
+			if md, err := msg.Metadata(); err == nil {
+				pending = md.NumPending
+			}
+			if seq, err := strconv.ParseUint(string(msg.Data()), 10, 64); err == nil && seq > after {
+				seqs = append(seqs, seq)
+			}
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+			return err
+		}
+		if n == 0 || pending == 0 {
+			break
+		}
+	}
+	slices.Sort(seqs)
+	seqs = slices.Compact(seqs)
+	entries := make([]entry[T], 0, len(seqs))
+	for _, seq := range seqs {
+		raw, err := s.kind.stream.GetMsg(s.ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue // expired or deleted since it was indexed
+		}
+		if err != nil {
+			return err
+		}
+		md := &jetstream.MsgMetadata{Sequence: jetstream.SequencePair{Stream: seq}, Timestamp: raw.Time, Stream: s.kind.name}
+		if v, ok := s.decode(raw.Subject, raw.Header, raw.Data, md); ok && (s.match == nil || s.match(v)) {
+			entries = append(entries, entry[T]{seq: seq, arrival: uint64(raw.Time.UnixNano()), v: v})
+		}
+	}
+	s.attach(after, entries, attachAlways)
+	return nil
+}
+
+// Ready implements Subscription.
+func (s *jsSub[T]) Ready() <-chan struct{} { return s.ready }
+
+// Done implements Subscription.
+func (s *jsSub[T]) Done() <-chan struct{} { return s.done }
+
+// Next implements Subscription: a gap notice first, then what the replay read, then the live feed. When the live feed
+// reports the subscriber overtaken, it goes back to the store from its last delivery instead.
+func (s *jsSub[T]) Next() (Delivery[T], bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return Delivery[T]{}, false
+	}
+	if s.gap != nil {
+		g := s.gap
+		s.gap = nil
+		return Delivery[T]{Gap: g}, true
+	}
+	if len(s.prefix) > 0 {
+		e := s.prefix[0]
+		s.prefix[0] = entry[T]{}
+		s.prefix = s.prefix[1:]
+		if len(s.prefix) == 0 {
+			s.prefix = nil
+			select {
+			case s.drained <- struct{}{}:
+			default:
+			}
+		}
+		s.last = e.seq
+		return e.delivery(s.kind.epoch), true
+	}
+	if s.live == nil {
+		return Delivery[T]{}, false
+	}
+	d, ok := s.live.Next()
+	if !ok {
+		return Delivery[T]{}, false
+	}
+	if d.Gap != nil { // overtaken: re-feed from the store
+		live := s.live
+		s.live = nil
+		go live.Close() // not under s.mu: Close takes the topic's lock
+		s.startWorker(s.last, false)
+		return Delivery[T]{}, false
+	}
+	s.last = d.Pos.Seq
+	return d, true
+}
+
+// Close implements Subscription.
+func (s *jsSub[T]) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	live := s.live
+	s.live, s.prefix, s.gap = nil, nil, nil
+	s.mu.Unlock()
+	s.cancel()
+	if live != nil {
+		live.Close()
+	}
+	if s.stopCtx != nil {
+		s.stopCtx()
+	}
+	s.stopBus()
+	s.b.releaseFeed(s.feed)
+	close(s.done)
+	return nil
+}
+
+// SubscribeEvents implements EventSubscriber. A pattern with a workflow or task id replays through the per-workflow
+// index; any other pattern replays by reading the tenant's subjects (narrowed by the type prefix) in the store.
+func (b *JetStreamBus) SubscribeEvents(ctx context.Context, p EventPattern, from Start) (Subscription[FlovynEvent], error) {
+	if err := validatePattern(&p); err != nil {
+		return nil, err
+	}
+	feed, err := b.acquireEventFeed(ctx, p.TenantID)
+	if err != nil {
+		return nil, errorf("subscribe events", err)
+	}
+	s := newJSSub(b, b.events, feed, topicKey{tenant: p.TenantID}, patternIndex(&p), p.Matches)
+	s.scan = p.Subject()
+	switch {
+	case p.TaskExecutionID != nil:
+		s.index = indexSubject(p.TenantID, "t", *p.TaskExecutionID)
+	case p.WorkflowExecutionID != nil:
+		s.index = indexSubject(p.TenantID, "w", *p.WorkflowExecutionID)
+	}
+	s.decode = func(subject string, _ nats.Header, data []byte, md *jetstream.MsgMetadata) (*FlovynEvent, bool) {
+		return b.decodeEventMsg(subject, data, md)
+	}
+	s.begin(ctx, from)
+	return s, nil
+}
+
+// SubscribeStream implements StreamSubscriber: one feed per stream key with subscribers, shared by every tenant, and
+// each tenant sees only the events published for it.
+func (b *JetStreamBus) SubscribeStream(ctx context.Context, tenant uuid.UUID, key string, from Start) (Subscription[StreamEvent], error) {
+	key, err := streamKey(tenant, key)
+	if err != nil {
+		return nil, err
+	}
+	feed, err := b.acquireStreamFeed(ctx, tenant, key)
+	if err != nil {
+		return nil, errorf("subscribe stream", err)
+	}
+	s := newJSSub(b, b.stream, feed, topicKey{tenant: tenant, stream: key}, indexKey{}, nil)
+	s.scan = subjects.StreamsPrefix + key
+	s.decode = func(subject string, h nats.Header, data []byte, _ *jetstream.MsgMetadata) (*StreamEvent, bool) {
+		v, err := DecodeStreamEvent(data)
+		if err != nil || v.Key() != key {
+			return nil, false
+		}
+		t, err := uuid.Parse(h.Get(TenantHeader))
+		switch {
+		case err == nil && t == tenant:
+		case h.Get(TenantHeader) == "" && b.cfg.Streams.AcceptUntenanted:
+		default:
+			return nil, false
+		}
+		v.TenantID = tenant
+		return v, true
+	}
+	s.begin(ctx, from)
+	return s, nil
+}
