@@ -1,9 +1,17 @@
 package sidecar
 
 import (
+	"context"
+	"fmt"
 	"io"
+	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // jetstreamConfig is a configuration for a JetStream bus on an embedded server of its own, in-process only, with its
@@ -39,4 +47,270 @@ func jetstreamContract() contract {
 
 func TestJetStreamContract(t *testing.T) { runContract(t, jetstreamContract()) }
 
-var _ = time.Second
+// TestJetStreamSurvivesRestart closes the bus (and its embedded server) and opens another on the same store: every
+// acknowledged event is there, and a cursor of the first process resumes exactly after its event.
+func TestJetStreamSurvivesRestart(t *testing.T) {
+	cfg := jetstreamConfig(t)
+	b := newJetStreamTestBus(t, cfg)
+	tenant, wf := uuid.New(), uuid.New()
+	s := subscribe(t, b, AllEvents(tenant), StartLive())
+	for i := range 5 {
+		publishEvent(t, b, ev(tenant, fmt.Sprintf("e.n%d", i)).WithWorkflow(wf))
+	}
+	var cursor Position
+	for i := range 2 {
+		cursor = next(t, s).Pos
+		_ = i
+	}
+	b.Close()
+
+	b2 := newJetStreamTestBus(t, cfg)
+	defer b2.Close()
+	r := subscribe(t, b2, AllEvents(tenant), StartAfter(cursor))
+	for _, want := range []string{"e.n2", "e.n3", "e.n4"} {
+		expectNext(t, r, want)
+	}
+	all := subscribe(t, b2, ForWorkflow(tenant, wf), StartEarliest()) // the index survived too
+	for i := range 5 {
+		expectNext(t, all, fmt.Sprintf("e.n%d", i))
+	}
+	publishEvent(t, b2, ev(tenant, "after").WithWorkflow(wf))
+	expectNext(t, r, "after")
+	expectNext(t, all, "after")
+}
+
+// TestJetStreamForeignPublishers checks that events published straight onto NATS by another producer reach
+// subscribers, and that what is not a valid event of the subject's tenant is dropped and counted.
+func TestJetStreamForeignPublishers(t *testing.T) {
+	b := newJetStreamTestBus(t, nil)
+	defer b.Close()
+	tenant, other := uuid.New(), uuid.New()
+	s := subscribe(t, b, AllEvents(tenant), StartLive())
+	js, _ := jetstream.New(b.conn.nc)
+	pub := func(subject, body string) {
+		t.Helper()
+		if _, err := js.Publish(t.Context(), subject, []byte(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := "flovyn.events." + tenant.String() + "."
+	pub(base+"workflow.started", `{"event_type":"workflow.started","data":{"by":"rust"}}`) // minimal: stamped on receipt
+	pub(base+"spoof", fmt.Sprintf(`{"tenant_id":%q,"event_type":"spoof"}`, other))        // body names another tenant
+	pub(base+"garbage", `not json`)
+	pub(base+"mismatch", `{"event_type":"other.type"}`)
+	pub(base+"sentinel", `{"event_type":"sentinel"}`)
+	got := expectNext(t, s, "workflow.started")
+	if got.TenantID != tenant || got.ID == uuid.Nil || got.Source != "system" || string(got.Data) != `{"by":"rust"}` {
+		t.Fatalf("foreign event delivered as %s", got.AppendJSON(nil))
+	}
+	expectNext(t, s, "sentinel")
+	if invalid, _ := b.Dropped(); invalid != 3 {
+		t.Fatalf("Dropped() invalid = %d; want 3", invalid)
+	}
+}
+
+// TestJetStreamUntenantedStreams checks the rule for stream events without the Flovyn-Tenant-Id header: dropped and
+// counted, unless streams.accept_untenanted.
+func TestJetStreamUntenantedStreams(t *testing.T) {
+	for _, accept := range []bool{false, true} {
+		t.Run(fmt.Sprint("accept=", accept), func(t *testing.T) {
+			cfg := jetstreamConfig(t)
+			cfg.Streams.AcceptUntenanted = accept
+			b := newJetStreamTestBus(t, cfg)
+			defer b.Close()
+			tenant, wf := uuid.New(), uuid.NewString()
+			s := subscribeStream(t, b, tenant, wf, StartLive())
+			raw := fmt.Sprintf(`{"workflowExecutionId":%q,"type":"TOKEN","payload":"raw"}`, wf)
+			if err := b.conn.nc.Publish("flovyn.streams.workflow."+wf, []byte(raw)); err != nil {
+				t.Fatal(err)
+			}
+			publishStream(t, b, stream(tenant, wf, "", 1, StreamToken, "mine"))
+			first := next(t, s).Value.Payload
+			if want := map[bool]string{false: "mine", true: "raw"}[accept]; first != want {
+				t.Fatalf("first payload %q; want %q", first, want)
+			}
+			if _, untenanted := b.Dropped(); untenanted != 1 {
+				t.Fatalf("untenanted count %d; want 1", untenanted)
+			}
+		})
+	}
+}
+
+// TestJetStreamRefeedsOvertaken: a subscriber overtaken by live traffic is re-fed from the store, with no gap and no hole.
+func TestJetStreamRefeedsOvertaken(t *testing.T) {
+	cfg := jetstreamConfig(t)
+	cfg.Memory.EventBuffer = 8
+	b := newJetStreamTestBus(t, cfg)
+	defer b.Close()
+	tenant := uuid.New()
+	s := subscribe(t, b, AllEvents(tenant), StartLive())
+	n := 100
+	events := make([]*FlovynEvent, n)
+	for i := range events {
+		events[i] = ev(tenant, fmt.Sprintf("e.n%d", i))
+	}
+	if _, errs := b.PublishEvents(t.Context(), events); errs[n-1] != nil {
+		t.Fatal(errs[n-1])
+	}
+	for i := range n {
+		expectNext(t, s, fmt.Sprintf("e.n%d", i))
+	}
+}
+
+// TestJetStreamCursorExpiredAndReset: a cursor older than what the stream holds gets an expired gap, then the oldest
+// held; a cursor of another stream (recreated) gets a reset gap.
+func TestJetStreamCursorExpiredAndReset(t *testing.T) {
+	b := newJetStreamTestBus(t, nil)
+	defer b.Close()
+	tenant := uuid.New()
+	first := publishEvent(t, b, ev(tenant, "old"))
+	publishEvent(t, b, ev(tenant, "old2"))
+	publishEvent(t, b, ev(tenant, "kept"))
+	if err := b.events.stream.Purge(t.Context(), jetstream.WithPurgeSequence(first.Sequence+2)); err != nil {
+		t.Fatal(err)
+	}
+	s := subscribe(t, b, AllEvents(tenant), StartAfter(Position{Epoch: b.events.epoch, Seq: first.Sequence}))
+	if d := next(t, s); d.Gap == nil || d.Gap.Reason != GapExpired {
+		t.Fatalf("first delivery %+v; want an expired gap", d)
+	}
+	expectNext(t, s, "kept")
+	r := subscribe(t, b, AllEvents(tenant), StartAfter(Position{Epoch: 1, Seq: 1}))
+	if d := next(t, r); d.Gap == nil || d.Gap.Reason != GapReset {
+		t.Fatalf("first delivery %+v; want a reset gap", d)
+	}
+	expectNext(t, r, "kept")
+}
+
+// TestJetStreamVerifiesStreams: with manage_streams false, missing or different streams are an error naming the stream
+// and what differs.
+func TestJetStreamVerifiesStreams(t *testing.T) {
+	cfg := jetstreamConfig(t)
+	no := false
+	cfg.JetStream.ManageStreams = &no
+	if _, err := NewJetStreamBus(t.Context(), cfg, JetStreamOptions{}, NewLogger(LogConfig{}, io.Discard)); err == nil ||
+		!strings.Contains(err.Error(), "FLOVYN_EVENTS") || !strings.Contains(err.Error(), "must exist") {
+		t.Fatalf("missing streams: %v", err)
+	}
+	// Create the stream by hand with the wrong subjects, then verify.
+	srv, err := StartEmbedded(cfg.NATS, NewLogger(LogConfig{}, io.Discard))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, _ := nats.Connect("", nats.InProcessServer(srv))
+	js, _ := jetstream.New(nc)
+	js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "FLOVYN_EVENTS", Subjects: []string{"flovyn.events.x.>"}})
+	nc.Close()
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	_, err = NewJetStreamBus(t.Context(), cfg, JetStreamOptions{}, NewLogger(LogConfig{}, io.Discard))
+	if err == nil || !strings.Contains(err.Error(), "differs") || !strings.Contains(err.Error(), `lack "flovyn.events.>"`) {
+		t.Fatalf("wrong stream: %v", err)
+	}
+}
+
+// TestFilterEquivalence publishes random events and subscribes with random patterns on the memory and the JetStream
+// backends: both deliver the same events, in the same order, and exactly those Matches accepts.
+func TestFilterEquivalence(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, uint64(time.Now().UnixNano())))
+	tenants := []uuid.UUID{uuid.New(), uuid.New()}
+	wfs := []uuid.UUID{uuid.New(), uuid.New(), uuid.New()}
+	types := []string{"workflow.started", "workflow.completed", "workflowx.y", "task.started", "task.completed", "a.b.c"}
+	sources := []string{"system", "worker:1"}
+	var events []*FlovynEvent
+	for range 150 {
+		e := ev(tenants[rng.IntN(2)], types[rng.IntN(len(types))])
+		e.Source = sources[rng.IntN(2)]
+		if rng.IntN(3) > 0 {
+			e.WithWorkflow(wfs[rng.IntN(len(wfs))])
+		}
+		if rng.IntN(2) == 0 {
+			e.WithTask(wfs[rng.IntN(len(wfs))])
+		}
+		events = append(events, e)
+	}
+	var patterns []EventPattern
+	for range 40 {
+		p := AllEvents(tenants[rng.IntN(2)])
+		switch rng.IntN(4) {
+		case 1:
+			w := wfs[rng.IntN(len(wfs))]
+			p.WorkflowExecutionID = &w
+		case 2:
+			w := wfs[rng.IntN(len(wfs))]
+			p.TaskExecutionID = &w
+		}
+		if rng.IntN(2) == 0 {
+			typ := types[rng.IntN(len(types))]
+			p.EventTypePrefix = typ[:rng.IntN(len(typ)+1)]
+		}
+		if rng.IntN(4) == 0 {
+			p.Source = sources[rng.IntN(2)]
+		}
+		patterns = append(patterns, p)
+	}
+	deliver := func(b Bus) [][]uuid.UUID {
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		subs := make([]Subscription[FlovynEvent], len(patterns))
+		for i, p := range patterns {
+			s, err := b.SubscribeEvents(ctx, p, StartLive())
+			if err != nil {
+				t.Fatal(err)
+			}
+			subs[i] = s
+		}
+		for _, e := range events {
+			c := *e
+			publishEvent(t, b, &c)
+		}
+		var sentinels []*FlovynEvent
+		for _, tenant := range tenants { // sentinels prove that nothing else arrived after the expected events
+			for _, src := range sources {
+				for _, typ := range types {
+					s := ev(tenant, typ)
+					s.Source = src
+					s.WithWorkflow(wfs[0]).WithTask(wfs[0])
+					sentinels = append(sentinels, s)
+					publishEvent(t, b, s)
+				}
+			}
+		}
+		out := make([][]uuid.UUID, len(patterns))
+		for i, s := range subs {
+			want := 0
+			for _, e := range events {
+				if patterns[i].Matches(e) {
+					want++
+				}
+			}
+			for range want {
+				out[i] = append(out[i], nextEvent(t, s).ID)
+			}
+			for _, sen := range sentinels {
+				if patterns[i].Matches(sen) {
+					if got := nextEvent(t, s); got.ID != sen.ID {
+						t.Fatalf("pattern %d (%+v): got %s after its events; want the sentinel", i, patterns[i], got.AppendJSON(nil))
+					}
+					break
+				}
+			}
+		}
+		return out
+	}
+	mem := NewMemoryBus(MemoryOptions{})
+	defer mem.Close()
+	js := newJetStreamTestBus(t, nil)
+	defer js.Close()
+	a, b := deliver(mem), deliver(js)
+	for i, p := range patterns {
+		var want []uuid.UUID
+		for _, e := range events {
+			if p.Matches(e) {
+				want = append(want, e.ID)
+			}
+		}
+		if fmt.Sprint(a[i]) != fmt.Sprint(want) || fmt.Sprint(b[i]) != fmt.Sprint(want) {
+			t.Fatalf("pattern %d (%+v): memory %v, jetstream %v; want %v", i, p, a[i], b[i], want)
+		}
+	}
+}
