@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 )
 
 // OpenBus builds the backend named by cfg.Backend. The caller closes it.
@@ -19,6 +20,8 @@ func OpenBus(ctx context.Context, cfg *Config, log *slog.Logger) (Bus, error) {
 			IdleTTL:      cfg.Memory.IdleTTL.D(),
 			DedupWindow:  cfg.JetStream.DuplicateWindow.D(),
 		}), nil
+	case "nats":
+		return NewNATSBus(ctx, cfg, time.Minute, log)
 	case "jetstream":
 		return NewJetStreamBus(ctx, cfg, JetStreamOptions{}, log)
 	}

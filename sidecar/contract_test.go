@@ -21,6 +21,11 @@ type contract struct {
 	refeedsLagged bool
 	// durable is true when cursors survive restarts, so no reset gap exists.
 	durable bool
+	// noHistory is true when the backend holds nothing published before a subscriber asked for it (core NATS).
+	noHistory bool
+	// asyncFeed is true when deliveries reach the hub asynchronously after the publish returns, so a test cannot make a
+	// reader fall behind on purpose (core NATS; the hub's overtaking logic is the memory backend's, tested there).
+	asyncFeed bool
 }
 
 // runContract checks every promise of the bus interfaces against one backend. Every backend runs it unchanged.
@@ -235,20 +240,42 @@ func testGapWhenOvertaken(t *testing.T, c contract) {
 	if c.refeedsLagged {
 		t.Skip("this backend re-feeds an overtaken subscriber from its store: no lagged gap")
 	}
+	if c.asyncFeed {
+		t.Skip("deliveries are asynchronous: the reader cannot be made to fall behind on purpose")
+	}
 	b := newTestBus(t, c)
 	tenant := uuid.New()
 	s := subscribe(t, b, AllEvents(tenant), StartLive())
-	extra := 10
-	for i := range c.eventBuffer + extra {
+	total := c.eventBuffer + 10
+	for i := range total {
 		publishEvent(t, b, ev(tenant, fmt.Sprintf("e.n%d", i)))
 	}
-	d := next(t, s)
-	if d.Gap == nil || d.Gap.Reason != GapLagged || d.Gap.Missed != int64(extra) {
-		t.Fatalf("first delivery = %+v; want a lagged gap with %d missed", d, extra)
+	// Every position is accounted for: delivered in order, or counted in a lagged gap; and the reader was told.
+	checkAccounted(t, s, 0, total, GapLagged)
+}
+
+// checkAccounted reads s until the event e.n<total-1> and checks that the events e.n<from>… arrive in order, that every
+// position skipped is counted by a gap of the given reason, and that there was at least one gap.
+func checkAccounted(t *testing.T, s Subscription[FlovynEvent], from, total int, reason GapReason) {
+	t.Helper()
+	want, gaps := from, 0
+	for want < total {
+		d := next(t, s)
+		if d.Gap != nil {
+			if d.Gap.Reason != reason || d.Gap.Missed <= 0 {
+				t.Fatalf("gap %+v; want %s with a count", *d.Gap, reason)
+			}
+			want += int(d.Gap.Missed)
+			gaps++
+			continue
+		}
+		if got := d.Value.EventType; got != fmt.Sprintf("e.n%d", want) {
+			t.Fatalf("got %s; want e.n%d (after %d gaps)", got, want, gaps)
+		}
+		want++
 	}
-	expectNext(t, s, fmt.Sprintf("e.n%d", extra)) // delivery goes on from the oldest held
-	for i := extra + 1; i < c.eventBuffer+extra; i++ {
-		expectNext(t, s, fmt.Sprintf("e.n%d", i))
+	if want != total || gaps == 0 {
+		t.Fatalf("accounted for %d of %d positions with %d gaps; want all, and a gap", want, total, gaps)
 	}
 }
 
@@ -303,22 +330,25 @@ func testCursorBeyondRing(t *testing.T, c contract) {
 	s := subscribe(t, b, AllEvents(tenant), StartLive())
 	publishEvent(t, b, ev(tenant, "e.first"))
 	cursor := next(t, s).Pos
-	s.Close()
-	extra := 7
-	for i := range c.eventBuffer + extra {
+	total := c.eventBuffer + 7
+	for i := range total {
 		publishEvent(t, b, ev(tenant, fmt.Sprintf("e.n%d", i)))
 	}
-	r := subscribe(t, b, AllEvents(tenant), StartAfter(cursor))
-	d := next(t, r)
-	if d.Gap == nil || d.Gap.Reason != GapExpired || d.Gap.Missed != int64(extra) {
-		t.Fatalf("first delivery = %+v; want an expired gap with %d missed", d, extra)
+	// Read on to the end, so that the ring surely holds the last ones before the client comes back.
+	last := fmt.Sprintf("e.n%d", total-1)
+	for d := next(t, s); d.Value == nil || d.Value.EventType != last; d = next(t, s) {
 	}
-	expectNext(t, r, fmt.Sprintf("e.n%d", extra))
+	s.Close()
+	r := subscribe(t, b, AllEvents(tenant), StartAfter(cursor))
+	checkAccounted(t, r, 0, total, GapExpired)
 }
 
 func testCursorReset(t *testing.T, c contract) {
 	if c.durable {
 		t.Skip("a durable backend's cursors survive restarts")
+	}
+	if c.noHistory {
+		t.Skip("core NATS holds nothing published before a subscriber")
 	}
 	b := newTestBus(t, c)
 	tenant := uuid.New()
@@ -333,6 +363,9 @@ func testCursorReset(t *testing.T, c contract) {
 }
 
 func testLateSubscriber(t *testing.T, c contract) {
+	if c.noHistory {
+		t.Skip("core NATS holds nothing published before a subscriber")
+	}
 	b := newTestBus(t, c)
 	tenant, wf, other := uuid.New(), uuid.New(), uuid.New()
 	publishEvent(t, b, ev(tenant, "workflow.started").WithWorkflow(wf))
@@ -398,8 +431,14 @@ func testStreams(t *testing.T, c contract) {
 	tenant := uuid.New()
 	wf, task := uuid.NewString(), uuid.NewString()
 	early := stream(tenant, wf, task, 1, StreamToken, "Hel")
+	var s Subscription[StreamEvent]
+	if c.noHistory {
+		s = subscribeStream(t, b, tenant, wf, StartEarliest())
+	}
 	publishStream(t, b, early)
-	s := subscribeStream(t, b, tenant, wf, StartEarliest())
+	if !c.noHistory {
+		s = subscribeStream(t, b, tenant, wf, StartEarliest())
+	}
 	if got := next(t, s).Value; got.Payload != "Hel" {
 		t.Fatalf("late subscriber got %+v; want the earlier token", got)
 	}

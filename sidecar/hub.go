@@ -85,6 +85,8 @@ type topic[T any] struct {
 	lastUsed time.Time
 	removed  bool // set by the sweeper under hub.mu and topic.mu: callers holding a stale pointer retry
 	dedup    dedupTable
+	// epoch numbers the topic's sequences: the hub's, or a new one each time a core NATS feed (re)starts.
+	epoch uint64
 	// coverStart is the first sequence a fed topic has seen every item from (the start of its NATS feed); items before
 	// it are only in the store. 0 for the memory backend, whose topics hold everything there is.
 	coverStart uint64
@@ -110,7 +112,7 @@ func (h *hub[T]) lockTopic(key topicKey, create bool) *topic[T] {
 				return nil
 			}
 			if t = h.topics[key]; t == nil {
-				t = &topic[T]{nextSeq: 1, lastUsed: time.Now(), buckets: make(map[indexKey][]*subscriber[T])}
+				t = &topic[T]{nextSeq: 1, epoch: h.epoch, lastUsed: time.Now(), buckets: make(map[indexKey][]*subscriber[T])}
 				h.topics[key] = t
 			}
 			h.mu.Unlock()
@@ -169,6 +171,16 @@ func (h *hub[T]) publish(key topicKey, v *T, seq, arrival uint64, idx []indexKey
 	return e.seq, false, nil
 }
 
+// publishIfExists publishes v to the topic of key only when the topic exists (someone subscribed to it).
+func (h *hub[T]) publishIfExists(key topicKey, v *T, idx []indexKey) {
+	h.mu.RLock()
+	_, ok := h.topics[key]
+	h.mu.RUnlock()
+	if ok {
+		h.publish(key, v, 0, 0, idx, uuid.Nil, time.Now())
+	}
+}
+
 // subscribe registers a subscriber of the topic of key in bucket idx. Under the topic's lock it first queues what from
 // asks for out of the ring, so nothing is missed or repeated between the replay and live delivery.
 func (h *hub[T]) subscribe(ctx context.Context, key topicKey, idx indexKey, match func(*T) bool, from Start) (*subscriber[T], error) {
@@ -190,7 +202,7 @@ func (h *hub[T]) newSubscriber(t *topic[T], key topicKey, idx indexKey, match fu
 	if h.cfg.broadcast {
 		idx = indexKey{}
 	}
-	return &subscriber[T]{hub: h, topic: t, key: key, idx: idx, match: match, epoch: h.epoch, ready: ready,
+	return &subscriber[T]{hub: h, topic: t, key: key, idx: idx, match: match, epoch: t.epoch, ready: ready,
 		done: make(chan struct{})}
 }
 
@@ -208,7 +220,7 @@ func (h *hub[T]) resetTopic(key topicKey, start uint64) {
 	h.mu.Lock()
 	old := h.topics[key]
 	if !h.closed {
-		h.topics[key] = &topic[T]{nextSeq: start, coverStart: start, lastUsed: time.Now(),
+		h.topics[key] = &topic[T]{nextSeq: start, coverStart: start, epoch: h.epoch, lastUsed: time.Now(),
 			buckets: make(map[indexKey][]*subscriber[T])}
 	}
 	h.mu.Unlock()
@@ -216,6 +228,32 @@ func (h *hub[T]) resetTopic(key topicKey, start uint64) {
 		old.mu.Lock()
 		old.removed = true
 		old.mu.Unlock()
+	}
+}
+
+// restart starts the topic of key over in a new epoch: its ring is emptied, and its subscribers get a reset gap. A core
+// NATS feed calls it when it may have missed messages (a reconnect), so no cursor resumes across the hole.
+func (h *hub[T]) restart(key topicKey, epoch uint64) {
+	t := h.lockTopic(key, true)
+	if t == nil {
+		return
+	}
+	defer t.mu.Unlock()
+	t.ring = ring[T]{}
+	t.nextSeq, t.dropped, t.epoch = 1, 0, epoch
+	for _, b := range t.buckets {
+		for _, s := range b {
+			s.mu.Lock()
+			s.queue = ring[T]{}
+			s.missed = 0
+			s.gap = &Gap{Reason: GapReset, Missed: -1}
+			s.epoch = epoch
+			s.mu.Unlock()
+			select {
+			case s.ready <- struct{}{}:
+			default:
+			}
+		}
 	}
 }
 
@@ -316,7 +354,7 @@ func (h *hub[T]) replay(t *topic[T], s *subscriber[T], from Start) {
 	case startEarliest:
 	case startAfter:
 		switch p := from.after; {
-		case p.Epoch != h.epoch:
+		case p.Epoch != t.epoch:
 			s.gap = &Gap{Reason: GapReset, Missed: -1}
 		case p.Seq >= t.nextSeq:
 			return // at or past the head: live
@@ -470,7 +508,7 @@ func (s *subscriber[T]) Next() (Delivery[T], bool) {
 	if !ok {
 		return Delivery[T]{}, false
 	}
-	return e.delivery(s.epoch), true
+	return e.delivery(s.epoch), true // s.epoch under s.mu: restart may change it
 }
 
 // Close implements Subscription.

@@ -428,3 +428,6 @@ func (b *JetStreamBus) Close() error {
 	b.conn.close()
 	return nil
 }
+
+// Connected implements Connectivity.
+func (b *JetStreamBus) Connected() bool { return b.conn.connected() }

@@ -162,10 +162,16 @@ func (f *jsFeed) handleEvent(msg jetstream.Msg) {
 	f.b.events.hub.publish(topicKey{tenant: f.tenant}, e, md.Sequence.Stream, uint64(md.Timestamp.UnixNano()), eventIndex(e, &buf), uuid.Nil, time.Now())
 }
 
-// decodeEventMsg reads an event received from NATS. Another producer's event may lack what the sidecar stamps: the
-// tenant comes from the subject, the id from the stream position, the time from the stream. An event whose body names
-// another tenant than its subject, or that is not valid, is dropped.
+// decodeEventMsg reads an event received from JetStream (see decodeReceivedEvent).
 func (b *JetStreamBus) decodeEventMsg(subject string, data []byte, md *jetstream.MsgMetadata) (*FlovynEvent, bool) {
+	return decodeReceivedEvent(b.cfg.Events.DefaultSource, subject, data, md.Timestamp,
+		fmt.Sprintf("%s/%d/%d", md.Stream, md.Timestamp.UnixNano(), md.Sequence.Stream))
+}
+
+// decodeReceivedEvent reads an event received from NATS. Another producer's event may lack what the sidecar stamps: the
+// tenant comes from the subject, the id from idSeed (the stream position), the time from ts. An event whose body names
+// another tenant or type than its subject, or that is not valid, is dropped (false).
+func decodeReceivedEvent(defaultSource, subject string, data []byte, ts time.Time, idSeed string) (*FlovynEvent, bool) {
 	tenantStr, eventType, err := subjects.ParseEvent(subject)
 	if err != nil {
 		return nil, false
@@ -185,9 +191,9 @@ func (b *JetStreamBus) decodeEventMsg(subject string, data []byte, md *jetstream
 		e.EventType = eventType
 	}
 	if e.ID == uuid.Nil {
-		e.ID = uuid.NewSHA1(legacyNamespace, []byte(fmt.Sprintf("%s/%d/%d", md.Stream, md.Timestamp.UnixNano(), md.Sequence.Stream)))
+		e.ID = uuid.NewSHA1(legacyNamespace, []byte(idSeed))
 	}
-	e.Stamp(b.cfg.Events.DefaultSource, md.Timestamp)
+	e.Stamp(defaultSource, ts)
 	if e.TenantID != tenant || e.EventType != eventType || e.Validate() != nil {
 		return nil, false
 	}

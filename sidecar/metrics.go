@@ -17,6 +17,38 @@ type Metrics struct {
 	backendUp       prometheus.Gauge
 }
 
+// Connectivity is implemented by backends that know whether they are connected to their server now.
+type Connectivity interface {
+	// Connected reports whether the backend's connection is up.
+	Connected() bool
+}
+
+// registerBusMetrics adds the metrics the bus itself counts: messages received from NATS and discarded (invalid, or
+// stream events without a tenant), and the connection state.
+func registerBusMetrics(reg prometheus.Registerer, bus Bus) error {
+	var cs []prometheus.Collector
+	if dc, ok := bus.(DropCounter); ok {
+		for _, reason := range []string{"invalid", "untenanted"} {
+			cs = append(cs, prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "eventhook_received_dropped_total", Help: "Messages received from NATS and discarded, by reason.",
+				ConstLabels: prometheus.Labels{"reason": reason},
+			}, func() float64 {
+				invalid, untenanted := dc.Dropped()
+				if reason == "invalid" {
+					return float64(invalid)
+				}
+				return float64(untenanted)
+			}))
+		}
+	}
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // NewMetrics creates the metrics and registers them with reg (a fresh registry in tests, prometheus.DefaultRegisterer
 // or a daemon-wide registry in production). It returns an error when a metric is already registered there.
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
@@ -48,7 +80,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "eventhook_sse_subscribers", Help: "SSE streams open now.",
 		}),
 		backendUp: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "eventhook_backend_connected", Help: "1 when the event backend is reachable, 0 when not.",
+			Name: "eventhook_backend_ready", Help: "1 when the last readiness check of the backend passed, 0 when not.",
 		}),
 	}
 	for _, c := range []prometheus.Collector{m.published, m.duplicates, m.rejected, m.delivered, m.dropped, m.legacy,

@@ -70,6 +70,19 @@ func NewServer(opts Options) (*Server, error) {
 		opts.Registry = prometheus.NewRegistry()
 	}
 	m, err := NewMetrics(opts.Registry)
+	if err == nil {
+		err = registerBusMetrics(opts.Registry, opts.Bus)
+	}
+	if err == nil {
+		err = opts.Registry.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "eventhook_backend_connected", Help: "1 when the backend is connected to its server (always 1 for memory).",
+		}, func() float64 {
+			if c, ok := opts.Bus.(Connectivity); ok && !c.Connected() {
+				return 0
+			}
+			return 1
+		}))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("register metrics: %w", err)
 	}

@@ -1,0 +1,386 @@
+package sidecar
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+
+	"github.com/flovyn/eventhook/subjects"
+)
+
+// NATSBus is the nats backend: core NATS, fire-and-forget, the original Milestone 0 behaviour. A publish is a NATS
+// publish followed by a flush; nothing is stored. Subscribers are fed, as with JetStream, by one core subscription per
+// tenant (and per workflow stream) with subscribers, into the same hub; sequences are this process's, so a cursor resumes
+// within the hub's ring only, and a cursor of an earlier process, or from before a NATS outage, gets a reset gap. Event
+// ids are deduplicated for this sidecar's own publishes only.
+type NATSBus struct {
+	cfg     *Config
+	log     *slog.Logger
+	conn    *natsConn
+	events  *hub[FlovynEvent]
+	streams *hub[StreamEvent]
+	linger  time.Duration
+	stats   busStats
+	epochs  atomic.Uint64 // the last epoch handed out
+
+	mu      sync.Mutex
+	feeds   map[string]*coreFeed
+	dedup   map[uuid.UUID]*dedupTable // per tenant: this sidecar's own publishes
+	pubSeq  map[uuid.UUID]uint64      // per tenant: sequence numbers of this sidecar's publishes
+	closed  bool
+	dedupWn time.Duration
+}
+
+var (
+	_ Bus            = (*NATSBus)(nil)
+	_ Pinger         = (*NATSBus)(nil)
+	_ PayloadLimiter = (*NATSBus)(nil)
+	_ DropCounter    = (*NATSBus)(nil)
+)
+
+// coreFeed is one core NATS subscription feeding the hub.
+type coreFeed struct {
+	sub    *nats.Subscription
+	refs   int
+	linger *time.Timer
+	topics map[topicKey]bool
+}
+
+// NewNATSBus connects to NATS (starting the embedded server when configured) and returns the bus. linger keeps a feed
+// open after its last subscriber leaves (negative: close at once).
+func NewNATSBus(ctx context.Context, cfg *Config, linger time.Duration, log *slog.Logger) (*NATSBus, error) {
+	b := &NATSBus{cfg: cfg, log: log, linger: linger, feeds: map[string]*coreFeed{},
+		dedup: map[uuid.UUID]*dedupTable{}, pubSeq: map[uuid.UUID]uint64{}, dedupWn: cfg.JetStream.DuplicateWindow.D()}
+	b.epochs.Store(bootEpoch())
+	conn, err := connectNATS(ctx, cfg.NATS, "eventhook", log)
+	if err != nil {
+		return nil, err
+	}
+	b.conn = conn
+	epoch := b.epochs.Load()
+	arrival := new(atomic.Uint64)
+	b.events = newHub[FlovynEvent](hubConfig{capacity: cfg.Memory.EventBuffer, idleTTL: time.Hour}, epoch, arrival)
+	b.streams = newHub[StreamEvent](hubConfig{capacity: cfg.Memory.StreamBuffer, idleTTL: time.Hour}, epoch, arrival)
+	conn.nc.SetReconnectHandler(func(nc *nats.Conn) {
+		conn.up.Store(true)
+		log.Info("NATS reconnected; open streams get a reset gap", slog.String("server", nc.ConnectedUrlRedacted()))
+		b.restartAll()
+	})
+	return b, nil
+}
+
+// restartAll gives every topic a new epoch after an outage: what was published meanwhile is lost, and subscribers are
+// told so with a reset gap.
+func (b *NATSBus) restartAll() {
+	b.mu.Lock()
+	var ev, st []topicKey
+	for _, f := range b.feeds {
+		for k := range f.topics {
+			if k.stream == "" {
+				ev = append(ev, k)
+			} else {
+				st = append(st, k)
+			}
+		}
+	}
+	b.mu.Unlock()
+	for _, k := range ev {
+		b.events.restart(k, b.epochs.Add(1))
+	}
+	for _, k := range st {
+		b.streams.restart(k, b.epochs.Add(1))
+	}
+}
+
+// Ping implements Pinger: a flush round trip to the server.
+func (b *NATSBus) Ping(ctx context.Context) error {
+	if !b.conn.connected() {
+		return fmt.Errorf("not connected to NATS")
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Second)
+		defer cancel()
+	}
+	return b.conn.nc.FlushWithContext(ctx)
+}
+
+// MaxPayload implements PayloadLimiter.
+func (b *NATSBus) MaxPayload() int { return int(b.conn.nc.MaxPayload()) }
+
+// Dropped implements DropCounter.
+func (b *NATSBus) Dropped() (invalid, untenanted uint64) {
+	return b.stats.invalid.Load(), b.stats.untenanted.Load()
+}
+
+// publish sends m and flushes, failing at once while disconnected.
+func (b *NATSBus) publish(ctx context.Context, m *nats.Msg) error {
+	if !b.conn.connected() {
+		return fmt.Errorf("publish: %w: not connected to NATS", ErrUnavailable)
+	}
+	if err := b.conn.nc.PublishMsg(m); err != nil {
+		return unavailable("publish", err)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Second)
+		defer cancel()
+	}
+	if err := b.conn.nc.FlushWithContext(ctx); err != nil {
+		return unavailable("flush", err)
+	}
+	return nil
+}
+
+// PublishEvent implements EventPublisher: publish and flush. An id this sidecar published for the tenant within the
+// dedup window is answered as a duplicate without publishing.
+func (b *NATSBus) PublishEvent(ctx context.Context, e *FlovynEvent) (PublishResult, error) {
+	m, err := eventMsg(e)
+	if err != nil {
+		return PublishResult{}, err
+	}
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return PublishResult{}, ErrClosed
+	}
+	d := b.dedup[e.TenantID]
+	if d == nil {
+		d = &dedupTable{}
+		b.dedup[e.TenantID] = d
+	}
+	now := time.Now()
+	if seq, ok := d.seen(e.ID, now, b.dedupWn); ok {
+		b.mu.Unlock()
+		return PublishResult{Sequence: seq, Duplicate: true}, nil
+	}
+	b.pubSeq[e.TenantID]++
+	seq := b.pubSeq[e.TenantID]
+	d.add(e.ID, seq, now, 100_000)
+	b.mu.Unlock()
+	if err := b.publish(ctx, m); err != nil {
+		b.mu.Lock()
+		delete(d.ids, e.ID) // not published: a retry must go through
+		b.mu.Unlock()
+		return PublishResult{}, err
+	}
+	return PublishResult{Sequence: seq}, nil
+}
+
+// PublishStream implements StreamPublisher.
+func (b *NATSBus) PublishStream(ctx context.Context, s *StreamEvent) (PublishResult, error) {
+	m, err := streamMsg(s)
+	if err != nil {
+		return PublishResult{}, err
+	}
+	if b.isClosed() {
+		return PublishResult{}, ErrClosed
+	}
+	return PublishResult{}, b.publish(ctx, m)
+}
+
+func (b *NATSBus) isClosed() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.closed
+}
+
+// acquire starts (or joins) the core subscription on subject, which feeds topic key; the caller releases it.
+func (b *NATSBus) acquire(subject string, key topicKey, handler nats.MsgHandler) (*coreFeed, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil, ErrClosed
+	}
+	f := b.feeds[subject]
+	if f == nil {
+		if !b.conn.connected() {
+			return nil, fmt.Errorf("subscribe %s: %w: not connected to NATS", subject, ErrUnavailable)
+		}
+		sub, err := b.conn.nc.Subscribe(subject, handler)
+		if err != nil {
+			return nil, unavailable("subscribe "+subject, err)
+		}
+		sub.SetPendingLimits(64<<10, 64<<20)
+		f = &coreFeed{sub: sub, topics: map[topicKey]bool{}}
+		b.feeds[subject] = f
+	}
+	if !f.topics[key] {
+		f.topics[key] = true
+		// A new feed, or a new tenant on a stream feed: what came before is not held, so a new epoch.
+		if key.stream == "" {
+			b.events.restart(key, b.epochs.Add(1))
+		} else {
+			b.streams.restart(key, b.epochs.Add(1))
+		}
+	}
+	f.refs++
+	if f.linger != nil {
+		f.linger.Stop()
+		f.linger = nil
+	}
+	return f, nil
+}
+
+func (b *NATSBus) release(subject string, f *coreFeed) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	f.refs--
+	if f.refs > 0 || b.closed || b.feeds[subject] != f {
+		return
+	}
+	stop := func() {
+		_ = f.sub.Unsubscribe()
+		for k := range f.topics {
+			if k.stream == "" {
+				b.events.removeTopic(k)
+			} else {
+				b.streams.removeTopic(k)
+			}
+		}
+	}
+	if b.linger < 0 {
+		delete(b.feeds, subject)
+		stop()
+		return
+	}
+	f.linger = time.AfterFunc(b.linger, func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		if f.refs == 0 && b.feeds[subject] == f && !b.closed {
+			delete(b.feeds, subject)
+			stop()
+		}
+	})
+}
+
+// coreSub is a hub subscription that releases its feed when it ends.
+type coreSub[T any] struct {
+	*subscriber[T]
+	once    sync.Once
+	release func()
+}
+
+// Close implements Subscription.
+func (s *coreSub[T]) Close() error {
+	err := s.subscriber.Close()
+	s.once.Do(s.release)
+	return err
+}
+
+// SubscribeEvents implements EventSubscriber.
+func (b *NATSBus) SubscribeEvents(ctx context.Context, p EventPattern, from Start) (Subscription[FlovynEvent], error) {
+	if err := validatePattern(&p); err != nil {
+		return nil, err
+	}
+	key := topicKey{tenant: p.TenantID}
+	subject, _ := subjects.EventFilter(p.TenantID.String(), "")
+	f, err := b.acquire(subject, key, func(m *nats.Msg) {
+		now := time.Now()
+		e, ok := decodeReceivedEvent(b.cfg.Events.DefaultSource, m.Subject, m.Data, now, fmt.Sprintf("core/%d", now.UnixNano()))
+		if !ok || e.TenantID != p.TenantID {
+			b.stats.invalid.Add(1)
+			return
+		}
+		var buf [3]indexKey
+		b.events.publish(key, e, 0, 0, eventIndex(e, &buf), uuid.Nil, time.Now())
+	})
+	if err != nil {
+		return nil, errorf("subscribe events", err)
+	}
+	s, err := b.events.subscribe(context.Background(), key, patternIndex(&p), p.Matches, from)
+	if err != nil {
+		b.release(subject, f)
+		return nil, errorf("subscribe events", err)
+	}
+	cs := &coreSub[FlovynEvent]{subscriber: s, release: func() { b.release(subject, f) }}
+	if ctx.Done() != nil {
+		s.stopCtx = context.AfterFunc(ctx, func() { cs.Close() })
+	}
+	return cs, nil
+}
+
+// SubscribeStream implements StreamSubscriber.
+func (b *NATSBus) SubscribeStream(ctx context.Context, tenant uuid.UUID, key string, from Start) (Subscription[StreamEvent], error) {
+	key, err := streamKey(tenant, key)
+	if err != nil {
+		return nil, err
+	}
+	tk := topicKey{tenant: tenant, stream: key}
+	subject := subjects.StreamsPrefix + key
+	f, err := b.acquire(subject, tk, func(m *nats.Msg) { b.onStream(subject, key, m) })
+	if err != nil {
+		return nil, errorf("subscribe stream", err)
+	}
+	s, err := b.streams.subscribe(context.Background(), tk, indexKey{}, nil, from)
+	if err != nil {
+		b.release(subject, f)
+		return nil, errorf("subscribe stream", err)
+	}
+	cs := &coreSub[StreamEvent]{subscriber: s, release: func() { b.release(subject, f) }}
+	if ctx.Done() != nil {
+		s.stopCtx = context.AfterFunc(ctx, func() { cs.Close() })
+	}
+	return cs, nil
+}
+
+// onStream hands a stream event to the topic of its tenant (from the Flovyn-Tenant-Id header), or, without the header
+// and with streams.accept_untenanted, to every tenant subscribed to the stream.
+func (b *NATSBus) onStream(subject, key string, m *nats.Msg) {
+	s, err := DecodeStreamEvent(m.Data)
+	if err != nil || s.Key() != key {
+		b.stats.invalid.Add(1)
+		return
+	}
+	var tenants []uuid.UUID
+	if h := m.Header.Get(TenantHeader); h != "" {
+		t, err := uuid.Parse(h)
+		if err != nil {
+			b.stats.invalid.Add(1)
+			return
+		}
+		tenants = []uuid.UUID{t}
+	} else {
+		b.stats.untenanted.Add(1)
+		if !b.cfg.Streams.AcceptUntenanted {
+			return
+		}
+		b.mu.Lock()
+		if f := b.feeds[subject]; f != nil {
+			for k := range f.topics {
+				tenants = append(tenants, k.tenant)
+			}
+		}
+		b.mu.Unlock()
+	}
+	all := [1]indexKey{}
+	for _, t := range tenants {
+		c := *s
+		c.TenantID = t
+		b.streams.publishIfExists(topicKey{tenant: t, stream: key}, &c, all[:])
+	}
+}
+
+// Close implements Bus.
+func (b *NATSBus) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	b.mu.Unlock()
+	b.events.close()
+	b.streams.close()
+	b.conn.close()
+	return nil
+}
+
+// Connected implements Connectivity.
+func (b *NATSBus) Connected() bool { return b.conn.connected() }
