@@ -95,7 +95,7 @@ func TestJetStreamForeignPublishers(t *testing.T) {
 	}
 	base := "flovyn.events." + tenant.String() + "."
 	pub(base+"workflow.started", `{"event_type":"workflow.started","data":{"by":"rust"}}`) // minimal: stamped on receipt
-	pub(base+"spoof", fmt.Sprintf(`{"tenant_id":%q,"event_type":"spoof"}`, other))        // body names another tenant
+	pub(base+"spoof", fmt.Sprintf(`{"tenant_id":%q,"event_type":"spoof"}`, other))         // body names another tenant
 	pub(base+"garbage", `not json`)
 	pub(base+"mismatch", `{"event_type":"other.type"}`)
 	pub(base+"sentinel", `{"event_type":"sentinel"}`)
