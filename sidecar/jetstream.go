@@ -333,15 +333,7 @@ func fill(errs []error, err error) {
 // publishAll publishes msgs (nil entries skipped) asynchronously and waits for every ack, within ctx.
 func (b *JetStreamBus) publishAll(ctx context.Context, msgs []*nats.Msg, errs []error) []jetstream.PubAck {
 	acks := make([]jetstream.PubAck, len(msgs))
-	if len(msgs) == 1 && msgs[0] != nil {
-		a, err := b.js.PublishMsg(ctx, msgs[0])
-		if err != nil {
-			errs[0] = unavailable("publish", err)
-		} else {
-			acks[0] = *a
-		}
-		return acks
-	}
+	lost := b.conn.lost()
 	futures := make([]jetstream.PubAckFuture, len(msgs))
 	for i, m := range msgs {
 		if m == nil {
@@ -365,6 +357,8 @@ func (b *JetStreamBus) publishAll(ctx context.Context, msgs []*nats.Msg, errs []
 			errs[i] = unavailable("publish", err)
 		case <-ctx.Done():
 			errs[i] = unavailable("publish", ctx.Err())
+		case <-lost:
+			errs[i] = fmt.Errorf("publish: %w: the connection to NATS dropped before the ack (the event may be stored: retry)", ErrUnavailable)
 		}
 	}
 	return acks
@@ -383,11 +377,12 @@ func (b *JetStreamBus) PublishStream(ctx context.Context, s *StreamEvent) (Publi
 	if !b.conn.connected() {
 		return PublishResult{}, fmt.Errorf("publish stream: %w: not connected to NATS", ErrUnavailable)
 	}
-	a, err := b.js.PublishMsg(ctx, m)
-	if err != nil {
-		return PublishResult{}, unavailable("publish stream", err)
+	errs := make([]error, 1)
+	acks := b.publishAll(ctx, []*nats.Msg{m}, errs)
+	if errs[0] != nil {
+		return PublishResult{}, errs[0]
 	}
-	return PublishResult{Sequence: a.Sequence, Duplicate: a.Duplicate}, nil
+	return PublishResult{Sequence: acks[0].Sequence, Duplicate: acks[0].Duplicate}, nil
 }
 
 func streamMsg(s *StreamEvent) (*nats.Msg, error) {

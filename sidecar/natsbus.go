@@ -68,7 +68,7 @@ func NewNATSBus(ctx context.Context, cfg *Config, linger time.Duration, log *slo
 	b.events = newHub[FlovynEvent](hubConfig{capacity: cfg.Memory.EventBuffer, idleTTL: time.Hour}, epoch, arrival)
 	b.streams = newHub[StreamEvent](hubConfig{capacity: cfg.Memory.StreamBuffer, idleTTL: time.Hour}, epoch, arrival)
 	conn.nc.SetReconnectHandler(func(nc *nats.Conn) {
-		conn.up.Store(true)
+		conn.setUp(true)
 		log.Info("NATS reconnected; open streams get a reset gap", slog.String("server", nc.ConnectedUrlRedacted()))
 		b.restartAll()
 	})

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,6 +20,39 @@ type natsConn struct {
 	embedded *server.Server // nil with an external cluster
 	up       atomic.Bool
 	log      *slog.Logger
+
+	mu     sync.Mutex
+	lostCh chan struct{} // closed when the connection drops; a new one after a reconnect
+}
+
+// lost returns a channel that is closed when the connection drops (already closed while it is down), so that waits for
+// an ack end at once instead of at their timeout.
+func (c *natsConn) lost() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.lostCh == nil {
+		c.lostCh = make(chan struct{})
+		if !c.up.Load() {
+			close(c.lostCh)
+		}
+	}
+	return c.lostCh
+}
+
+func (c *natsConn) setUp(up bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.up.Store(up)
+	switch {
+	case !up && c.lostCh != nil:
+		select {
+		case <-c.lostCh:
+		default:
+			close(c.lostCh)
+		}
+	case up:
+		c.lostCh = nil // made again, open, on the next call to lost
+	}
 }
 
 // connectNATS starts the embedded server when cfg says so, or connects to the external cluster. Start-up waits up to
@@ -40,11 +74,11 @@ func connectNATS(ctx context.Context, cfg NATSConfig, name string, log *slog.Log
 		nats.PingInterval(5 * time.Second),
 		nats.MaxPingsOutstanding(2),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			c.up.Store(false)
+			c.setUp(false)
 			log.Warn("NATS disconnected", slog.Any("err", err))
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
-			c.up.Store(true)
+			c.setUp(true)
 			log.Info("NATS reconnected", slog.String("server", nc.ConnectedUrlRedacted()))
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
@@ -84,7 +118,7 @@ func connectNATS(ctx context.Context, cfg NATSConfig, name string, log *slog.Log
 		nc, err := nats.Connect(url, opts...)
 		if err == nil {
 			c.nc = nc
-			c.up.Store(true)
+			c.setUp(true)
 			return c, nil
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil || isPermanentConnectError(err) {

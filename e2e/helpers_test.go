@@ -1,0 +1,212 @@
+// Package e2e holds black-box tests: they build the eventhook binary and real nats-server binaries (from the Go module
+// the project already requires), run them as processes on 127.0.0.1 only, and drive them over the Unix socket and HTTP.
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/flovyn/eventhook/sidecar"
+)
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// binaries builds eventhook and nats-server once per test run and returns their paths.
+func binaries(t testing.TB) (eventhook, natsServer string) {
+	t.Helper()
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "eh-e2e-bin")
+		if buildErr != nil {
+			return
+		}
+		for _, b := range []struct{ out, pkg string }{
+			{"eventhook", "github.com/flovyn/eventhook"},
+			{"nats-server", "github.com/nats-io/nats-server/v2"},
+		} {
+			cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, b.out), b.pkg)
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				buildErr = fmt.Errorf("go build %s: %v\n%s", b.pkg, err, out)
+				return
+			}
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return filepath.Join(binDir, "eventhook"), filepath.Join(binDir, "nats-server")
+}
+
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// shortDir returns a temporary directory with a short path (Unix socket paths are limited to 108 bytes).
+func shortDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "eh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// proc is a running process with its output kept for failure reports.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	out  strings.Builder
+	done chan struct{}
+	err  error
+}
+
+func start(t testing.TB, name string, bin string, args ...string) *proc {
+	t.Helper()
+	p := &proc{name: name, cmd: exec.Command(bin, args...), done: make(chan struct{})}
+	pipe, err := p.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.cmd.Stderr = p.cmd.Stdout
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	go func() { // ends when the process closes its output
+		sc := bufio.NewScanner(pipe)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.out.WriteString(sc.Text() + "\n")
+			p.mu.Unlock()
+		}
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		p.kill()
+		if t.Failed() {
+			t.Logf("output of %s:\n%s", p.name, p.output())
+		}
+	})
+	return p
+}
+
+func (p *proc) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.String()
+}
+
+func (p *proc) signal(sig syscall.Signal) { _ = p.cmd.Process.Signal(sig) }
+
+func (p *proc) kill() {
+	select {
+	case <-p.done:
+	default:
+		p.signal(syscall.SIGKILL)
+		<-p.done
+	}
+}
+
+// wait waits for the process to exit and returns its exit code.
+func (p *proc) wait(t testing.TB, d time.Duration) int {
+	t.Helper()
+	select {
+	case <-p.done:
+		return p.cmd.ProcessState.ExitCode()
+	case <-time.After(d):
+		t.Fatalf("%s still running after %v", p.name, d)
+		return -1
+	}
+}
+
+// natsServer starts a nats-server with JetStream on a free port, storing under dir.
+func natsServer(t testing.TB, bin string, port int, dir string, extra ...string) *proc {
+	t.Helper()
+	args := append([]string{"-a", "127.0.0.1", "-p", fmt.Sprint(port), "-js", "-sd", dir}, extra...)
+	p := start(t, fmt.Sprintf("nats-server:%d", port), bin, args...)
+	waitFor(t, 20*time.Second, func() bool {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 100*time.Millisecond)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	}, "nats-server on port %d", port)
+	return p
+}
+
+// sidecarProc is a running eventhook daemon with a client for its socket.
+type sidecarProc struct {
+	*proc
+	dir    string
+	socket string
+	url    string
+	client *sidecar.Client
+}
+
+// startSidecar writes a config (the YAML given) into dir and starts eventhook serve on it; it returns once /readyz
+// answers 200 over the socket.
+func startSidecar(t testing.TB, bin, dir, yaml string) *sidecarProc {
+	t.Helper()
+	cfgPath := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := &sidecarProc{dir: dir, socket: filepath.Join(dir, "eh.sock")}
+	s.proc = start(t, "eventhook", bin, "serve", "-config", cfgPath)
+	c, err := sidecar.NewClient(s.socket, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.client = c
+	t.Cleanup(c.Close)
+	waitFor(t, 30*time.Second, func() bool { return s.ready() }, "eventhook ready on %s", s.socket)
+	return s
+}
+
+func (s *sidecarProc) ready() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", s.client.BaseURL()+"/readyz", nil)
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == 200
+}
+
+// waitFor polls cond until it holds, failing the test after d.
+func waitFor(t testing.TB, d time.Duration, cond func() bool, what string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for "+what, append([]any{d}, args...)...)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
