@@ -449,7 +449,7 @@ func (c *Config) ApplyDefaults() {
 		embedded := len(c.NATS.URLs) == 0
 		c.NATS.Embedded = &embedded
 	}
-	cfgOrDefault(&c.NATS.EmbeddedListen, d.NATS.EmbeddedListen)
+	// nats.embedded_listen is not defaulted here: "" means in-process connections only (DefaultConfig sets the address).
 	cfgOrDefault(&c.NATS.StoreDir, d.NATS.StoreDir)
 	cfgOrDefault(&c.NATS.ConnectTimeout, d.NATS.ConnectTimeout)
 
@@ -815,7 +815,7 @@ func (c *Config) validateNATS(p *cfgProblems) {
 			p.add(fmt.Sprintf("nats.urls[%d]", i), "%q %s", cfgRedactURL(u), msg)
 		}
 	}
-	if usesNATS && n.IsEmbedded() {
+	if usesNATS && n.IsEmbedded() && n.EmbeddedListen != "" {
 		_, port, err := net.SplitHostPort(n.EmbeddedListen)
 		if err != nil || !cfgValidPort(port, true) {
 			p.add("nats.embedded_listen", "%q is not a host:port; write e.g. \"127.0.0.1:4222\" (port -1 picks a "+

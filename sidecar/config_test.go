@@ -90,9 +90,13 @@ func TestDefaultConfig(t *testing.T) {
 
 	zero := &Config{}
 	zero.ApplyDefaults()
+	// One key keeps its zero value: nats.embedded_listen "" means in-process connections only (SPEC §7), so only a
+	// file that leaves the key out gets the address.
+	want.NATS.EmbeddedListen = ""
 	if !reflect.DeepEqual(zero, want) {
 		t.Fatalf("Config{}.ApplyDefaults() = %+v; want the defaults %+v", zero, want)
 	}
+	want.NATS.EmbeddedListen = "127.0.0.1:4222"
 
 	for _, doc := range []string{"", "# nothing\n", "~\n", "http:\nnats:\n"} {
 		got, err := ParseConfig([]byte(doc))

@@ -346,6 +346,13 @@ func (s *jsSub[T]) Next() (Delivery[T], bool) {
 	return d, true
 }
 
+// Settled reports whether the subscription has joined the live feed (or ended): a replay no longer runs.
+func (s *jsSub[T]) Settled() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.live != nil || s.closed
+}
+
 // Close implements Subscription.
 func (s *jsSub[T]) Close() error {
 	s.mu.Lock()

@@ -346,8 +346,9 @@ func TestPublishBatch(t *testing.T) {
 	expectNext(t, sub, "sentinel")
 }
 
-func TestStreamsAndLegacy(t *testing.T) {
-	h := newHarness(t, nil, nil)
+func TestStreamsAndLegacy(t *testing.T) { testStreamsAndLegacy(t, newHarness(t, nil, nil)) }
+
+func testStreamsAndLegacy(t *testing.T, h *harness) {
 	tenant, wf, task := uuid.New(), uuid.New(), uuid.New()
 	q := url.Values{"tenant_id": {tenant.String()}}
 	s := h.stream(t, h.unix, "/workflow-executions/"+wf.String()+"/stream", q, "")
@@ -437,8 +438,23 @@ func TestStreamTypes(t *testing.T) {
 	problemOf(t, status, hdr, body, 400)
 }
 
-func TestStreamResume(t *testing.T) {
-	h := newHarness(t, nil, nil)
+func TestStreamResume(t *testing.T) { testStreamResume(t, newHarness(t, nil, nil)) }
+
+// TestStreamResumeJetStream resumes a merged workflow stream (lifecycle + generic) on the JetStream backend: both feeds
+// go on with no hole and no duplicate.
+func TestStreamResumeJetStream(t *testing.T) {
+	bus := newJetStreamTestBus(t, nil)
+	t.Cleanup(func() { bus.Close() })
+	testStreamResume(t, newHarness(t, nil, bus))
+}
+
+func TestStreamsAndLegacyJetStream(t *testing.T) {
+	bus := newJetStreamTestBus(t, nil)
+	t.Cleanup(func() { bus.Close() })
+	testStreamsAndLegacy(t, newHarness(t, nil, bus))
+}
+
+func testStreamResume(t *testing.T, h *harness) {
 	tenant, wf := uuid.New(), uuid.New()
 	path := "/workflow-executions/" + wf.String() + "/stream"
 	q := url.Values{"tenant_id": {tenant.String()}}

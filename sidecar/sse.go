@@ -269,6 +269,11 @@ func (c *sseConn) drain() {
 				c.stD, c.nextSt = d, &c.stD
 			}
 		}
+		// While one feed is still replaying from the store, it may yet yield something older than the other's next
+		// item: hold the other until it has an item or has joined the live feed (it wakes us either way).
+		if (c.nextEv != nil && c.nextSt == nil && !settled(c.st)) || (c.nextSt != nil && c.nextEv == nil && !settled(c.ev)) {
+			return
+		}
 		switch {
 		case c.nextEv != nil && (c.nextSt == nil || c.nextEv.Arrival <= c.nextSt.Arrival):
 			c.writeEvent(c.nextEv)
@@ -283,6 +288,20 @@ func (c *sseConn) drain() {
 			return
 		}
 	}
+}
+
+// settler is implemented by subscriptions that replay from a store before they join the live feed.
+type settler interface {
+	// Settled reports whether the replay is over: nothing older than what is pending can come any more.
+	Settled() bool
+}
+
+func settled[T any](s Subscription[T]) bool {
+	if s == nil {
+		return true
+	}
+	st, ok := s.(settler)
+	return !ok || st.Settled()
 }
 
 func (c *sseConn) writeEvent(d *Delivery[FlovynEvent]) {

@@ -1,0 +1,225 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/flovyn/eventhook/sidecar"
+)
+
+func embeddedConfig(dir string) string {
+	return fmt.Sprintf(`
+backend: jetstream
+http: {listen: "", unix_socket: %q}
+nats: {embedded: true, embedded_listen: "", store_dir: %q}
+log: {level: debug}
+`, dir+"/eh.sock", dir+"/data")
+}
+
+// loadUntil publishes from several clients until stop is closed and returns the acked ids and the errors seen.
+func loadUntil(client *sidecar.Client, tenant uuid.UUID, workers int, stop <-chan struct{}) (acked []string, errs []error) {
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				id := uuid.NewString()
+				body := fmt.Sprintf(`{"id":%q,"tenant_id":%q,"event_type":"load.w%d"}`, id, tenant, w)
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				_, err := client.PublishEvent(ctx, []byte(body), "")
+				cancel()
+				mu.Lock()
+				if err == nil {
+					acked = append(acked, id)
+				} else {
+					errs = append(errs, err)
+				}
+				mu.Unlock()
+				if err != nil {
+					time.Sleep(5 * time.Millisecond)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return acked, errs
+}
+
+// storedIDs reads every lifecycle event of tenant the sidecar holds (earliest) until n have arrived.
+func storedIDs(t testing.TB, client *sidecar.Client, tenant uuid.UUID, n int) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	r, closer, err := client.Stream(ctx, "/events/stream", url.Values{"tenant_id": {tenant.String()}}, "earliest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closer.Close()
+	var ids []string
+	for len(ids) < n {
+		ev, err := r.Next()
+		if err != nil {
+			t.Fatalf("after %d of %d events: %v", len(ids), n, err)
+		}
+		if ev.Event == "lifecycle" {
+			var e struct{ ID string }
+			json.Unmarshal([]byte(ev.Data), &e)
+			ids = append(ids, e.ID)
+		}
+	}
+	return ids
+}
+
+// TestKillNineKeepsAcked kills the sidecar (embedded JetStream) with SIGKILL under load and starts it again: the stale
+// socket is replaced, and every acknowledged event is there, once.
+func TestKillNineKeepsAcked(t *testing.T) {
+	eh, _ := binaries(t)
+	dir := shortDir(t)
+	side := startSidecar(t, eh, dir, embeddedConfig(dir))
+	tenant := uuid.New()
+	stop := make(chan struct{})
+	var acked []string
+	var errs []error
+	done := make(chan struct{})
+	go func() { acked, errs = loadUntil(side.client, tenant, 8, stop); close(done) }()
+	time.Sleep(700 * time.Millisecond) // let load build up: the kill must land while publishes are in flight
+	side.signal(syscall.SIGKILL)
+	side.wait(t, 5*time.Second)
+	close(stop)
+	<-done
+	if _, err := os.Lstat(side.socket); err != nil {
+		t.Fatalf("after SIGKILL the socket file should be left behind (stale): %v", err)
+	}
+	restarted := startSidecar(t, eh, dir, embeddedConfig(dir))
+	ids := storedIDs(t, restarted.client, tenant, len(acked))
+	checkExactlyOnce(t, acked, ids, false)
+	t.Logf("acked %d before kill -9 (%d failed with the process), all %d found after restart", len(acked), len(errs), len(acked))
+}
+
+// TestSIGTERMUnderLoad stops the sidecar with SIGTERM while publishes are in flight: each one is answered 2xx (and then
+// stored) or fails cleanly, the process exits 0 within a few seconds, and the socket is removed.
+func TestSIGTERMUnderLoad(t *testing.T) {
+	eh, _ := binaries(t)
+	dir := shortDir(t)
+	side := startSidecar(t, eh, dir, embeddedConfig(dir))
+	tenant := uuid.New()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	stream, closer, err := side.client.Stream(ctx, "/events/stream", url.Values{"tenant_id": {tenant.String()}}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closer.Close()
+	streamEnded := make(chan error, 1)
+	go func() {
+		for {
+			if _, err := stream.Next(); err != nil {
+				streamEnded <- err
+				return
+			}
+		}
+	}()
+	stop := make(chan struct{})
+	var acked []string
+	var errs []error
+	done := make(chan struct{})
+	go func() { acked, errs = loadUntil(side.client, tenant, 8, stop); close(done) }()
+	time.Sleep(500 * time.Millisecond)
+	start := time.Now()
+	side.signal(syscall.SIGTERM)
+	code := side.wait(t, 10*time.Second)
+	took := time.Since(start)
+	close(stop)
+	<-done
+	if code != 0 {
+		t.Fatalf("exit code %d after SIGTERM; want 0", code)
+	}
+	if took > 5*time.Second {
+		t.Errorf("shutdown took %v", took)
+	}
+	select {
+	case err := <-streamEnded:
+		if !errors.Is(err, io.EOF) && err != nil && !strings.Contains(err.Error(), "EOF") {
+			t.Logf("stream ended with %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("the open SSE stream did not end at shutdown")
+	}
+	if _, err := os.Lstat(side.socket); !os.IsNotExist(err) {
+		t.Errorf("socket still there after SIGTERM: %v", err)
+	}
+	for _, err := range errs {
+		var p *sidecar.Problem
+		if errors.As(err, &p) && p.Status != 503 {
+			t.Errorf("a publish during shutdown got %d: %s", p.Status, p.Detail)
+		}
+	}
+	restarted := startSidecar(t, eh, dir, embeddedConfig(dir))
+	ids := storedIDs(t, restarted.client, tenant, len(acked))
+	checkExactlyOnce(t, acked, ids, false)
+	t.Logf("SIGTERM under load: exit 0 in %v; %d acked (all stored), %d failed cleanly", took.Round(time.Millisecond), len(acked), len(errs))
+}
+
+// TestCLIPublishAndTail publishes with `eventhook publish` over the socket and reads with `eventhook tail -json`.
+func TestCLIPublishAndTail(t *testing.T) {
+	eh, _ := binaries(t)
+	dir := shortDir(t)
+	side := startSidecar(t, eh, dir, embeddedConfig(dir))
+	tenant, wf := uuid.NewString(), uuid.NewString()
+	run := func(stdin string, args ...string) string {
+		t.Helper()
+		cmd := exec.Command(eh, args...)
+		cmd.Stdin = strings.NewReader(stdin)
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("eventhook %v: %v\n%s", args, err, errb.String())
+		}
+		return out.String()
+	}
+	run("", "publish", "-socket", side.socket, "-tenant", tenant, "-type", "workflow.started", "-workflow", wf, "-data", `{"n":1}`)
+	ndjson := fmt.Sprintf(`{"event_type":"task.started","workflow_execution_id":%q}`+"\n"+`{"event_type":"workflow.completed","workflow_execution_id":%q}`+"\n", wf, wf)
+	run(ndjson, "publish", "-socket", side.socket, "-tenant", tenant)
+	run(fmt.Sprintf(`{"workflowExecutionId":%q,"type":"TOKEN","payload":"Hello"}`+"\n", wf), "publish", "-stream", "-socket", side.socket, "-tenant", tenant)
+
+	out := run("", "tail", "-socket", side.socket, "-tenant", tenant, "-workflow", wf, "-json", "-n", "4")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	want := []string{"workflow.started", "task.started", "workflow.completed", "token"}
+	if len(lines) != len(want) {
+		t.Fatalf("tail printed %d lines; want %d:\n%s", len(lines), len(want), out)
+	}
+	for i, line := range lines {
+		var f struct {
+			ID    string          `json:"id"`
+			Event string          `json:"event"`
+			Data  json.RawMessage `json:"data"`
+		}
+		if err := json.Unmarshal([]byte(line), &f); err != nil || f.ID == "" {
+			t.Fatalf("line %d not a JSON frame: %s (%v)", i, line, err)
+		}
+		if !strings.Contains(string(f.Data), want[i]) && f.Event != want[i] {
+			t.Errorf("line %d = %s; want %s", i, line, want[i])
+		}
+	}
+}
