@@ -276,11 +276,13 @@ func (h *hub[T]) removeTopic(key topicKey) {
 // items after after that match, registers the subscriber, and returns the merged items to deliver before the
 // subscriber's queue. Without force, it refuses (ok false) when the ring no longer holds everything after after: the
 // caller reads further in the store first. It returns ErrClosed when the topic is gone.
+//
+// It also returns the position it attached after (the topic's head for attachLive).
 func (h *hub[T]) attach(key topicKey, idx indexKey, match func(*T) bool, after uint64, stored []entry[T], mode attachMode,
-	ready chan struct{}) (s *subscriber[T], merged []entry[T], ok bool, err error) {
+	ready chan struct{}) (s *subscriber[T], merged []entry[T], at uint64, ok bool, err error) {
 	t := h.lockTopic(key, false)
 	if t == nil {
-		return nil, nil, false, ErrClosed
+		return nil, nil, 0, false, ErrClosed
 	}
 	defer t.mu.Unlock()
 	cover := max(t.coverStart, t.dropped+1)
@@ -293,7 +295,7 @@ func (h *hub[T]) attach(key topicKey, idx indexKey, match func(*T) bool, after u
 		ok = cover <= after+1 || t.dropped <= after
 	}
 	if mode != attachLive && mode != attachAlways && !ok {
-		return nil, nil, false, nil
+		return nil, nil, 0, false, nil
 	}
 	merged = stored[:len(stored):len(stored)]
 	last := after
@@ -314,7 +316,7 @@ func (h *hub[T]) attach(key topicKey, idx indexKey, match func(*T) bool, after u
 	}
 	s = h.newSubscriber(t, key, idx, match, ready)
 	t.register(s)
-	return s, merged, true, nil
+	return s, merged, max(after, last), true, nil
 }
 
 // attachMode says when attach may join the live feed.

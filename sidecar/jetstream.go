@@ -6,13 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -29,13 +27,7 @@ import (
 // Replay (a cursor, earliest, a late subscriber, a subscriber overtaken by live traffic) reads the store, then attaches
 // to the hub under the topic's lock at a sequence both sides agree on, so there is no hole and no repeat at the seam.
 //
-// Per-workflow replay uses an index kept in JetStream, in the stream <events_stream>_INDEX (flovyn.index.>): for each
-// event with a workflow or task id that this sidecar publishes, a small message on flovyn.index.<tenant>.w.<workflow>
-// (and .t.<task>) holding the event's stream sequence, written after the event's ack and before the client's 2xx. A
-// late subscriber to a workflow reads its index subject (JetStream keeps a per-subject index, so this does not scan the
-// tenant's history) and fetches those events by sequence. The index survives restarts and is shared by every sidecar.
-// Events that other producers publish straight onto NATS have no index entry: a late subscriber gets them only while
-// they are in the hub's ring of recent events of the tenant (memory.event_buffer), not from older history.
+// Per-workflow replay uses an index kept in JetStream and written by a shared durable consumer: see jsindex.go.
 
 // IndexPrefix starts the subjects of the per-workflow index.
 const IndexPrefix = "flovyn.index."
@@ -57,6 +49,9 @@ type JetStreamBus struct {
 	events *jsKind[FlovynEvent]
 	stream *jsKind[StreamEvent]
 	index  jetstream.Stream
+	// indexer is the durable consumer that writes the per-workflow index (see jsindex.go); nil when it could not be made.
+	indexer     jetstream.Consumer
+	indexerStop jetstream.ConsumeContext
 
 	stats busStats
 
@@ -138,6 +133,10 @@ func newJetStreamBus(ctx context.Context, cfg *Config, opts JetStreamOptions, lo
 	b.stream = &jsKind[StreamEvent]{stream: sts, name: cfg.JetStream.StreamsStream, epoch: streamEpoch(sts)}
 	b.stream.hub = newHub[StreamEvent](ring(cfg.Memory.StreamBuffer), b.stream.epoch, arrival)
 	b.ctx, b.cancel = context.WithCancel(context.Background())
+	if err := b.startIndexer(ctx); err != nil {
+		// Late workflow subscribers then scan the tenant's subjects instead: slower, still complete.
+		log.Warn("the per-workflow indexer could not start; late subscribers will scan", slog.Any("err", err))
+	}
 	return b, nil
 }
 
@@ -249,36 +248,15 @@ func eventMsg(e *FlovynEvent) (*nats.Msg, error) {
 	return m, nil
 }
 
-// indexMsgs returns the index messages of the event stored at seq.
-func indexMsgs(e *FlovynEvent, seq uint64) []*nats.Msg {
-	var out []*nats.Msg
-	add := func(kind string, id *uuid.UUID) {
-		if id == nil {
-			return
-		}
-		m := &nats.Msg{Subject: indexSubject(e.TenantID, kind, *id), Header: nats.Header{}, Data: strconv.AppendUint(nil, seq, 10)}
-		m.Header.Set(jetstream.MsgIDHeader, strconv.FormatUint(seq, 10)+"."+kind)
-		out = append(out, m)
-	}
-	add("w", e.WorkflowExecutionID)
-	add("t", e.TaskExecutionID)
-	return out
-}
-
-func indexSubject(tenant uuid.UUID, kind string, id uuid.UUID) string {
-	return IndexPrefix + tenant.String() + "." + kind + "." + id.String()
-}
-
-// PublishEvent implements EventPublisher: it returns after JetStream's PubAck (and the index's), or ErrUnavailable at
-// once when NATS is not connected.
+// PublishEvent implements EventPublisher: it returns after JetStream's PubAck, or ErrUnavailable at once when NATS is
+// not connected.
 func (b *JetStreamBus) PublishEvent(ctx context.Context, e *FlovynEvent) (PublishResult, error) {
 	res, errs := b.PublishEvents(ctx, []*FlovynEvent{e})
 	return res[0], errs[0]
 }
 
-// PublishEvents implements BatchPublisher: every event is published asynchronously, then every ack awaited; then the
-// index entries of the stored events likewise. A retried event is answered as a duplicate with its original sequence,
-// and its index entries are written again (deduplicated), which repairs an index a crash left behind.
+// PublishEvents implements BatchPublisher: every event is published asynchronously, then every ack awaited. A retried
+// event is answered as a duplicate with its original sequence.
 func (b *JetStreamBus) PublishEvents(ctx context.Context, events []*FlovynEvent) ([]PublishResult, []error) {
 	results := make([]PublishResult, len(events))
 	errs := make([]error, len(events))
@@ -300,25 +278,9 @@ func (b *JetStreamBus) PublishEvents(ctx context.Context, events []*FlovynEvent)
 		msgs[i] = m
 	}
 	acks := b.publishAll(ctx, msgs, errs)
-	var index []*nats.Msg
-	var owner []int
 	for i, a := range acks {
-		if errs[i] != nil {
-			continue
-		}
-		results[i] = PublishResult{Sequence: a.Sequence, Duplicate: a.Duplicate}
-		for _, m := range indexMsgs(events[i], a.Sequence) {
-			index = append(index, m)
-			owner = append(owner, i)
-		}
-	}
-	if len(index) > 0 {
-		ierrs := make([]error, len(index))
-		b.publishAll(ctx, index, ierrs)
-		for j, err := range ierrs {
-			if err != nil && errs[owner[j]] == nil {
-				errs[owner[j]] = fmt.Errorf("index: %w", err) // stored but not indexed: the client's retry repairs it
-			}
+		if errs[i] == nil {
+			results[i] = PublishResult{Sequence: a.Sequence, Duplicate: a.Duplicate}
 		}
 	}
 	return results, errs
@@ -413,6 +375,9 @@ func (b *JetStreamBus) Close() error {
 	feeds := b.feeds
 	b.feeds = map[string]*jsFeed{}
 	b.mu.Unlock()
+	if b.indexerStop != nil {
+		b.indexerStop.Stop()
+	}
 	b.cancel()
 	b.events.hub.close()
 	b.stream.hub.close()

@@ -39,11 +39,12 @@ type jsSub[T any] struct {
 	stopCtx func() bool
 	stopBus func() bool
 
-	mu      sync.Mutex
-	prefix  []entry[T]
-	live    *subscriber[T]
-	last    uint64 // sequence of the last delivery (or the start position)
-	gap     *Gap
+	mu       sync.Mutex
+	prefix   []entry[T]
+	live     *subscriber[T]
+	last     uint64 // sequence of the last delivery
+	examined uint64 // every sequence up to here is delivered, in prefix, or does not match
+	gap      *Gap
 	drained chan struct{} // signalled when the prefix empties: the replay worker reads on
 	closed  bool
 }
@@ -79,13 +80,13 @@ func (s *jsSub[T]) begin(ctx context.Context, from Start) {
 			}
 		}
 	}
-	s.last = after
+	s.examined = after
 	s.startWorker(after, from.kind == startAfter && s.gap == nil)
 }
 
 // attach joins the live feed after the position; it returns false when mode refuses.
 func (s *jsSub[T]) attach(after uint64, stored []entry[T], mode attachMode) bool {
-	sub, merged, ok, err := s.kind.hub.attach(s.key, s.idx, s.match, after, stored, mode, s.ready)
+	sub, merged, at, ok, err := s.kind.hub.attach(s.key, s.idx, s.match, after, stored, mode, s.ready)
 	if err != nil || !ok {
 		return false
 	}
@@ -97,9 +98,7 @@ func (s *jsSub[T]) attach(after uint64, stored []entry[T], mode attachMode) bool
 	}
 	s.prefix = append(s.prefix, merged...)
 	s.live = sub
-	if s.last < after && len(merged) == 0 {
-		s.last = after
-	}
+	s.examined = max(s.examined, at)
 	s.mu.Unlock()
 	s.wake()
 	return true
@@ -130,7 +129,7 @@ func (s *jsSub[T]) run(after uint64, checkExpiry bool) {
 		}
 		s.b.log.LogAttrs(s.ctx, slog.LevelDebug, "replay failed; retrying", slog.String("subject", s.scan), slog.Any("err", err))
 		s.mu.Lock()
-		after, checkExpiry = s.last, false // what was delivered stays delivered
+		after, checkExpiry = s.examined, false // what was read stays read
 		s.mu.Unlock()
 		select {
 		case <-time.After(min(time.Duration(attempt+1)*250*time.Millisecond, 2*time.Second)):
@@ -221,9 +220,7 @@ func (s *jsSub[T]) push(entries []entry[T], examined uint64) bool {
 		return false
 	}
 	s.prefix = append(s.prefix, entries...)
-	if len(s.prefix) == 0 && s.last < examined {
-		s.last = examined // nothing of ours up to here: a retry starts after it
-	}
+	s.examined = max(s.examined, examined)
 	full := len(s.prefix) >= replayBatch
 	s.mu.Unlock()
 	if len(entries) > 0 {
@@ -242,9 +239,17 @@ func (s *jsSub[T]) push(entries []entry[T], examined uint64) bool {
 	return true
 }
 
-// replayIndex reads the per-workflow (or per-task) index, fetches those events by sequence, and joins the live feed with
-// whatever the ring holds that the index does not (events not yet indexed, or published by other producers).
+// replayIndex reads the per-workflow (or per-task) index up to the indexer's ack floor, fetches those events by
+// sequence, then scans the tenant's subjects after the floor (the events the indexer has not reached yet) and joins the
+// live feed as a scan does.
 func (s *jsSub[T]) replayIndex(after uint64) error {
+	floor, err := s.b.indexFloor(s.ctx)
+	if err != nil {
+		return err
+	}
+	if floor <= after {
+		return s.replayScan(after)
+	}
 	cons, err := s.b.js.OrderedConsumer(s.ctx, s.b.index.CachedInfo().Config.Name, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{s.index}, DeliverPolicy: jetstream.DeliverAllPolicy, InactiveThreshold: 10 * time.Second,
 	})
@@ -264,7 +269,7 @@ func (s *jsSub[T]) replayIndex(after uint64) error {
 			if md, err := msg.Metadata(); err == nil {
 				pending = md.NumPending
 			}
-			if seq, err := strconv.ParseUint(string(msg.Data()), 10, 64); err == nil && seq > after {
+			if seq, err := strconv.ParseUint(string(msg.Data()), 10, 64); err == nil && seq > after && seq <= floor {
 				seqs = append(seqs, seq)
 			}
 		}
@@ -291,8 +296,10 @@ func (s *jsSub[T]) replayIndex(after uint64) error {
 			entries = append(entries, entry[T]{seq: seq, arrival: uint64(raw.Time.UnixNano()), v: v})
 		}
 	}
-	s.attach(after, entries, attachAlways)
-	return nil
+	if !s.push(entries, floor) {
+		return nil
+	}
+	return s.replayScan(floor)
 }
 
 // Ready implements Subscription.
@@ -339,7 +346,8 @@ func (s *jsSub[T]) Next() (Delivery[T], bool) {
 		live := s.live
 		s.live = nil
 		go live.Close() // not under s.mu: Close takes the topic's lock
-		s.startWorker(s.last, false)
+		s.examined = max(s.examined, s.last)
+		s.startWorker(s.examined, false)
 		return Delivery[T]{}, false
 	}
 	s.last = d.Pos.Seq
@@ -391,9 +399,9 @@ func (b *JetStreamBus) SubscribeEvents(ctx context.Context, p EventPattern, from
 	s.scan = p.Subject()
 	switch {
 	case p.TaskExecutionID != nil:
-		s.index = indexSubject(p.TenantID, "t", *p.TaskExecutionID)
+		s.index = indexSubject(p.TenantID.String(), "t", p.TaskExecutionID.String())
 	case p.WorkflowExecutionID != nil:
-		s.index = indexSubject(p.TenantID, "w", *p.WorkflowExecutionID)
+		s.index = indexSubject(p.TenantID.String(), "w", p.WorkflowExecutionID.String())
 	}
 	s.decode = func(subject string, _ nats.Header, data []byte, md *jetstream.MsgMetadata) (*FlovynEvent, bool) {
 		return b.decodeEventMsg(subject, data, md)

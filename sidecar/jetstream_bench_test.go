@@ -1,0 +1,137 @@
+package sidecar
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// BenchmarkLateSubscriber measures a late subscriber to a 10-event workflow in a tenant that has 1,000,000 events
+// stored: the time from SubscribeEvents(ForWorkflow, StartEarliest) to the tenth event. Target: ≤ 50 ms. The same run
+// times, once, the way without the per-workflow index: an ordered consumer over the tenant's subjects.
+func BenchmarkLateSubscriber(b *testing.B) {
+	const stored = 1_000_000
+	cfg := jetstreamConfig(b)
+	bus := newJetStreamTestBus(b, cfg)
+	defer bus.Close()
+	ctx := context.Background()
+	tenant, wf := uuid.New(), uuid.New()
+	batch := make([]*FlovynEvent, 0, 1000)
+	start := time.Now()
+	for i := range stored {
+		e := ev(tenant, "bulk.event")
+		if i%(stored/10) == stored/20 { // the workflow's 10 events are spread through the history
+			e = ev(tenant, fmt.Sprintf("wf.n%d", i/(stored/10))).WithWorkflow(wf)
+		}
+		batch = append(batch, e)
+		if len(batch) == cap(batch) {
+			if _, errs := bus.PublishEvents(ctx, batch); errs[len(errs)-1] != nil {
+				b.Fatal(errs[len(errs)-1])
+			}
+			batch = batch[:0]
+		}
+	}
+	b.Logf("stored %d events in %v", stored, time.Since(start).Round(time.Millisecond))
+	info, _ := bus.events.stream.Info(ctx)
+	for deadline := time.Now().Add(10 * time.Minute); ; { // measure the steady state: the indexer has caught up
+		floor, err := bus.indexFloor(ctx)
+		if err == nil && floor >= info.State.LastSeq {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("indexer at %d of %d after 10 minutes", floor, info.State.LastSeq)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	b.Logf("indexed in %v", time.Since(start).Round(time.Millisecond))
+
+	for b.Loop() {
+		s, err := bus.SubscribeEvents(ctx, ForWorkflow(tenant, wf), StartEarliest())
+		if err != nil {
+			b.Fatal(err)
+		}
+		for i := range 10 {
+			if got := nextEvent(b, s); got.EventType != fmt.Sprintf("wf.n%d", i) {
+				b.Fatalf("got %s; want wf.n%d", got.EventType, i)
+			}
+		}
+		s.Close()
+	}
+	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/subscribe")
+
+	// Without the index: scan the tenant's subjects for the workflow's events.
+	scanStart := time.Now()
+	cons, err := bus.js.OrderedConsumer(ctx, cfg.JetStream.EventsStream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{"flovyn.events." + tenant.String() + ".>"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	found := 0
+	for found < 10 {
+		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			b.Fatal(err)
+		}
+		for msg := range batch.Messages() {
+			if e, err := DecodeEvent(msg.Data()); err == nil && e.WorkflowExecutionID != nil && *e.WorkflowExecutionID == wf {
+				found++
+			}
+		}
+	}
+	b.ReportMetric(float64(time.Since(scanStart).Milliseconds()), "ms/scan-without-index")
+}
+
+// BenchmarkJetStreamPublish compares one event published through the bus (validation done, the PubAck and the index
+// entry awaited) with the direct nats.go path (js.Publish of the same bytes) on the same embedded server, with the
+// default file store and with sync_always (fsync every write).
+func BenchmarkJetStreamPublish(b *testing.B) {
+	for _, sync := range []bool{false, true} {
+		cfg := jetstreamConfig(b)
+		cfg.NATS.SyncAlways = sync
+		bus := newJetStreamTestBus(b, cfg)
+		tenant, wf := uuid.New(), uuid.New()
+		ctx := context.Background()
+		b.Run(fmt.Sprintf("sync_always=%v/bus", sync), func(b *testing.B) {
+			for b.Loop() {
+				if _, err := bus.PublishEvent(ctx, ev(tenant, "task.completed").WithWorkflow(wf)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("sync_always=%v/bus-no-index", sync), func(b *testing.B) {
+			for b.Loop() {
+				if _, err := bus.PublishEvent(ctx, ev(tenant, "task.completed")); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("sync_always=%v/direct", sync), func(b *testing.B) {
+			for b.Loop() {
+				e := ev(tenant, "task.completed").WithWorkflow(wf)
+				m := &nats.Msg{Subject: "flovyn.events." + tenant.String() + ".task.completed", Header: nats.Header{},
+					Data: e.AppendJSON(nil)}
+				m.Header.Set(jetstream.MsgIDHeader, e.ID.String())
+				if _, err := bus.js.PublishMsg(ctx, m); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("sync_always=%v/bus-batch100", sync), func(b *testing.B) {
+			for b.Loop() {
+				events := make([]*FlovynEvent, 100)
+				for i := range events {
+					events[i] = ev(tenant, "task.completed").WithWorkflow(wf)
+				}
+				if _, errs := bus.PublishEvents(ctx, events); errs[99] != nil {
+					b.Fatal(errs[99])
+				}
+			}
+		})
+		bus.Close()
+	}
+}

@@ -1,0 +1,166 @@
+package sidecar
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/flovyn/eventhook/subjects"
+)
+
+// The per-workflow index.
+//
+// A late subscriber to a workflow (or task) must get its earlier events without scanning the tenant's history. The
+// index is a stream of its own, <events_stream>_INDEX on flovyn.index.>: for each stored event with a workflow or task
+// id, a small message on flovyn.index.<tenant>.w.<workflow> (and .t.<task>) holding the event's stream sequence.
+// JetStream keeps a per-subject index, so reading one workflow's entries does not scan anything else.
+//
+// The index is written off the publish path, by the indexer: a durable consumer (eventhook-indexer) on the events stream,
+// shared by every sidecar of the cluster (each message goes to one of them), which writes the entries and acks the event
+// once they are stored. So a publish costs one round trip, events that other producers publish straight onto NATS are
+// indexed too, and the index survives restarts. The indexer's ack floor says how far the index is complete: a replay
+// reads the index up to the floor and scans the tenant's subjects only after it — the few events the indexer has not
+// reached yet.
+
+// IndexerName is the durable consumer that writes the per-workflow index.
+const IndexerName = "eventhook-indexer"
+
+// indexSubject is the index subject of a workflow ("w") or task ("t").
+func indexSubject(tenant, kind, id string) string {
+	return IndexPrefix + tenant + "." + kind + "." + id
+}
+
+// startIndexer creates (or joins) the indexer consumer and runs it until the bus closes.
+func (b *JetStreamBus) startIndexer(ctx context.Context) error {
+	cons, err := b.js.CreateOrUpdateConsumer(ctx, b.events.name, jetstream.ConsumerConfig{
+		Durable:       IndexerName,
+		Description:   "eventhook: writes the per-workflow index " + b.index.CachedInfo().Config.Name,
+		FilterSubject: subjects.AllEvents,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       30 * time.Second,
+		MaxAckPending: 20_000,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return err
+	}
+	b.indexer = cons
+	pending := make(chan indexing, 4096)
+	cc, err := cons.Consume(func(msg jetstream.Msg) { b.indexOne(msg, pending) },
+		jetstream.PullMaxMessages(1000), jetstream.PullExpiry(5*time.Second), jetstream.PullHeartbeat(time.Second),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			b.log.LogAttrs(b.ctx, slog.LevelDebug, "indexer", slog.Any("err", err))
+		}))
+	if err != nil {
+		return err
+	}
+	b.indexerStop = cc
+	b.wg.Add(1)
+	go b.ackIndexed(pending) // ends when Close cancels b.ctx
+	return nil
+}
+
+// indexing is an event whose index entries are being written.
+type indexing struct {
+	msg     jetstream.Msg
+	futures []jetstream.PubAckFuture
+}
+
+// indexOne publishes the index entries of one event, asynchronously; ackIndexed acks the event once they are stored.
+func (b *JetStreamBus) indexOne(msg jetstream.Msg, pending chan<- indexing) {
+	md, err := msg.Metadata()
+	if err != nil {
+		return
+	}
+	tenant, _, err := subjects.ParseEvent(msg.Subject())
+	ids, derr := decodeEventIDs(msg.Data())
+	if err != nil || derr != nil {
+		_ = msg.Ack() // not an event: nothing to index
+		return
+	}
+	var futures []jetstream.PubAckFuture
+	for _, m := range indexMsgs(tenant, ids, md.Sequence.Stream) {
+		f, err := b.js.PublishMsgAsync(m)
+		if err != nil {
+			return // not acked: redelivered after AckWait, and written again (deduplicated)
+		}
+		futures = append(futures, f)
+	}
+	select {
+	case pending <- indexing{msg: msg, futures: futures}:
+	case <-b.ctx.Done():
+	}
+}
+
+func (b *JetStreamBus) ackIndexed(pending <-chan indexing) {
+	defer b.wg.Done()
+	for {
+		var p indexing
+		select {
+		case p = <-pending:
+		case <-b.ctx.Done():
+			return
+		}
+		ok := true
+		for _, f := range p.futures {
+			select {
+			case <-f.Ok():
+			case <-f.Err():
+				ok = false
+			case <-b.ctx.Done():
+				return
+			}
+		}
+		if ok {
+			_ = p.msg.Ack()
+		}
+	}
+}
+
+// eventIDs are the ids an index entry is written for.
+type eventIDs struct {
+	Workflow *string `json:"workflow_execution_id"`
+	Task     *string `json:"task_execution_id"`
+}
+
+// decodeEventIDs reads only the workflow and task ids of a stored event.
+func decodeEventIDs(data []byte) (eventIDs, error) {
+	var ids eventIDs
+	err := json.Unmarshal(data, &ids)
+	return ids, err
+}
+
+// indexMsgs returns the index messages of the event of tenant stored at seq. Nats-Msg-Id makes a rewrite (a redelivered
+// event) a duplicate.
+func indexMsgs(tenant string, ids eventIDs, seq uint64) []*nats.Msg {
+	var out []*nats.Msg
+	add := func(kind string, id *string) {
+		if id == nil || subjects.ValidateToken(*id) != nil {
+			return
+		}
+		m := &nats.Msg{Subject: indexSubject(tenant, kind, canonicalID(*id)), Header: nats.Header{},
+			Data: strconv.AppendUint(nil, seq, 10)}
+		m.Header.Set(jetstream.MsgIDHeader, strconv.FormatUint(seq, 10)+"."+kind)
+		out = append(out, m)
+	}
+	add("w", ids.Workflow)
+	add("t", ids.Task)
+	return out
+}
+
+// indexFloor returns the sequence up to which the index is complete: the indexer's ack floor.
+func (b *JetStreamBus) indexFloor(ctx context.Context) (uint64, error) {
+	if b.indexer == nil {
+		return 0, nil
+	}
+	info, err := b.indexer.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return info.AckFloor.Stream, nil
+}
