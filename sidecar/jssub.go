@@ -45,8 +45,8 @@ type jsSub[T any] struct {
 	last     uint64 // sequence of the last delivery
 	examined uint64 // every sequence up to here is delivered, in prefix, or does not match
 	gap      *Gap
-	drained chan struct{} // signalled when the prefix empties: the replay worker reads on
-	closed  bool
+	drained  chan struct{} // signalled when the prefix empties: the replay worker reads on
+	closed   bool
 }
 
 var _ Subscription[FlovynEvent] = (*jsSub[FlovynEvent])(nil)
