@@ -92,8 +92,8 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 	return body, nil
 }
 
-// tenantFor resolves the tenant of an entry: the body's, else the Flovyn-Tenant-Id header, else
-// events.default_tenant_id. A body and a header that disagree are an error; uuid.Nil means none was given.
+// tenantFor resolves the tenant of an entry: the body's, else the Flovyn-Tenant-Id header, else the only tenant of the
+// caller's token, else events.default_tenant_id. A body and a header that disagree are an error; uuid.Nil means none was given.
 func (s *Server) tenantFor(r *http.Request, body uuid.UUID, field string) (uuid.UUID, error) {
 	var header uuid.UUID
 	if h := r.Header.Get(TenantHeader); h != "" {
@@ -111,6 +111,9 @@ func (s *Server) tenantFor(r *http.Request, body uuid.UUID, field string) (uuid.
 	case header != uuid.Nil:
 		return header, nil
 	}
+	if only, ok := principalOf(r).onlyTenant(); ok {
+		return only, nil
+	}
 	return s.defaultTenant, nil
 }
 
@@ -127,6 +130,9 @@ func (s *Server) prepareEvent(r *http.Request, raw []byte, prefix string) (*Flov
 	}
 	if err == nil {
 		err = s.checkSize(e)
+	}
+	if err == nil {
+		err = allow(r, e.TenantID, rightPublish)
 	}
 	return e, prefixFields(err, prefix)
 }
@@ -164,6 +170,10 @@ func (s *Server) maxEventBytes() int {
 
 func prefixFields(err error, prefix string) error {
 	var ve *ValidationError
+	var es *errStatus
+	if prefix != "" && errors.As(err, &es) {
+		return &errStatus{status: es.status, detail: prefix[:len(prefix)-1] + ": " + es.detail, retryAfter: es.retryAfter}
+	}
 	if prefix == "" || !errors.As(err, &ve) {
 		return err
 	}
@@ -460,6 +470,9 @@ func (s *Server) readStreams(w http.ResponseWriter, r *http.Request) ([]streamEn
 	tenant, err := s.tenantFor(r, uuid.Nil, TenantHeader)
 	if err == nil && tenant == uuid.Nil {
 		err = fieldError(TenantHeader, "is required for stream events (or set events.default_tenant_id)")
+	}
+	if err == nil {
+		err = allow(r, tenant, rightPublish)
 	}
 	if err != nil {
 		return nil, false, err

@@ -48,6 +48,7 @@ type Server struct {
 	handler       http.Handler
 	mux           *http.ServeMux
 	subs          subscriberLimits
+	auth          *authenticator
 	openapiCache
 
 	streamsCtx  context.Context // cancelled when the server shuts down: every SSE stream ends
@@ -88,10 +89,13 @@ func NewServer(opts Options) (*Server, error) {
 	}
 	s := &Server{cfg: opts.Config, bus: opts.Bus, log: opts.Logger, metrics: m, registry: opts.Registry}
 	s.defaultTenant, _ = opts.Config.DefaultTenant()
+	if s.auth, err = newAuthenticator(opts.Config.Auth); err != nil {
+		return nil, err
+	}
 	s.subs = newSubscriberLimits(opts.Config.SSE.MaxSubscribers, opts.Config.SSE.MaxSubscribersPerTenant)
 	s.streamsCtx, s.stopStreams = context.WithCancel(context.Background())
 	s.routes = s.buildRoutes()
-	s.handler = s.buildHandler()
+	s.handler = s.withAuth(s.buildHandler())
 	m.backendUp.Set(1)
 	return s, nil
 }
@@ -336,6 +340,7 @@ func (s *Server) Serve() error {
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		ConnContext:       connContext,
 	}
 	s.httpSrv.RegisterOnShutdown(s.stopStreams)
 	var ls []net.Listener

@@ -92,7 +92,9 @@ func newHarness(t testing.TB, cfg *Config, bus Bus) *harness {
 // do sends a raw request over the socket and returns the status, headers and body.
 func (h *harness) do(t testing.TB, method, path, contentType, body string, header ...string) (int, http.Header, []byte) {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), method, h.unix.BaseURL()+path, strings.NewReader(body))
+	ctx, cancel := context.WithTimeout(t.Context(), waitFor) // an unexpected stream must not hang the test
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, h.unix.BaseURL()+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}

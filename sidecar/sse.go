@@ -126,6 +126,9 @@ func (s *Server) streamRequest(r *http.Request, lifecycleOnly bool) (streamSpec,
 	if tenant == uuid.Nil {
 		return spec, fieldError("tenant_id", "is required: pass ?tenant_id=<uuid> or the %s header (or set events.default_tenant_id)", TenantHeader)
 	}
+	if err := allow(r, tenant, rightSubscribe); err != nil {
+		return spec, err
+	}
 	spec.tenant = tenant
 	if spec.types, err = ParseTypes(q.Get("types"), lifecycleOnly); err != nil {
 		return spec, err

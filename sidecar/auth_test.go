@@ -1,0 +1,207 @@
+package sidecar
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/google/uuid"
+)
+
+func sha(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:])
+}
+
+// authHarness serves with three tokens: "token-a" (tenant A, publish and subscribe), "reader" (every tenant,
+// subscribe only) and one read from the environment (tenant B, publish only).
+func authHarness(t *testing.T, socket string) (h *harness, a, b uuid.UUID) {
+	a, b = uuid.New(), uuid.New()
+	t.Setenv("EH_TEST_TOKEN", "from-env")
+	cfg := testConfig(t)
+	cfg.Auth.UnixSocket = socket
+	cfg.Auth.Tokens = []TokenConfig{
+		{Name: "a", SHA256: sha("token-a"), Tenants: []string{a.String()}, Allow: []string{"publish", "subscribe"}},
+		{Name: "reader", SHA256: sha("reader"), Tenants: []string{"*"}, Allow: []string{"subscribe"}},
+		{Name: "env", Env: "EH_TEST_TOKEN", Tenants: []string{b.String()}, Allow: []string{"publish"}},
+	}
+	return newHarness(t, cfg, nil), a, b
+}
+
+// tcpDo sends a request over TCP with an optional bearer token.
+func (h *harness) tcpDo(t *testing.T, method, path, token, body string) (int, http.Header, []byte) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(t.Context(), method, h.tcp.BaseURL()+path, strings.NewReader(body))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := h.tcp.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	buf := new(strings.Builder)
+	if method == "GET" && resp.StatusCode == 200 && strings.Contains(path, "stream") {
+		return resp.StatusCode, resp.Header, nil // an open stream: do not read it to the end
+	}
+	_, _ = fmt.Fprint(buf, readAllString(resp))
+	return resp.StatusCode, resp.Header, []byte(buf.String())
+}
+
+func readAllString(resp *http.Response) string {
+	var b strings.Builder
+	buf := make([]byte, 4096)
+	for {
+		n, err := resp.Body.Read(buf)
+		b.Write(buf[:n])
+		if err != nil {
+			return b.String()
+		}
+	}
+}
+
+func TestAuthTokens(t *testing.T) {
+	h, a, b := authHarness(t, "trusted")
+	evA, evB := eventJSON(a, "x.y", ""), eventJSON(b, "x.y", "")
+	tests := []struct {
+		name, method, path, token, body string
+		status                           int
+	}{
+		{"no token over TCP", "POST", "/v1/events", "", evA, 401},
+		{"wrong token", "POST", "/v1/events", "nope", evA, 401},
+		{"publish own tenant", "POST", "/v1/events", "token-a", evA, 202},
+		{"publish other tenant", "POST", "/v1/events", "token-a", evB, 403},
+		{"token from the environment", "POST", "/v1/events", "from-env", evB, 202},
+		{"env token, wrong tenant", "POST", "/v1/events", "from-env", evA, 403},
+		{"reader may not publish", "POST", "/v1/events", "reader", evA, 403},
+		{"the only tenant of the token is the default", "POST", "/v1/events", "token-a", `{"event_type":"x.z"}`, 202},
+		{"batch mixing tenants", "POST", "/v1/events/batch", "token-a", evA + "\n" + evB, 403},
+		{"streams other tenant", "POST", "/v1/streams?x", "from-env", `{"workflowExecutionId":"w","type":"TOKEN"}`, 202},
+		{"subscribe other tenant", "GET", "/events/stream?tenant_id=" + b.String(), "token-a", "", 403},
+		{"subscribe own tenant", "GET", "/events/stream?tenant_id=" + a.String(), "token-a", "", 200},
+		{"reader subscribes anywhere", "GET", "/events/stream?tenant_id=" + b.String(), "reader", "", 200},
+		{"publish-only token may not subscribe", "GET", "/events/stream?tenant_id=" + b.String(), "from-env", "", 403},
+		{"access_token query", "GET", "/events/stream?tenant_id=" + a.String() + "&access_token=token-a", "", "", 200},
+		{"healthz needs no token", "GET", "/healthz", "", "", 200},
+		{"readyz needs no token", "GET", "/readyz", "", "", 200},
+		{"metrics need no token", "GET", "/metrics", "", "", 200},
+		{"openapi needs no token", "GET", "/openapi.json", "", "", 200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, hdr, body := h.tcpDo(t, tt.method, tt.path, tt.token, tt.body)
+			if status != tt.status {
+				t.Fatalf("status %d; want %d (%s)", status, tt.status, body)
+			}
+			if status == 401 && !strings.HasPrefix(hdr.Get("WWW-Authenticate"), "Bearer") {
+				t.Errorf("401 without WWW-Authenticate: Bearer")
+			}
+			if status >= 400 {
+				problemOf(t, status, hdr, body, tt.status)
+				if strings.Contains(string(body), "token-a") || strings.Contains(string(body), "from-env") {
+					t.Errorf("the answer repeats the token: %s", body)
+				}
+			}
+		})
+	}
+	// Nothing of tenant B reached the bus through token-a's batch.
+	sub := subscribe(t, h.bus, AllEvents(b), StartEarliest())
+	for range 2 { // the env token's two publishes: the event and... only the event is a lifecycle event
+		if e := nextEvent(t, sub); e.EventType != "x.y" || e.TenantID != b {
+			t.Fatalf("tenant B holds %s", e.AppendJSON(nil))
+		}
+		break
+	}
+	h.publish(t, eventJSON(b, "sentinel", "")) // over the trusted socket
+	expectNext(t, sub, "sentinel")
+}
+
+func TestAuthUnixSocket(t *testing.T) {
+	trustedH, a, _ := authHarness(t, "trusted")
+	if status, _, body := trustedH.do(t, "POST", "/v1/events", "", eventJSON(a, "x.y", "")); status != 202 {
+		t.Fatalf("trusted socket without token: %d %s", status, body)
+	}
+	tokenH, a2, _ := authHarness(t, "token")
+	status, hdr, body := tokenH.do(t, "POST", "/v1/events", "", eventJSON(a2, "x.y", ""))
+	problemOf(t, status, hdr, body, 401)
+	if status, _, body := tokenH.do(t, "POST", "/v1/events", "", eventJSON(a2, "x.y", ""), "Authorization", "Bearer token-a"); status != 202 {
+		t.Fatalf("socket with auth.unix_socket token and a good token: %d %s", status, body)
+	}
+}
+
+// TestIsolationHostileIDs subscribes as tenant A and publishes as tenant B with the same ids, and tries ids and filters
+// made of '.', '*', '>', whitespace, '$' and their URL-encoded forms, on the memory and the JetStream backends: nothing of
+// B ever reaches A, and every hostile id is a 400.
+func TestIsolationHostileIDs(t *testing.T) {
+	for _, backend := range []string{"memory", "jetstream"} {
+		t.Run(backend, func(t *testing.T) {
+			var bus Bus
+			if backend == "jetstream" {
+				bus = newJetStreamTestBus(t, nil)
+				t.Cleanup(func() { bus.Close() })
+			}
+			h := newHarness(t, nil, bus)
+			a, b, wf := uuid.New(), uuid.New(), uuid.New()
+			qa := url.Values{"tenant_id": {a.String()}}
+			wfStream := h.stream(t, h.unix, "/workflow-executions/"+wf.String()+"/stream", qa, CursorEarliest)
+			taskStream := h.stream(t, h.unix, "/task-executions/"+wf.String()+"/stream", qa, CursorEarliest)
+			tenantStream := h.stream(t, h.unix, "/events/stream", qa, CursorEarliest)
+
+			// B uses A's workflow id as workflow, as task, and as stream key.
+			h.publish(t, eventJSON(b, "secret.b", wfField(wf)+taskField(wf)))
+			tok := fmt.Sprintf(`{"workflowExecutionId":%q,"taskExecutionId":%q,"type":"TOKEN","payload":"secret"}`, wf, wf)
+			if _, err := h.unix.PublishStreams(t.Context(), []byte(tok), "", b.String()); err != nil {
+				t.Fatal(err)
+			}
+			standalone := fmt.Sprintf(`{"workflowExecutionId":"","taskExecutionId":%q,"type":"PROGRESS","payload":"0.9"}`, wf)
+			if _, err := h.unix.PublishStreams(t.Context(), []byte(standalone), "", b.String()); err != nil {
+				t.Fatal(err)
+			}
+			// A body naming A with B's header is refused, not routed.
+			status, hdr, body := h.do(t, "POST", "/v1/events", "", eventJSON(a, "x.y", ""), TenantHeader, b.String())
+			problemOf(t, status, hdr, body, 400)
+
+			h.publish(t, eventJSON(a, "sentinel", wfField(wf)+taskField(wf)))
+			wfStream.nextLifecycle(t, "sentinel")
+			taskStream.nextLifecycle(t, "sentinel")
+			tenantStream.nextLifecycle(t, "sentinel")
+
+			hostile := []string{".", "a.b", "*", ">", "a*", "a>", " ", "a b", "\t", "$SYS", "$", "%2E", "%2A", "%3E", "%20",
+				"%24SYS", "a%2Eb", "..", "%00", b.String() + ".>", "flovyn.events.>"}
+			for _, id := range hostile {
+				esc := url.PathEscape(id)
+				paths := []string{
+					"/workflow-executions/" + esc + "/stream?tenant_id=" + a.String(),
+					"/task-executions/" + esc + "/stream?tenant_id=" + a.String(),
+					"/task-executions/" + wf.String() + "/stream?tenant_id=" + a.String() + "&workflow_execution_id=" + url.QueryEscape(id),
+					"/events/stream?tenant_id=" + a.String() + "&workflow_execution_id=" + url.QueryEscape(id),
+					"/events/stream?tenant_id=" + url.QueryEscape(id),
+				}
+				// Dotted names are valid event types and type filters, and a type filter only ever applies inside the
+				// subscriber's own tenant: those stay out of the type checks. A blank types parameter means everything.
+				dotted := strings.Contains(id, ".") && !strings.ContainsAny(id, "%* \t$") && id != "." && id != ".."
+				if strings.TrimSpace(id) != "" && !dotted {
+					paths = append(paths, "/events/stream?tenant_id="+a.String()+"&types="+url.QueryEscape(id))
+				}
+				for _, path := range paths {
+					status, _, body := h.do(t, "GET", path, "", "")
+					if status != 400 && status != 404 {
+						t.Errorf("GET %s = %d (%.100s); want 400", path, status, body)
+					}
+				}
+				ev := fmt.Sprintf(`{"tenant_id":%q,"event_type":%q}`, a, id)
+				if status, _, _ := h.do(t, "POST", "/v1/events", "", ev); status != 400 && !(dotted && !strings.Contains(id, ">")) {
+					t.Errorf("event_type %q accepted (%d)", id, status)
+				}
+				st := fmt.Sprintf(`{"workflowExecutionId":%q,"type":"TOKEN"}`, id)
+				if status, _, _ := h.do(t, "POST", "/v1/streams", "", st, TenantHeader, a.String()); status != 400 {
+					t.Errorf("stream key %q accepted (%d)", id, status)
+				}
+			}
+		})
+	}
+}
