@@ -69,7 +69,7 @@ func TestAuthTokens(t *testing.T) {
 	evA, evB := eventJSON(a, "x.y", ""), eventJSON(b, "x.y", "")
 	tests := []struct {
 		name, method, path, token, body string
-		status                           int
+		status                          int
 	}{
 		{"no token over TCP", "POST", "/v1/events", "", evA, 401},
 		{"wrong token", "POST", "/v1/events", "nope", evA, 401},
