@@ -17,6 +17,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -28,7 +29,8 @@ type Options struct {
 	Bus Bus
 	// Logger receives the server's logs; nil means slog.Default().
 	Logger *slog.Logger
-	// Registry receives the metrics and serves /metrics; nil means a fresh registry.
+	// Registry receives the metrics and serves /metrics; nil means a fresh registry with the process and Go collectors
+	// (process_resident_memory_bytes, process_cpu_seconds_total, …).
 	Registry *prometheus.Registry
 }
 
@@ -69,6 +71,7 @@ func NewServer(opts Options) (*Server, error) {
 	}
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
+		opts.Registry.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
 	}
 	m, err := NewMetrics(opts.Registry)
 	if err == nil {
