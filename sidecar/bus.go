@@ -80,6 +80,13 @@ type Subscription[T any] interface {
 	Close() error
 }
 
+// notifier is implemented by every subscription of this package: f is called (from the publisher's goroutine, so it
+// must not block) whenever Ready would receive a value, and when the subscription ends. An SSE connection uses it to
+// wake its goroutine, which waits in a read on the client's connection rather than on channels.
+type notifier interface {
+	setNotify(f func())
+}
+
 // Delivery is one item of a subscription: an event, or a gap notice.
 type Delivery[T any] struct {
 	// Value is the event; nil for a gap notice.

@@ -188,7 +188,7 @@ func (h *hub[T]) subscribe(ctx context.Context, key topicKey, idx indexKey, matc
 	if t == nil {
 		return nil, ErrClosed
 	}
-	s := h.newSubscriber(t, key, idx, match, make(chan struct{}, 1))
+	s := h.newSubscriber(t, key, idx, match, make(chan struct{}, 1), nil)
 	h.replay(t, s, from)
 	t.register(s)
 	t.mu.Unlock()
@@ -198,12 +198,16 @@ func (h *hub[T]) subscribe(ctx context.Context, key topicKey, idx indexKey, matc
 	return s, nil
 }
 
-func (h *hub[T]) newSubscriber(t *topic[T], key topicKey, idx indexKey, match func(*T) bool, ready chan struct{}) *subscriber[T] {
+func (h *hub[T]) newSubscriber(t *topic[T], key topicKey, idx indexKey, match func(*T) bool, ready chan struct{},
+	notify *atomic.Pointer[func()]) *subscriber[T] {
 	if h.cfg.broadcast {
 		idx = indexKey{}
 	}
+	if notify == nil {
+		notify = new(atomic.Pointer[func()])
+	}
 	return &subscriber[T]{hub: h, topic: t, key: key, idx: idx, match: match, epoch: t.epoch, ready: ready,
-		done: make(chan struct{})}
+		notify: notify, done: make(chan struct{})}
 }
 
 // register adds s to the topic's index. The topic is locked.
@@ -249,10 +253,7 @@ func (h *hub[T]) restart(key topicKey, epoch uint64) {
 			s.gap = &Gap{Reason: GapReset, Missed: -1}
 			s.epoch = epoch
 			s.mu.Unlock()
-			select {
-			case s.ready <- struct{}{}:
-			default:
-			}
+			s.signal()
 		}
 	}
 }
@@ -279,7 +280,7 @@ func (h *hub[T]) removeTopic(key topicKey) {
 //
 // It also returns the position it attached after (the topic's head for attachLive).
 func (h *hub[T]) attach(key topicKey, idx indexKey, match func(*T) bool, after uint64, stored []entry[T], mode attachMode,
-	ready chan struct{}) (s *subscriber[T], merged []entry[T], at uint64, ok bool, err error) {
+	ready chan struct{}, notify *atomic.Pointer[func()]) (s *subscriber[T], merged []entry[T], at uint64, ok bool, err error) {
 	t := h.lockTopic(key, false)
 	if t == nil {
 		return nil, nil, 0, false, ErrClosed
@@ -314,7 +315,7 @@ func (h *hub[T]) attach(key topicKey, idx indexKey, match func(*T) bool, after u
 		}
 		merged = insertEntry(merged, e) // an item the store did not give (not indexed yet, or another producer's)
 	}
-	s = h.newSubscriber(t, key, idx, match, ready)
+	s = h.newSubscriber(t, key, idx, match, ready, notify)
 	t.register(s)
 	return s, merged, max(after, last), true, nil
 }
@@ -448,15 +449,16 @@ func (h *hub[T]) close() {
 
 // subscriber is the hub's Subscription: a bounded queue of pending items filled by publishers and drained by Next.
 type subscriber[T any] struct {
-	hub   *hub[T]
-	topic *topic[T]
-	key   topicKey
-	idx   indexKey
-	slot  int // index in the topic's bucket; guarded by topic.mu
-	match func(*T) bool
-	epoch uint64
-	ready chan struct{}
-	done  chan struct{}
+	hub    *hub[T]
+	topic  *topic[T]
+	key    topicKey
+	idx    indexKey
+	slot   int // index in the topic's bucket; guarded by topic.mu
+	match  func(*T) bool
+	epoch  uint64
+	ready  chan struct{}
+	notify *atomic.Pointer[func()] // called with every signal when set (an SSE connection's wake-up)
+	done   chan struct{}
 
 	stopCtx func() bool
 
@@ -480,11 +482,22 @@ func (s *subscriber[T]) push(e entry[T], capacity int) {
 		s.missed++
 	}
 	s.mu.Unlock()
+	s.signal()
+}
+
+// signal wakes the reader: a value on Ready, and the notify function when one is set.
+func (s *subscriber[T]) signal() {
 	select {
 	case s.ready <- struct{}{}:
 	default:
 	}
+	if f := s.notify.Load(); f != nil {
+		(*f)()
+	}
 }
+
+// setNotify implements notifier.
+func (s *subscriber[T]) setNotify(f func()) { s.notify.Store(&f) }
 
 // Ready implements Subscription.
 func (s *subscriber[T]) Ready() <-chan struct{} { return s.ready }
@@ -529,6 +542,7 @@ func (s *subscriber[T]) Close() error {
 	}
 	s.hub.unsubscribe(s)
 	close(s.done)
+	s.signal()
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -33,6 +34,7 @@ type jsSub[T any] struct {
 	decode func(subject string, h nats.Header, data []byte, md *jetstream.MsgMetadata) (*T, bool)
 
 	ready   chan struct{}
+	notify  atomic.Pointer[func()] // shared with the live hub subscriber
 	done    chan struct{}
 	ctx     context.Context // cancelled by Close: ends the replay worker
 	cancel  context.CancelFunc
@@ -86,7 +88,7 @@ func (s *jsSub[T]) begin(ctx context.Context, from Start) {
 
 // attach joins the live feed after the position; it returns false when mode refuses.
 func (s *jsSub[T]) attach(after uint64, stored []entry[T], mode attachMode) bool {
-	sub, merged, at, ok, err := s.kind.hub.attach(s.key, s.idx, s.match, after, stored, mode, s.ready)
+	sub, merged, at, ok, err := s.kind.hub.attach(s.key, s.idx, s.match, after, stored, mode, s.ready, &s.notify)
 	if err != nil || !ok {
 		return false
 	}
@@ -109,7 +111,13 @@ func (s *jsSub[T]) wake() {
 	case s.ready <- struct{}{}:
 	default:
 	}
+	if f := s.notify.Load(); f != nil {
+		(*f)()
+	}
 }
+
+// setNotify implements notifier.
+func (s *jsSub[T]) setNotify(f func()) { s.notify.Store(&f) }
 
 func (s *jsSub[T]) startWorker(after uint64, checkExpiry bool) {
 	if s.ctx.Err() != nil {
@@ -382,6 +390,7 @@ func (s *jsSub[T]) Close() error {
 	s.stopBus()
 	s.b.releaseFeed(s.feed)
 	close(s.done)
+	s.wake()
 	return nil
 }
 

@@ -2,8 +2,12 @@ package sidecar
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"net"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -163,14 +167,20 @@ func (spec *streamSpec) start(has bool, p Position) Start {
 	return StartLive()
 }
 
-// sseConn is the state of one SSE response: its feeds, its cursor and its write buffer.
+// sseConn is one SSE client: its feeds, its cursor, its write buffer and its connection.
+//
+// Once its response head is written, the connection is hijacked from net/http and served by one small goroutine that
+// waits in a read on the connection, with a deadline at the next keep-alive. A delivery (or the end of a feed, or the
+// server's shutdown) wakes it by moving that deadline to the past. So an idle client costs one parked goroutine, its
+// subscription and a few hundred bytes — no net/http buffers, no second goroutine, no timer — and a client that goes
+// away is noticed at once (the read returns EOF) and freed.
 type sseConn struct {
 	s      *Server
-	w      http.ResponseWriter
-	rc     *http.ResponseController
 	spec   *streamSpec
+	conn   net.Conn
 	cursor Cursor
 	buf    []byte
+	woken  atomic.Bool
 
 	ev     Subscription[FlovynEvent]
 	st     Subscription[StreamEvent]
@@ -180,81 +190,130 @@ type sseConn struct {
 	stD    Delivery[StreamEvent]
 }
 
-// serveSSE subscribes to the feeds of spec, flushes the headers, and writes frames until the client goes away, the
-// server shuts down or the bus closes.
+// aLongTimeAgo is a deadline in the past: it makes a blocked read return at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// serveSSE subscribes to the feeds of spec, writes the response head, and hands the connection to a goroutine that
+// writes frames until the client goes away, the server shuts down or the bus closes.
 func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, spec streamSpec) {
 	if err := s.subs.acquire(spec.tenant); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	defer s.subs.release(spec.tenant)
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel() // ends the subscriptions
-	c := &sseConn{s: s, w: w, rc: http.NewResponseController(w), spec: &spec}
+	// The subscriptions outlive this handler: not r.Context(), which ends when ServeHTTP returns.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	c := &sseConn{s: s, spec: &spec}
 	if spec.cursor != nil {
 		c.cursor = *spec.cursor
+	}
+	fail := func(err error) {
+		cancel()
+		s.subs.release(spec.tenant)
+		s.writeError(w, r, err)
 	}
 	var err error
 	if spec.events != nil {
 		if c.ev, err = s.bus.SubscribeEvents(ctx, *spec.events, spec.start(c.cursor.HasEvents, c.cursor.Events)); err != nil {
-			s.writeError(w, r, err)
+			fail(err)
 			return
 		}
 	}
 	if spec.streamKey != "" {
 		if c.st, err = s.bus.SubscribeStream(ctx, spec.tenant, spec.streamKey, spec.start(c.cursor.HasStreams, c.cursor.Streams)); err != nil {
-			s.writeError(w, r, err)
+			fail(err)
 			return
 		}
 	}
-	s.metrics.subscribers.Inc()
-	defer s.metrics.subscribers.Dec()
-
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
 	h.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(http.StatusOK)
-	c.buf = append(c.buf, "retry: "...)
-	c.buf = strconv.AppendInt(c.buf, sseRetry.Milliseconds(), 10)
-	c.buf = append(c.buf, "\n\n"...)
-	if c.flush() != nil {
+	h.Set("Connection", "close") // the stream ends with the connection
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		fail(fmt.Errorf("sse: hijack: %w", err))
 		return
 	}
-	c.loop(ctx)
+	c.conn = conn
+	c.buf = append(c.buf, "HTTP/1.1 200 OK\r\n"...)
+	c.buf = appendHeader(c.buf, h)
+	c.buf = append(c.buf, "\r\nretry: "...)
+	c.buf = strconv.AppendInt(c.buf, sseRetry.Milliseconds(), 10)
+	c.buf = append(c.buf, "\n\n"...)
+	s.metrics.subscribers.Inc()
+	go c.run(cancel) // ends when the client goes away, the server shuts down or a feed ends
 }
 
-func (c *sseConn) loop(ctx context.Context) {
-	var evReady, stReady <-chan struct{}
-	var evDone, stDone <-chan struct{}
-	if c.ev != nil {
-		evReady, evDone = c.ev.Ready(), c.ev.Done()
+// appendHeader appends the header lines of h.
+func appendHeader(dst []byte, h http.Header) []byte {
+	for k, vs := range h {
+		for _, v := range vs {
+			dst = append(dst, k...)
+			dst = append(dst, ": "...)
+			dst = append(dst, v...)
+			dst = append(dst, "\r\n"...)
+		}
 	}
-	if c.st != nil {
-		stReady, stDone = c.st.Ready(), c.st.Done()
+	return dst
+}
+
+func (c *sseConn) run(cancel context.CancelFunc) {
+	defer func() {
+		cancel() // ends the subscriptions
+		c.conn.Close()
+		c.s.subs.release(c.spec.tenant)
+		c.s.metrics.subscribers.Dec()
+	}()
+	wake := func() {
+		c.woken.Store(true)
+		_ = c.conn.SetReadDeadline(aLongTimeAgo)
 	}
-	heartbeat := time.NewTicker(c.s.cfg.SSE.Heartbeat.D())
-	defer heartbeat.Stop()
+	for _, sub := range []any{c.ev, c.st} {
+		if n, ok := sub.(notifier); ok {
+			n.setNotify(wake)
+		}
+	}
+	stopShutdown := context.AfterFunc(c.s.streamsCtx, wake)
+	defer stopShutdown()
+	heartbeat := c.s.cfg.SSE.Heartbeat.D()
+	next := time.Now().Add(heartbeat)
+	var one [1]byte
 	for {
+		c.woken.Store(false)
+		if c.s.streamsCtx.Err() != nil || ended(c.ev) || ended(c.st) {
+			return
+		}
 		c.drain()
+		if now := time.Now(); !now.Before(next) {
+			c.buf = append(c.buf, ": keep-alive\n\n"...)
+			next = now.Add(heartbeat)
+		}
 		if len(c.buf) > 0 && c.flush() != nil {
 			return
 		}
-		select {
-		case <-evReady:
-		case <-stReady:
-		case <-heartbeat.C:
-			c.buf = append(c.buf, ": keep-alive\n\n"...)
-		case <-ctx.Done():
-			return
-		case <-c.s.streamsCtx.Done():
-			return
-		case <-evDone:
-			return
-		case <-stDone:
-			return
+		_ = c.conn.SetReadDeadline(next)
+		if c.woken.Load() {
+			continue // woken between the drain and the deadline: that wake-up's deadline was overwritten
 		}
+		_, err := c.conn.Read(one[:])
+		var ne net.Error
+		if err != nil && !(errors.As(err, &ne) && ne.Timeout()) {
+			return // the client went away
+		}
+	}
+}
+
+// ended reports whether a subscription has ended (the bus closed it).
+func ended[T any](s Subscription[T]) bool {
+	if s == nil {
+		return false
+	}
+	select {
+	case <-s.Done():
+		return true
+	default:
+		return false
 	}
 }
 
@@ -288,7 +347,7 @@ func (c *sseConn) drain() {
 			return
 		}
 		if len(c.buf) >= maxFrameBatch && c.flush() != nil {
-			return
+			return // run's next read sees the broken connection
 		}
 	}
 }
@@ -385,17 +444,14 @@ func indexLineEnd(s string) int {
 	return -1
 }
 
-// flush writes the buffer and flushes it to the client within sse.write_timeout; a client that cannot take it is
-// dropped, so a stalled reader never holds more than its bounded queue.
+// flush writes the buffer to the client within sse.write_timeout; a client that cannot take it is dropped, so a stalled
+// reader never holds more than its bounded queue.
 func (c *sseConn) flush() error {
-	_ = c.rc.SetWriteDeadline(time.Now().Add(c.s.cfg.SSE.WriteTimeout.D()))
-	_, err := c.w.Write(c.buf)
-	if err == nil {
-		err = c.rc.Flush()
-	}
+	_ = c.conn.SetWriteDeadline(time.Now().Add(c.s.cfg.SSE.WriteTimeout.D()))
+	_, err := c.conn.Write(c.buf)
 	c.buf = c.buf[:0]
-	if cap(c.buf) > 4*maxFrameBatch {
-		c.buf = nil // do not keep a burst's buffer for an idle stream
+	if cap(c.buf) > 4<<10 {
+		c.buf = nil // an idle stream keeps no burst-sized buffer
 	}
 	return err
 }
