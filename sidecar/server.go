@@ -340,6 +340,7 @@ func (s *Server) Serve() error {
 	s.httpSrv = &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: s.cfg.HTTP.ReadHeaderTimeout.D(),
+		ReadTimeout:       time.Minute, // a body that trickles in (slowloris) is cut; SSE streams set their own deadlines
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
