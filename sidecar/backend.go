@@ -19,6 +19,7 @@ func OpenBus(ctx context.Context, cfg *Config, log *slog.Logger) (Bus, error) {
 			StreamBuffer: cfg.Memory.StreamBuffer,
 			IdleTTL:      cfg.Memory.IdleTTL.D(),
 			DedupWindow:  cfg.JetStream.DuplicateWindow.D(),
+			MaxBytes:     cfg.Memory.MaxBytes,
 		}), nil
 	case "nats":
 		return NewNATSBus(ctx, cfg, time.Minute, log)

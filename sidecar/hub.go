@@ -51,26 +51,30 @@ func (e entry[T]) delivery(epoch uint64) Delivery[T] {
 }
 
 // hubConfig holds a hub's settings.
-type hubConfig struct {
+type hubConfig[T any] struct {
 	capacity  int           // items held per topic, and pending per subscriber
 	idleTTL   time.Duration // a topic with no subscriber and no publish for this long is removed
 	broadcast bool          // put every subscriber in one bucket (the design's per-tenant broadcast), for comparison
 	dedup     time.Duration // dedup window; 0 disables dedup
 	dedupMax  int           // ids remembered per topic at most
+	maxBytes  int64         // bound of the bytes held in every ring of the hub together (approximate); 0: none
+	sizeOf    func(*T) int  // the approximate bytes an item holds
 }
 
 // hub is the set of topics of one kind of feed.
 type hub[T any] struct {
-	cfg     hubConfig
+	cfg     hubConfig[T]
 	epoch   uint64
 	arrival *atomic.Uint64 // shared by the hubs of one bus, so deliveries of both feeds can be merged in arrival order
 
 	mu     sync.RWMutex
 	topics map[topicKey]*topic[T]
 	closed bool
+
+	bytes atomic.Int64 // held in the rings, when cfg.sizeOf is set
 }
 
-func newHub[T any](cfg hubConfig, epoch uint64, arrival *atomic.Uint64) *hub[T] {
+func newHub[T any](cfg hubConfig[T], epoch uint64, arrival *atomic.Uint64) *hub[T] {
 	return &hub[T]{cfg: cfg, epoch: epoch, arrival: arrival, topics: make(map[topicKey]*topic[T])}
 }
 
@@ -156,6 +160,13 @@ func (h *hub[T]) publish(key topicKey, v *T, seq, arrival uint64, idx []indexKey
 	e := entry[T]{seq: seq, arrival: arrival, v: v}
 	if old, overwritten := t.ring.push(e, h.cfg.capacity); overwritten {
 		t.dropped = old.seq
+		h.account(old.v, -1)
+	}
+	h.account(v, 1)
+	for h.cfg.maxBytes > 0 && h.bytes.Load() > h.cfg.maxBytes && t.ring.n > 1 {
+		old, _ := t.ring.pop() // memory.max_bytes: the publishing topic gives up its oldest items
+		t.dropped = old.seq
+		h.account(old.v, -1)
 	}
 	if dedupID != uuid.Nil && h.cfg.dedup > 0 {
 		t.dedup.add(dedupID, e.seq, now, h.cfg.dedupMax)
@@ -178,6 +189,23 @@ func (h *hub[T]) publishIfExists(key topicKey, v *T, idx []indexKey) {
 	h.mu.RUnlock()
 	if ok {
 		h.publish(key, v, 0, 0, idx, uuid.Nil, time.Now())
+	}
+}
+
+// account adds (sign 1) or removes (sign -1) an item's size to the hub's total.
+func (h *hub[T]) account(v *T, sign int64) {
+	if h.cfg.sizeOf != nil {
+		h.bytes.Add(sign * int64(h.cfg.sizeOf(v)))
+	}
+}
+
+// forget removes a dropped topic's items from the hub's total.
+func (h *hub[T]) forget(t *topic[T]) {
+	if h.cfg.sizeOf == nil {
+		return
+	}
+	for i := 0; i < t.ring.n; i++ {
+		h.account(t.ring.at(i).v, -1)
 	}
 }
 
@@ -218,21 +246,25 @@ func (t *topic[T]) register(s *subscriber[T]) {
 	t.nsubs++
 }
 
-// resetTopic replaces the topic of key with an empty one whose feed starts at start, and returns nothing: subscribers
-// of the old topic (there should be none) are closed.
-func (h *hub[T]) resetTopic(key topicKey, start uint64) {
+// resetTopic replaces the topic of key with an empty one whose feed starts at start, and returns it (nil when the hub is
+// closed). The old topic, if any, is marked removed.
+func (h *hub[T]) resetTopic(key topicKey, start uint64) *topic[T] {
 	h.mu.Lock()
 	old := h.topics[key]
+	var t *topic[T]
 	if !h.closed {
-		h.topics[key] = &topic[T]{nextSeq: start, coverStart: start, epoch: h.epoch, lastUsed: time.Now(),
+		t = &topic[T]{nextSeq: start, coverStart: start, epoch: h.epoch, lastUsed: time.Now(),
 			buckets: make(map[indexKey][]*subscriber[T])}
+		h.topics[key] = t
 	}
 	h.mu.Unlock()
 	if old != nil {
 		old.mu.Lock()
+		h.forget(old)
 		old.removed = true
 		old.mu.Unlock()
 	}
+	return t
 }
 
 // restart starts the topic of key over in a new epoch: its ring is emptied, and its subscribers get a reset gap. A core
@@ -243,6 +275,7 @@ func (h *hub[T]) restart(key topicKey, epoch uint64) {
 		return
 	}
 	defer t.mu.Unlock()
+	h.forget(t)
 	t.ring = ring[T]{}
 	t.nextSeq, t.dropped, t.epoch = 1, 0, epoch
 	for _, b := range t.buckets {
@@ -258,14 +291,20 @@ func (h *hub[T]) restart(key topicKey, epoch uint64) {
 	}
 }
 
-// removeTopic drops the topic of key (its feed stopped: it no longer sees every item).
-func (h *hub[T]) removeTopic(key topicKey) {
+// removeTopic drops the topic of key (its feed stopped: it no longer sees every item). With only non-nil, it drops the
+// topic only if it is still that one: a feed that stops late must not drop the topic of the feed that replaced it.
+func (h *hub[T]) removeTopic(key topicKey, only *topic[T]) {
 	h.mu.Lock()
 	t := h.topics[key]
+	if only != nil && t != only {
+		h.mu.Unlock()
+		return
+	}
 	delete(h.topics, key)
 	h.mu.Unlock()
 	if t != nil {
 		t.mu.Lock()
+		h.forget(t)
 		t.removed = true
 		t.mu.Unlock()
 	}
@@ -408,6 +447,7 @@ func (h *hub[T]) sweep(now time.Time) int {
 	for k, t := range h.topics {
 		t.mu.Lock()
 		if t.nsubs == 0 && now.Sub(t.lastUsed) >= h.cfg.idleTTL {
+			h.forget(t)
 			t.removed = true
 			delete(h.topics, k)
 			n++

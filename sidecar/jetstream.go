@@ -126,12 +126,14 @@ func newJetStreamBus(ctx context.Context, cfg *Config, opts JetStreamOptions, lo
 		return nil, err
 	}
 	arrival := new(atomic.Uint64)
-	ring := func(n int) hubConfig { return hubConfig{capacity: n, idleTTL: time.Hour} }
+
 	b := &JetStreamBus{cfg: cfg, opts: opts, log: log, conn: conn, js: js, index: idx, feeds: map[string]*jsFeed{}}
 	b.events = &jsKind[FlovynEvent]{stream: evs, name: cfg.JetStream.EventsStream, epoch: streamEpoch(evs)}
-	b.events.hub = newHub[FlovynEvent](ring(cfg.Memory.EventBuffer), b.events.epoch, arrival)
+	evCfg := hubConfig[FlovynEvent]{capacity: cfg.Memory.EventBuffer, idleTTL: time.Hour, maxBytes: cfg.Memory.MaxBytes / 2, sizeOf: eventSize}
+	stCfg := hubConfig[StreamEvent]{capacity: cfg.Memory.StreamBuffer, idleTTL: time.Hour, maxBytes: cfg.Memory.MaxBytes / 2, sizeOf: streamSize}
+	b.events.hub = newHub[FlovynEvent](evCfg, b.events.epoch, arrival)
 	b.stream = &jsKind[StreamEvent]{stream: sts, name: cfg.JetStream.StreamsStream, epoch: streamEpoch(sts)}
-	b.stream.hub = newHub[StreamEvent](ring(cfg.Memory.StreamBuffer), b.stream.epoch, arrival)
+	b.stream.hub = newHub[StreamEvent](stCfg, b.stream.epoch, arrival)
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	if err := b.startIndexer(ctx); err != nil {
 		// Late workflow subscribers then scan the tenant's subjects instead: slower, still complete.

@@ -36,8 +36,9 @@ type jsFeed struct {
 
 	// mu serialises the handler with the creation of stream topics, so that a topic created at head+1 misses nothing.
 	mu      sync.Mutex
-	head    uint64             // last stream sequence handled
-	tenants map[uuid.UUID]bool // stream feeds: the tenants that have a topic
+	head    uint64                            // last stream sequence handled
+	topic   *topic[FlovynEvent]               // event feeds: the topic it feeds
+	tenants map[uuid.UUID]*topic[StreamEvent] // stream feeds: the topic of each tenant with subscribers
 }
 
 // acquireEventFeed returns the running feed of tenant's lifecycle events, starting it when needed; the caller releases it.
@@ -48,14 +49,13 @@ func (b *JetStreamBus) acquireEventFeed(ctx context.Context, tenant uuid.UUID) (
 
 // acquireStreamFeed returns the running feed of the generic stream key with a topic for tenant.
 func (b *JetStreamBus) acquireStreamFeed(ctx context.Context, tenant uuid.UUID, key string) (*jsFeed, error) {
-	f, err := b.acquireFeed(ctx, subjects.StreamsPrefix+key, func(f *jsFeed) { f.key, f.tenants = key, map[uuid.UUID]bool{} })
+	f, err := b.acquireFeed(ctx, subjects.StreamsPrefix+key, func(f *jsFeed) { f.key, f.tenants = key, map[uuid.UUID]*topic[StreamEvent]{} })
 	if err != nil {
 		return nil, err
 	}
 	f.mu.Lock()
-	if !f.tenants[tenant] {
-		f.tenants[tenant] = true
-		b.stream.hub.resetTopic(topicKey{tenant: tenant, stream: key}, f.head+1)
+	if f.tenants[tenant] == nil {
+		f.tenants[tenant] = b.stream.hub.resetTopic(topicKey{tenant: tenant, stream: key}, f.head+1)
 	}
 	f.mu.Unlock()
 	return f, nil
@@ -122,7 +122,7 @@ func (f *jsFeed) start(ctx context.Context) error {
 	start := info.State.LastSeq + 1
 	f.head = start - 1
 	if f.isEvent {
-		f.b.events.hub.resetTopic(topicKey{tenant: f.tenant}, start)
+		f.topic = f.b.events.hub.resetTopic(topicKey{tenant: f.tenant}, start)
 	}
 	cons, err := f.b.js.OrderedConsumer(ctx, name, jetstream.OrderedConsumerConfig{
 		FilterSubjects:    []string{f.subject},
@@ -214,7 +214,7 @@ func (f *jsFeed) handleStream(msg jetstream.Msg) {
 	}
 	all := [1]indexKey{}
 	for _, t := range tenants {
-		if !f.tenants[t] {
+		if f.tenants[t] == nil {
 			continue // no subscriber of this tenant on this stream
 		}
 		v := s
@@ -306,13 +306,15 @@ func (f *jsFeed) stop() {
 		f.b.deleteConsumer(f.sname, f.cons)
 	}
 	if f.isEvent {
-		f.b.events.hub.removeTopic(topicKey{tenant: f.tenant})
+		if f.topic != nil {
+			f.b.events.hub.removeTopic(topicKey{tenant: f.tenant}, f.topic)
+		}
 		return
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for t := range f.tenants {
-		f.b.stream.hub.removeTopic(topicKey{tenant: t, stream: f.key})
+	for t, tp := range f.tenants {
+		f.b.stream.hub.removeTopic(topicKey{tenant: t, stream: f.key}, tp)
 	}
 }
 

@@ -23,6 +23,9 @@ type MemoryOptions struct {
 	DedupWindow time.Duration
 	// DedupMax bounds the ids remembered per tenant (default 100,000); beyond it the oldest are forgotten early.
 	DedupMax int
+	// MaxBytes bounds the bytes held in all rings together, approximately (0: no bound beyond the ring sizes). Past
+	// it, a publishing ring gives up its oldest events (a subscriber resuming before them gets a gap).
+	MaxBytes int64
 
 	// broadcast puts every subscriber of a tenant in one bucket, as the original design's per-tenant broadcast did.
 	// Only benchmarks set it, to compare with the indexed fan-out.
@@ -72,14 +75,23 @@ func NewMemoryBus(opts MemoryOptions) *MemoryBus {
 	arrival := new(atomic.Uint64)
 	b := &MemoryBus{
 		opts: opts,
-		events: newHub[FlovynEvent](hubConfig{capacity: opts.EventBuffer, idleTTL: opts.IdleTTL,
-			broadcast: opts.broadcast, dedup: opts.DedupWindow, dedupMax: opts.DedupMax}, epoch, arrival),
-		streams: newHub[StreamEvent](hubConfig{capacity: opts.StreamBuffer, idleTTL: opts.IdleTTL}, epoch, arrival),
-		stop:    make(chan struct{}),
+		events: newHub[FlovynEvent](hubConfig[FlovynEvent]{capacity: opts.EventBuffer, idleTTL: opts.IdleTTL,
+			broadcast: opts.broadcast, dedup: opts.DedupWindow, dedupMax: opts.DedupMax,
+			maxBytes: opts.MaxBytes / 2, sizeOf: eventSize}, epoch, arrival),
+		streams: newHub[StreamEvent](hubConfig[StreamEvent]{capacity: opts.StreamBuffer, idleTTL: opts.IdleTTL,
+			maxBytes: opts.MaxBytes / 2, sizeOf: streamSize}, epoch, arrival),
+		stop: make(chan struct{}),
 	}
 	b.wg.Add(1)
 	go b.janitor() // ends when Close closes b.stop
 	return b
+}
+
+// eventSize and streamSize approximate the memory an event holds: its variable parts and a fixed overhead.
+func eventSize(e *FlovynEvent) int { return 256 + len(e.Data) + len(e.EventType) + len(e.Source) }
+
+func streamSize(s *StreamEvent) int {
+	return 160 + len(s.Payload) + len(s.WorkflowExecutionID) + len(s.TaskExecutionID)
 }
 
 // bootEpoch returns a random non-zero epoch, so that positions of different processes never compare equal.

@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -56,7 +57,7 @@ func TestMemoryCleanup(t *testing.T) {
 
 // TestMemoryDedupWindow checks that an id is forgotten once the window has passed.
 func TestMemoryDedupWindow(t *testing.T) {
-	h := newHub[FlovynEvent](hubConfig{capacity: 8, idleTTL: time.Minute, dedup: time.Minute, dedupMax: 100}, 1, new(atomic.Uint64))
+	h := newHub[FlovynEvent](hubConfig[FlovynEvent]{capacity: 8, idleTTL: time.Minute, dedup: time.Minute, dedupMax: 100}, 1, new(atomic.Uint64))
 	e := ev(uuid.New(), "x")
 	key := topicKey{tenant: e.TenantID}
 	now := time.Now()
@@ -68,4 +69,27 @@ func TestMemoryDedupWindow(t *testing.T) {
 	if _, dup, _ := h.publish(key, e, 0, 0, idx, e.ID, now.Add(61*time.Second)); dup {
 		t.Fatal("after the window the id was still a duplicate")
 	}
+}
+
+// TestMemoryMaxBytes checks that memory.max_bytes bounds what the rings hold: past it, the publishing ring gives up its
+// oldest events, and a cursor before them gets a gap.
+func TestMemoryMaxBytes(t *testing.T) {
+	b := NewMemoryBus(MemoryOptions{EventBuffer: 1024, MaxBytes: 2 * 64 << 10})
+	defer b.Close()
+	tenant := uuid.New()
+	first := publishEvent(t, b, ev(tenant, "first"))
+	big, _ := NewEvent(tenant, "big", "system", strings.Repeat("x", 4000))
+	for range 100 { // 100 × ~4 KiB = ~400 KiB, past the 64 KiB the event rings may hold
+		c := *big
+		c.ID = uuid.New()
+		publishEvent(t, b, &c)
+	}
+	if held := b.events.bytes.Load(); held > 64<<10 || held <= 0 {
+		t.Fatalf("the event rings hold %d bytes; want at most %d", held, 64<<10)
+	}
+	s := subscribe(t, b, AllEvents(tenant), StartAfter(Position{Epoch: b.events.epoch, Seq: first.Sequence}))
+	if d := next(t, s); d.Gap == nil || d.Gap.Reason != GapExpired {
+		t.Fatalf("first delivery %+v; want an expired gap", d)
+	}
+	b.CleanupInactive()
 }

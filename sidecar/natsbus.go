@@ -65,8 +65,10 @@ func NewNATSBus(ctx context.Context, cfg *Config, linger time.Duration, log *slo
 	b.conn = conn
 	epoch := b.epochs.Load()
 	arrival := new(atomic.Uint64)
-	b.events = newHub[FlovynEvent](hubConfig{capacity: cfg.Memory.EventBuffer, idleTTL: time.Hour}, epoch, arrival)
-	b.streams = newHub[StreamEvent](hubConfig{capacity: cfg.Memory.StreamBuffer, idleTTL: time.Hour}, epoch, arrival)
+	b.events = newHub[FlovynEvent](hubConfig[FlovynEvent]{capacity: cfg.Memory.EventBuffer, idleTTL: time.Hour,
+		maxBytes: cfg.Memory.MaxBytes / 2, sizeOf: eventSize}, epoch, arrival)
+	b.streams = newHub[StreamEvent](hubConfig[StreamEvent]{capacity: cfg.Memory.StreamBuffer, idleTTL: time.Hour,
+		maxBytes: cfg.Memory.MaxBytes / 2, sizeOf: streamSize}, epoch, arrival)
 	conn.nc.SetReconnectHandler(func(nc *nats.Conn) {
 		conn.setUp(true)
 		log.Info("NATS reconnected; open streams get a reset gap", slog.String("server", nc.ConnectedUrlRedacted()))
@@ -239,9 +241,9 @@ func (b *NATSBus) release(subject string, f *coreFeed) {
 		_ = f.sub.Unsubscribe()
 		for k := range f.topics {
 			if k.stream == "" {
-				b.events.removeTopic(k)
+				b.events.removeTopic(k, nil)
 			} else {
-				b.streams.removeTopic(k)
+				b.streams.removeTopic(k, nil)
 			}
 		}
 	}
