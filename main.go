@@ -40,6 +40,7 @@ Commands:
   serve [-config config.yaml]   run the daemon (the default)
   publish                       publish events (eventhook publish -h)
   tail                          follow a stream (eventhook tail -h)
+  bench                         benchmark a running sidecar (eventhook bench -h)
   config check [-config ...]    print the effective configuration or the error
   version                       print the version
 `
@@ -54,6 +55,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runServe(ctx, args, stderr)
 	case "publish":
 		return runPublish(ctx, args, stdin, stdout, stderr)
+	case "bench":
+		return runBench(ctx, args, stdout, stderr)
 	case "tail":
 		return runTail(ctx, args, stdout, stderr)
 	case "config":
