@@ -15,6 +15,9 @@ type Cursor struct {
 	HasEvents, HasStreams bool
 }
 
+// maxCursorBytes bounds a cursor: two positions of at most 34 bytes each and the dot.
+const maxCursorBytes = 2*34 + 1
+
 // CursorEarliest is the cursor value that replays everything the backend still holds.
 const CursorEarliest = "earliest"
 
@@ -35,7 +38,7 @@ func (c Cursor) String() string {
 // (a client must send back a cursor it was given, or "earliest").
 func ParseCursor(s string) (Cursor, error) {
 	ev, st, ok := strings.Cut(s, ".")
-	if !ok || len(s) > 64 {
+	if !ok || len(s) > maxCursorBytes {
 		return Cursor{}, fieldError("cursor", "%q is not a cursor this server issued (send back an id: value, or %q)",
 			s, CursorEarliest)
 	}

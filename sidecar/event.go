@@ -165,7 +165,7 @@ func (e *FlovynEvent) Validate() error {
 	}
 	if err := subjects.ValidateEventType(e.EventType); err != nil {
 		v.add("event_type", "%s; use dot-separated tokens of letters, digits, '_' and '-', such as \"workflow.completed\"",
-			strings.TrimSpace(strings.TrimPrefix(err.Error(), subjects.ErrInvalid.Error()+" event type")))
+			strings.TrimLeft(strings.TrimPrefix(err.Error(), subjects.ErrInvalid.Error()+" event type"), " :"))
 	}
 	if why := checkPrintable(e.Source, MaxSourceBytes); why != "" {
 		v.add("source", "%s", why)
@@ -218,7 +218,7 @@ type eventWire struct {
 // wrapping ErrInvalidEvent.
 func DecodeEvent(data []byte) (*FlovynEvent, error) {
 	var w eventWire
-	if err := strictUnmarshal(data, &w, snakeCase); err != nil {
+	if err := strictUnmarshal(data, &w, eventKeys, snakeCase); err != nil {
 		return nil, err
 	}
 	e := &FlovynEvent{EventType: w.EventType, Data: compactJSON(w.Data), CorrelationID: w.CorrelationID}
@@ -278,9 +278,42 @@ func compactJSON(raw json.RawMessage) json.RawMessage {
 // naming turns a field name sent by a client into the name the format expects, for the hint of an unknown-field error.
 type naming func(string) string
 
-// strictUnmarshal decodes exactly one JSON value into dst, rejecting unknown fields and trailing data, and returns a
-// *ValidationError whose field and message a person can act on.
-func strictUnmarshal(data []byte, dst any, hint naming) error {
+// eventKeys and streamKeys are the exact top-level keys of the two wire formats.
+var (
+	eventKeys = keySet("id", "tenant_id", "workflow_execution_id", "task_execution_id", "event_type", "source", "data",
+		"timestamp_ms", "correlation_id")
+	streamKeys = keySet("workflowExecutionId", "taskExecutionId", "sequence", "type", "payload", "timestampMs")
+)
+
+func keySet(keys ...string) map[string]bool {
+	m := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		m[k] = true
+	}
+	return m
+}
+
+// strictUnmarshal decodes exactly one JSON object into dst. Its keys must be exactly known ones (encoding/json alone
+// would match them case-insensitively), each at most once; trailing data is an error. Errors are *ValidationError values
+// whose field and message a person can act on.
+func strictUnmarshal(data []byte, dst any, known map[string]bool, hint naming) error {
+	seen := make(map[string]bool, len(known))
+	err := forEachKey(data, func(k string) error {
+		switch {
+		case !known[k]:
+			if want := hint(k); want != k && known[want] {
+				return fieldError(k, "unknown field; did you mean %q?", want)
+			}
+			return fieldError(k, "unknown field")
+		case seen[k]:
+			return fieldError(k, "appears twice; send each field once")
+		}
+		seen[k] = true
+		return nil
+	})
+	if err != nil {
+		return err
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {

@@ -1,7 +1,6 @@
 package sidecar
 
 import (
-	"bytes"
 	"encoding/json"
 	"strconv"
 	"strings"
@@ -73,14 +72,10 @@ func LegacyEventType(name string) (eventType string, known bool) {
 	return lower, false
 }
 
-// legacyMarker is a cheap pre-check: a legacy payload must contain the string "Event".
-var legacyMarker = []byte(`"Event"`)
-
 // Legacy returns the StateEventPayload carried by s when s is a legacy lifecycle event: a DATA event whose payload is a
-// JSON object with "type": "Event" and a string "event". Otherwise it returns nil.
+// JSON object with "type": "Event" and a string "event" (keys matched exactly). Otherwise it returns nil.
 func (s *StreamEvent) Legacy() *StateEventPayload {
-	if s.Type != StreamData || len(s.Payload) < 2 || s.Payload[0] != '{' ||
-		!bytes.Contains([]byte(s.Payload), legacyMarker) {
+	if s.Type != StreamData || firstByte([]byte(s.Payload)) != '{' {
 		return nil
 	}
 	var fields map[string]json.RawMessage
@@ -88,8 +83,9 @@ func (s *StreamEvent) Legacy() *StateEventPayload {
 		return nil
 	}
 	var p StateEventPayload
-	if json.Unmarshal(fields["type"], &p.Type) != nil || p.Type != "Event" ||
-		json.Unmarshal(fields["event"], &p.Event) != nil {
+	ev := fields["event"]
+	if json.Unmarshal(fields["type"], &p.Type) != nil || p.Type != "Event" || len(ev) == 0 || ev[0] != '"' ||
+		json.Unmarshal(ev, &p.Event) != nil {
 		return nil
 	}
 	p.Data = compactJSON(fields["data"])
@@ -115,8 +111,8 @@ func LegacyToEvent(s *StreamEvent, p *StateEventPayload) (*FlovynEvent, bool, er
 		Data:        p.Data,
 		TimestampMs: p.TimestampMs,
 	}
-	if e.TimestampMs == 0 {
-		e.TimestampMs = s.TimestampMs
+	if e.TimestampMs <= 0 { // absent, or not a time: the stream event's
+		e.TimestampMs = max(s.TimestampMs, 0)
 	}
 	v := &ValidationError{}
 	if s.WorkflowExecutionID != "" {

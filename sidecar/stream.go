@@ -24,9 +24,9 @@ const (
 // SSEName returns the SSE event name of the kind: token, progress, data or error.
 func (t StreamEventType) SSEName() string { return strings.ToLower(string(t)) }
 
-// parseStreamEventType accepts the four kinds in any letter case.
+// parseStreamEventType accepts the four kinds in any ASCII letter case.
 func parseStreamEventType(s string) (StreamEventType, bool) {
-	switch t := StreamEventType(strings.ToUpper(s)); t {
+	switch t := StreamEventType(asciiUpper(s)); t {
 	case StreamToken, StreamProgress, StreamData, StreamError:
 		return t, true
 	}
@@ -82,7 +82,7 @@ type streamWire struct {
 // ErrInvalidEvent. The tenant is left for the caller to set.
 func DecodeStreamEvent(data []byte) (*StreamEvent, error) {
 	var w streamWire
-	if err := strictUnmarshal(data, &w, camelCase); err != nil {
+	if err := strictUnmarshal(data, &w, streamKeys, camelCase); err != nil {
 		return nil, err
 	}
 	s := &StreamEvent{Sequence: w.Sequence, TimestampMs: w.TimestampMs}
@@ -131,11 +131,36 @@ func (s *StreamEvent) Validate() error {
 	if _, ok := parseStreamEventType(string(s.Type)); !ok {
 		v.add("type", "%q is not a stream event type; use TOKEN, PROGRESS, DATA or ERROR", s.Type)
 	}
+	if s.TimestampMs < 0 {
+		v.add("timestampMs", "must be milliseconds since the Unix epoch, not negative")
+	}
 	return v.orNil()
 }
 
 func tokenProblem(err error) string {
 	return strings.TrimPrefix(err.Error(), subjects.ErrInvalid.Error()+" ")
+}
+
+// asciiUpper upper-cases ASCII letters only, so that no other character maps onto a name (as 'ſ' does onto 'S').
+func asciiUpper(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c >= 'a' && c <= 'z' {
+			b[i] = c - ('a' - 'A')
+		}
+	}
+	return string(b)
+}
+
+// asciiLower lower-cases ASCII letters only.
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c >= 'A' && c <= 'Z' {
+			b[i] = c + ('a' - 'A')
+		}
+	}
+	return string(b)
 }
 
 // canonicalID lower-cases a UUID-shaped id and leaves any other id as it is.

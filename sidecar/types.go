@@ -60,14 +60,14 @@ func ParseTypes(raw string, lifecycleOnly bool) (TypeFilter, error) {
 		if item == "" {
 			continue
 		}
-		if kind, ok := kindNames[strings.ToLower(item)]; ok {
+		if kind, ok := kindNames[asciiLower(item)]; ok {
 			if kind == "" {
 				f.allLifecycle = true
 				continue
 			}
 			if lifecycleOnly {
 				return TypeFilter{}, fieldError("types", "%q is a generic stream kind, which the tenant event stream does not carry; "+
-					"use lifecycle types here, or a workflow or task stream for %s", item, strings.ToLower(string(kind)))
+					"use lifecycle types here, or a workflow or task stream for %s", item, kind.SSEName())
 			}
 			f.streamKinds[streamKindIndex(kind)] = true
 			continue
