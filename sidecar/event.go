@@ -217,6 +217,14 @@ type eventWire struct {
 // lower case. The event is neither stamped nor validated: call Stamp and Validate. Errors are *ValidationError values
 // wrapping ErrInvalidEvent.
 func DecodeEvent(data []byte) (*FlovynEvent, error) {
+	if e, ok := decodeEventFast(data); ok {
+		return e, nil
+	}
+	return decodeEventSlow(data)
+}
+
+// decodeEventSlow is DecodeEvent's general path: encoding/json, with errors that name the field.
+func decodeEventSlow(data []byte) (*FlovynEvent, error) {
 	var w eventWire
 	if err := strictUnmarshal(data, &w, eventKeys, snakeCase); err != nil {
 		return nil, err

@@ -872,3 +872,34 @@ func fzCheckTenantSubject(t *testing.T, e *FlovynEvent) {
 		t.Fatalf("ParseEvent(%q) = %q, %q, %v", subj, ten, typ, err)
 	}
 }
+
+// FuzzDecodeEventFast checks the fast decoder against the general one: wherever the fast one succeeds, the general one
+// succeeds too and gives the same event.
+func FuzzDecodeEventFast(f *testing.F) {
+	for _, s := range []string{
+		`{"tenant_id":"` + tenantStr + `","event_type":"workflow.completed"}`,
+		`{"id":"9d7c6b5a-4e3f-4a1b-8c2d-1e0f9a8b7c6d","tenant_id":"` + strings.ToUpper(tenantStr) + `","workflow_execution_id":"` + wfStr +
+			`","task_execution_id":null,"event_type":"task.completed","source":"w","data":{"a": [1, "x"]},"timestamp_ms":1,"correlation_id":"c"}`,
+		`{}`, ` { "data" : null } `, `{"timestamp_ms":1.5}`, `{"timestamp_ms":1e3}`, `{"source":"a","source":"b"}`,
+		`{"TENANT_ID":"` + tenantStr + `"}`, `{"data":{"a":1}} x`, `{"event_type":"\u0061"}`, `{"id":"{` + wfStr + `}"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		fast, ok := decodeEventFast(in)
+		if !ok {
+			return
+		}
+		var w eventWire
+		if err := strictUnmarshal(in, &w, eventKeys, snakeCase); err != nil {
+			t.Fatalf("fast decoder accepted %q; the general one refuses it: %v", in, err)
+		}
+		slow, err := decodeEventSlow(in)
+		if err != nil {
+			t.Fatalf("fast decoder accepted %q; the general one refuses it: %v", in, err)
+		}
+		if string(fast.AppendJSON(nil)) != string(slow.AppendJSON(nil)) {
+			t.Fatalf("decoders disagree on %q:\nfast %s\nslow %s", in, fast.AppendJSON(nil), slow.AppendJSON(nil))
+		}
+	})
+}

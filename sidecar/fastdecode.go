@@ -1,0 +1,166 @@
+package sidecar
+
+import (
+	"encoding/json"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+)
+
+// decodeEventFast decodes the common case of a FlovynEvent in one pass over the bytes, without reflection: an object
+// whose keys are exactly the format's, each once, with plain strings (no escapes, valid UTF-8), canonical-length UUIDs
+// and an integer timestamp. It returns false for anything else, and DecodeEvent then takes the general path, which
+// accepts every valid input and explains every invalid one. The two must agree wherever this one succeeds
+// (FuzzDecodeEventFast checks it).
+func decodeEventFast(data []byte) (*FlovynEvent, bool) {
+	i := skipSpace(data, 0)
+	if i >= len(data) || data[i] != '{' {
+		return nil, false
+	}
+	e := &FlovynEvent{}
+	var seen uint16
+	i = skipSpace(data, i+1)
+	if i < len(data) && data[i] == '}' {
+		return e, skipSpace(data, i+1) == len(data)
+	}
+	for {
+		if i >= len(data) || data[i] != '"' {
+			return nil, false
+		}
+		key, next, ok := plainString(data, i)
+		if !ok {
+			return nil, false
+		}
+		i = skipSpace(data, next)
+		if i >= len(data) || data[i] != ':' {
+			return nil, false
+		}
+		i = skipSpace(data, i+1)
+		end := skipValue(data, i)
+		if end < 0 {
+			return nil, false
+		}
+		val := data[i:end]
+		bit, ok := eventKeyBit(key)
+		if !ok || seen&bit != 0 || !e.setField(bit, val) {
+			return nil, false
+		}
+		seen |= bit
+		i = skipSpace(data, end)
+		if i >= len(data) {
+			return nil, false
+		}
+		if data[i] == '}' {
+			return e, skipSpace(data, i+1) == len(data)
+		}
+		if data[i] != ',' {
+			return nil, false
+		}
+		i = skipSpace(data, i+1)
+	}
+}
+
+// eventKeyBit numbers the keys of the format.
+func eventKeyBit(key []byte) (uint16, bool) {
+	switch string(key) {
+	case "id":
+		return 1 << 0, true
+	case "tenant_id":
+		return 1 << 1, true
+	case "workflow_execution_id":
+		return 1 << 2, true
+	case "task_execution_id":
+		return 1 << 3, true
+	case "event_type":
+		return 1 << 4, true
+	case "source":
+		return 1 << 5, true
+	case "data":
+		return 1 << 6, true
+	case "timestamp_ms":
+		return 1 << 7, true
+	case "correlation_id":
+		return 1 << 8, true
+	}
+	return 0, false
+}
+
+// setField sets the field numbered bit from its raw JSON value; false when the value is not in the fast form.
+func (e *FlovynEvent) setField(bit uint16, val []byte) bool {
+	isNull := string(val) == "null"
+	switch bit {
+	case 1 << 0, 1 << 1, 1 << 2, 1 << 3:
+		if isNull {
+			return true
+		}
+		s, _, ok := plainString(val, 0)
+		if !ok || len(s) != 36 {
+			return false
+		}
+		id, err := uuid.ParseBytes(s)
+		if err != nil {
+			return false
+		}
+		switch bit {
+		case 1 << 0:
+			e.ID = id
+		case 1 << 1:
+			e.TenantID = id
+		case 1 << 2:
+			e.WorkflowExecutionID = &id
+		default:
+			e.TaskExecutionID = &id
+		}
+	case 1 << 4, 1 << 5, 1 << 8:
+		if isNull {
+			return true
+		}
+		s, end, ok := plainString(val, 0)
+		if !ok || end != len(val) {
+			return false
+		}
+		str := string(s)
+		switch bit {
+		case 1 << 4:
+			e.EventType = str
+		case 1 << 5:
+			e.Source = str
+		default:
+			e.CorrelationID = &str
+		}
+	case 1 << 6:
+		if !json.Valid(val) {
+			return false
+		}
+		e.Data = compactJSON(val)
+	case 1 << 7:
+		if isNull {
+			return true
+		}
+		n, err := strconv.ParseInt(string(val), 10, 64)
+		if err != nil {
+			return false
+		}
+		e.TimestampMs = n
+	}
+	return true
+}
+
+// plainString returns the contents of the JSON string at data[i] and the index after it, when the string has no
+// escapes, no control characters and is valid UTF-8: then its bytes are its value.
+func plainString(data []byte, i int) ([]byte, int, bool) {
+	if i >= len(data) || data[i] != '"' {
+		return nil, 0, false
+	}
+	for j := i + 1; j < len(data); j++ {
+		switch c := data[j]; {
+		case c == '"':
+			s := data[i+1 : j]
+			return s, j + 1, utf8.Valid(s)
+		case c == '\\' || c < 0x20:
+			return nil, 0, false
+		}
+	}
+	return nil, 0, false
+}
