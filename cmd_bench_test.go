@@ -126,7 +126,7 @@ var benchTestCorrectness = []string{"latency.sidecar.sse_missing", "fanout.sidec
 
 // benchTestSmall are the sizes of the test runs: smaller still than -quick.
 var benchTestSmall = []string{"-quick", "-quiet", "-concurrency", "1,16", "-duration", "150ms", "-warmup", "50ms",
-	"-rate-duration", "200ms", "-reps", "2", "-subscribers", "12", "-fanout-events", "1500", "-idle", "40",
+	"-rate-duration", "200ms", "-reps", "2", "-subscribers", "5", "-fanout-events", "1200", "-idle", "40",
 	"-cpu-subscribers", "10", "-cpu-window", "200ms"}
 
 // TestBenchScenarios runs every scenario, one at a time, against a real sidecar over its Unix socket, and checks that
@@ -197,7 +197,7 @@ func TestBenchTableOverTCP(t *testing.T) {
 	for _, want := range []string{"nproc ", "GOMAXPROCS", "go1.", "sidecar: " + d.url, "no-op handler and baseline broadcaster: http://127.0.0.1:",
 		"SCENARIO", "FIGURE", "VALUE", "UNIT", "COMPARED WITH", "RATIO", "TARGET", "RESULT",
 		"single c=16", "sidecar throughput", "events/s", "no-op handler", "direct nats.go", "ratio ≥ 0.75",
-		"fanout N=12 M=1500", "baseline broadcaster", "deliveries/s", "+1 stalled", "targets met:", "note: "} {
+		"fanout N=5 M=1200", "baseline broadcaster", "deliveries/s", "+1 stalled", "targets met:", "note: "} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("the table lacks %q:\n%s", want, stdout)
 		}

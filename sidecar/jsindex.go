@@ -2,11 +2,11 @@ package sidecar
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"strconv"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -78,13 +78,13 @@ func (b *JetStreamBus) indexOne(msg jetstream.Msg, pending chan<- indexing) {
 		return
 	}
 	tenant, _, err := subjects.ParseEvent(msg.Subject())
-	ids, derr := decodeEventIDs(msg.Data())
+	e, derr := DecodeEvent(msg.Data())
 	if err != nil || derr != nil {
 		_ = msg.Ack() // not an event: nothing to index
 		return
 	}
 	var futures []jetstream.PubAckFuture
-	for _, m := range indexMsgs(tenant, ids, md.Sequence.Stream) {
+	for _, m := range indexMsgs(tenant, e, md.Sequence.Stream) {
 		f, err := b.js.PublishMsgAsync(m)
 		if err != nil {
 			return // not acked: redelivered after AckWait, and written again (deduplicated)
@@ -122,34 +122,21 @@ func (b *JetStreamBus) ackIndexed(pending <-chan indexing) {
 	}
 }
 
-// eventIDs are the ids an index entry is written for.
-type eventIDs struct {
-	Workflow *string `json:"workflow_execution_id"`
-	Task     *string `json:"task_execution_id"`
-}
-
-// decodeEventIDs reads only the workflow and task ids of a stored event.
-func decodeEventIDs(data []byte) (eventIDs, error) {
-	var ids eventIDs
-	err := json.Unmarshal(data, &ids)
-	return ids, err
-}
-
 // indexMsgs returns the index messages of the event of tenant stored at seq. Nats-Msg-Id makes a rewrite (a redelivered
 // event) a duplicate.
-func indexMsgs(tenant string, ids eventIDs, seq uint64) []*nats.Msg {
+func indexMsgs(tenant string, e *FlovynEvent, seq uint64) []*nats.Msg {
 	var out []*nats.Msg
-	add := func(kind string, id *string) {
-		if id == nil || subjects.ValidateToken(*id) != nil {
+	add := func(kind string, id *uuid.UUID) {
+		if id == nil {
 			return
 		}
-		m := &nats.Msg{Subject: indexSubject(tenant, kind, canonicalID(*id)), Header: nats.Header{},
+		m := &nats.Msg{Subject: indexSubject(tenant, kind, id.String()), Header: nats.Header{},
 			Data: strconv.AppendUint(nil, seq, 10)}
 		m.Header.Set(jetstream.MsgIDHeader, strconv.FormatUint(seq, 10)+"."+kind)
 		out = append(out, m)
 	}
-	add("w", ids.Workflow)
-	add("t", ids.Task)
+	add("w", e.WorkflowExecutionID)
+	add("t", e.TaskExecutionID)
 	return out
 }
 
