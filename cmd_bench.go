@@ -50,13 +50,16 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	var o bench.Options
 	var scenarios, concurrency string
 	var asJSON, quiet bool
+	var jsonOut string
 	flags.StringVar(&o.NATS, "nats", "nats://127.0.0.1:4222", "`URL` of the sidecar's NATS server, for the direct nats.go comparison")
 	flags.StringVar(&scenarios, "scenarios", "", "comma `list` of scenarios: single,batch,latency,fanout,idle (default all)")
 	flags.BoolVar(&o.Quick, "quick", false, "short runs with small sizes (smoke test); explicit flags still win")
 	flags.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	flags.StringVar(&jsonOut, "o", "", "also write the JSON report to this `file`")
 	flags.BoolVar(&quiet, "quiet", false, "do not print progress to stderr")
-	flags.DurationVar(&o.Duration, "duration", 0, "length of each single and batch measurement (default 3s; -quick 300ms)")
+	flags.DurationVar(&o.Duration, "duration", 0, "length of each single and batch measurement, all rounds together (default 3s; -quick 300ms)")
 	flags.DurationVar(&o.Warmup, "warmup", 0, "unmeasured warm-up before each measurement (default 500ms; -quick 100ms)")
+	flags.IntVar(&o.Rounds, "rounds", 0, "rounds each single and batch measurement is split into, interleaving sidecar, no-op and direct (default 3; -quick 1)")
 	flags.StringVar(&concurrency, "concurrency", "", "comma `list` of single-publish concurrencies (default 1,16,64)")
 	flags.IntVar(&o.BatchConcurrency, "batch-concurrency", 0, "concurrent batch publishers (default 1)")
 	flags.IntVar(&o.Rate, "rate", 0, "fixed publish rate of the latency scenario, events/s (default 1000; -quick 200)")
@@ -101,6 +104,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			rep.Notes = append(rep.Notes, "the run failed part way: "+err.Error())
 			rep.Elapsed = bench.Seconds(time.Since(start))
 		}
+		if jsonOut != "" {
+			if err2 := writeBenchJSON(jsonOut, rep); err == nil {
+				err = err2
+			}
+		}
 		if asJSON {
 			err2 := rep.WriteJSON(stdout)
 			if err == nil {
@@ -118,6 +126,19 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return exitError
 	}
 	return exitOK
+}
+
+// writeBenchJSON writes the JSON report to path.
+func writeBenchJSON(path string, rep *bench.Report) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := rep.WriteJSON(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // splitList splits a comma list, trimming items and dropping empty ones.

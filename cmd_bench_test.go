@@ -116,7 +116,7 @@ var benchTestKeys = map[string][]string{
 	},
 	bench.ScenarioIdle: {
 		"idle.rss_per_subscriber_kib", "idle.rss_before_mib", "idle.rss_after_mib", "idle.publish_with.events_per_s",
-		"idle.publish_without.events_per_s", "idle.publish_with.p99_ms", "idle.cpu_percent", "idle.cpu_none_percent",
+		"idle.publish_none.events_per_s", "idle.publish_before.events_per_s", "idle.publish_with.p99_ms", "idle.cpu_percent", "idle.cpu_none_percent",
 	},
 }
 
@@ -189,10 +189,19 @@ func TestBenchScenarios(t *testing.T) {
 // and checks the readable table: the header names the machine, every row has its unit and the verdict of its target.
 func TestBenchTableOverTCP(t *testing.T) {
 	d := newBenchTestDaemon(t)
-	args := append([]string{"-url", d.url, "-nats", d.nats, "-scenarios", "single,fanout"}, benchTestSmall...)
+	jsonFile := filepath.Join(t.TempDir(), "report.json")
+	args := append([]string{"-url", d.url, "-nats", d.nats, "-scenarios", "single,fanout", "-o", jsonFile}, benchTestSmall...)
 	code, stdout, stderr := benchTestRun(t, args...)
 	if code != 0 {
 		t.Fatalf("exit %d\nstderr: %s\nstdout: %s", code, stderr, stdout)
+	}
+	b, err := os.ReadFile(jsonFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep bench.Report
+	if err := json.Unmarshal(b, &rep); err != nil || len(rep.Results) == 0 || rep.Setup.Sidecar != d.url {
+		t.Errorf("-o wrote %d results for %q, %v:\n%s", len(rep.Results), rep.Setup.Sidecar, err, b)
 	}
 	for _, want := range []string{"nproc ", "GOMAXPROCS", "go1.", "sidecar: " + d.url, "no-op handler and baseline broadcaster: http://127.0.0.1:",
 		"SCENARIO", "FIGURE", "VALUE", "UNIT", "COMPARED WITH", "RATIO", "TARGET", "RESULT",
@@ -223,6 +232,7 @@ func TestBenchUsage(t *testing.T) {
 		{[]string{"-concurrency", "0"}, 2, "concurrency 0"},
 		{[]string{"-tenant", "acme"}, 2, "not a UUID"},
 		{[]string{"-subscribers", "1"}, 2, "at least 2"},
+		{[]string{"-rounds", "-1"}, 2, "rounds"},
 		{[]string{"extra"}, 2, "unexpected argument"},
 		{[]string{"-socket", filepath.Join(t.TempDir(), "none.sock"), "-quiet"}, 1, "start it with: eventhook serve"},
 		{[]string{"-h"}, 0, "Scenarios (-scenarios"},

@@ -44,8 +44,8 @@ const (
 // AllScenarios lists every scenario in the order a full run executes them.
 var AllScenarios = []string{ScenarioSingle, ScenarioBatch, ScenarioLatency, ScenarioFanout, ScenarioIdle}
 
-// Options configures a run. Zero values take the defaults of a full run, or of a quick run when Quick is set (see
-// withDefaults).
+// Options configures a run. Zero values take defaults: those that eventhook bench -h lists for a full run, or smaller
+// ones when Quick is set.
 type Options struct {
 	// Socket is the path of the sidecar's Unix socket; used when URL is empty.
 	Socket string
@@ -67,6 +67,9 @@ type Options struct {
 	Duration time.Duration
 	// Warmup is run, unmeasured, before each single or batch measurement.
 	Warmup time.Duration
+	// Rounds is the number of rounds the single and batch measurements are split into, interleaving the sidecar and
+	// what it is compared with (sidecar, no-op, direct, sidecar, …), so that noise falls on all of them alike.
+	Rounds int
 	// Concurrency lists the numbers of concurrent publishers of the single scenario.
 	Concurrency []int
 	// BatchConcurrency is the number of concurrent batch publishers (default 1).
@@ -129,6 +132,7 @@ func (o Options) withDefaults() Options {
 	}
 	def(&o.Duration, 3*time.Second, 300*time.Millisecond)
 	def(&o.Warmup, 500*time.Millisecond, 100*time.Millisecond)
+	defInt(&o.Rounds, 3, 1)
 	defInt(&o.BatchConcurrency, 1, 1)
 	defInt(&o.Rate, 1000, 200)
 	def(&o.RateDuration, 3*time.Second, 300*time.Millisecond)
@@ -165,6 +169,8 @@ func (o *Options) validate() error {
 		return fmt.Errorf("tenant %q is not a UUID", o.Tenant)
 	case o.Duration < 0 || o.Warmup < 0 || o.RateDuration < 0 || o.CPUWindow < 0 || o.Timeout < 0:
 		return errors.New("durations must not be negative")
+	case o.Rounds < 1:
+		return errors.New("rounds must be at least 1")
 	case o.BatchConcurrency < 1:
 		return errors.New("batch concurrency must be at least 1")
 	case o.Rate < 1 || o.Rate > 100_000:
@@ -283,7 +289,8 @@ func (o Options) Check() error {
 }
 
 // Run measures the sidecar that o names and returns the report. It returns an error when something fails (the
-// sidecar, the NATS server or the transport), not when a target is missed.
+// sidecar, the NATS server or the transport), together with the figures measured until then; a missed target is not
+// an error.
 func Run(ctx context.Context, o Options) (*Report, error) {
 	o = o.withDefaults()
 	if err := o.validate(); err != nil {

@@ -32,14 +32,21 @@ func (r *runner) idle(ctx context.Context) error {
 		return err
 	}
 
-	var next atomic.Uint64
-	publish := func(ctx context.Context, _ int) (int, error) {
-		t := tenants[next.Add(1)%uint64(nt)]
-		return 1, publishHTTP(ctx, r.sidecar, eventSpec{tenant: t, eventType: "bench.idle"}, 0)
+	// Publishers round-robin over a set of tenants: those of the subscribers, or as many that have none.
+	others := make([]string, nt)
+	for i := range others {
+		others[i] = newUUID()
+	}
+	publisher := func(tenants []string) func(ctx context.Context, _ int) (int, error) {
+		var next atomic.Uint64
+		return func(ctx context.Context, _ int) (int, error) {
+			t := tenants[next.Add(1)%uint64(len(tenants))]
+			return 1, publishHTTP(ctx, r.sidecar, eventSpec{tenant: t, eventType: "bench.idle"}, 0)
+		}
 	}
 	const conc = 16
-	r.progress("%s: publish without subscribers", scenario)
-	without, err := closedLoop(ctx, conc, o.Warmup, o.Duration, publish)
+	r.progress("%s: publish before any subscriber", scenario)
+	before, err := closedLoop(ctx, conc, o.Warmup, o.Duration, publisher(tenants))
 	if err != nil {
 		return err
 	}
@@ -49,12 +56,34 @@ func (r *runner) idle(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	r.progress("%s: opening %d idle subscribers", scenario, k)
-	streams, err := r.openIdle(ctx, k, tenants)
+	// First the subscribers of the CPU figure, measured as soon as they are open (before the others, whose opening
+	// and closing would count), then the rest.
+	paths := make([]string, k)
+	for i := range paths {
+		paths[i] = "/events/stream?tenant_id=" + tenants[i%nt] + "&workflow_execution_id=" + newUUID()
+	}
+	var streams []*rawStream
+	defer func() { closeRaw(streams) }()
+	cpuSome := 0.0
+	if c > 0 {
+		r.progress("%s: opening %d idle subscribers", scenario, c)
+		if streams, err = r.openIdle(ctx, paths[:c]); err != nil {
+			return err
+		}
+		if _, err := r.waitSubscribers(ctx, c); err != nil {
+			return err
+		}
+		r.progress("%s: daemon CPU with %d idle subscribers (%v)", scenario, c, o.CPUWindow)
+		if cpuSome, err = r.daemonCPU(ctx); err != nil {
+			return err
+		}
+	}
+	r.progress("%s: opening %d more idle subscribers", scenario, k-c)
+	more, err := r.openIdle(ctx, paths[c:])
+	streams = append(streams, more...)
 	if err != nil {
 		return err
 	}
-	defer func() { closeRaw(streams) }()
 	m1, err := r.waitSubscribers(ctx, k)
 	if err != nil {
 		return err
@@ -62,22 +91,15 @@ func (r *runner) idle(ctx context.Context) error {
 	growth := m1[metricRSS] - m0[metricRSS]
 	perSub := growth / float64(k) / 1024
 
-	r.progress("%s: publish with %d idle subscribers", scenario, k)
-	with, err := closedLoop(ctx, conc, o.Warmup, o.Duration, publish)
+	// With the subscribers open: to their tenants, and to as many tenants without any, interleaved.
+	names := []string{"their tenants", "tenants without subscribers"}
+	results, err := interleaved(ctx, o.Rounds, conc, o.Warmup, o.Duration, func(op, round int) {
+		r.progress("%s: publish with %d idle subscribers open, to %s (round %d of %d)", scenario, k, names[op], round+1, o.Rounds)
+	}, publisher(tenants), publisher(others))
 	if err != nil {
 		return err
 	}
-	closeRaw(streams[c:])
-	streams = streams[:c]
-	if _, err := r.waitSubscribers(ctx, c); err != nil {
-		return err
-	}
-	r.waitIndexer(ctx, o.Timeout)
-	r.progress("%s: daemon CPU with %d idle subscribers (%v)", scenario, c, o.CPUWindow)
-	cpuSome, err := r.daemonCPU(ctx)
-	if err != nil {
-		return err
-	}
+	with, none := results[0], results[1]
 	closeRaw(streams)
 	streams = nil
 	if _, err := r.waitSubscribers(ctx, 0); err != nil {
@@ -88,20 +110,24 @@ func (r *runner) idle(ctx context.Context) error {
 		target("≤ 16 KiB", perSub <= 16)
 	r.add("idle.rss_before_mib", scenario, "daemon RSS before", m0[metricRSS]/(1<<20), unitMiB)
 	r.add("idle.rss_after_mib", scenario, "daemon RSS with the subscribers", m1[metricRSS]/(1<<20), unitMiB)
-	res := r.add("idle.publish_with.events_per_s", scenario, fmt.Sprintf("publish c=%d with the idle subscribers", conc), with.perSec, unitEventsPerSec).
-		vs("without", without.perSec)
+	res := r.add("idle.publish_with.events_per_s", scenario, fmt.Sprintf("publish c=%d to the subscribers' tenants", conc), with.perSec, unitEventsPerSec).
+		vs("tenants without subscribers", none.perSec)
 	res.target("ratio ≥ 0.8 (≤ 1.25× slower)", res.Ratio != nil && *res.Ratio >= 0.8)
-	r.add("idle.publish_without.events_per_s", scenario, fmt.Sprintf("publish c=%d without", conc), without.perSec, unitEventsPerSec)
-	r.add("idle.publish_with.p99_ms", scenario, "publish p99 with the idle subscribers", ms(with.lat.p99), unitMs).
-		vs("without", ms(without.lat.p99))
+	r.add("idle.publish_none.events_per_s", scenario, fmt.Sprintf("publish c=%d to tenants without subscribers", conc), none.perSec, unitEventsPerSec)
+	r.add("idle.publish_with.p99_ms", scenario, "publish p99 to the subscribers' tenants", ms(with.lat.p99), unitMs).
+		vs("tenants without", ms(none.lat.p99))
+	r.add("idle.publish_before.events_per_s", scenario, fmt.Sprintf("publish c=%d before any subscriber", conc), before.perSec, unitEventsPerSec)
 	r.add("idle.cpu_percent", scenario, fmt.Sprintf("daemon CPU with %d idle subscribers", c), cpuSome, unitPercentCore).
 		vs("no subscriber", cpuNone).target("< 1 % of a core", cpuSome < 1)
 	r.add("idle.cpu_none_percent", scenario, "daemon CPU with no subscriber", cpuNone, unitPercentCore)
-	r.note(fmt.Sprintf("idle: the subscribers read /events/stream of %d tenants, each filtered on a workflow id that has no "+
-		"events, so no publish matches them; memory is the daemon's process_resident_memory_bytes (its embedded NATS "+
-		"server included) before and after opening them, from its /metrics; CPU is process_cpu_seconds_total over %v. "+
-		"Run this scenario against a freshly started daemon for the memory figure: memory freed by earlier scenarios is "+
-		"reused and hides growth", nt, o.CPUWindow))
+	r.note(fmt.Sprintf("idle: the subscribers read /events/stream of %d tenants, each filtered on a workflow id that "+
+		"has no events, so no publish matches them. With them open, publishes to their tenants and to as many tenants "+
+		"without subscribers alternate in rounds; the publishes before any subscriber was open are shown for "+
+		"reference. Memory is the daemon's process_resident_memory_bytes (its embedded NATS server included) before "+
+		"and after opening them, from its /metrics; CPU is process_cpu_seconds_total over %v, from the moment the %d "+
+		"subscribers of that figure are open (before the others), so with the default 15 s heartbeat the window holds "+
+		"at most one keep-alive per subscriber. Run this scenario against a freshly started daemon for the memory "+
+		"figure: memory freed by earlier scenarios is reused and hides growth", nt, o.CPUWindow, c))
 	return nil
 }
 
@@ -122,8 +148,9 @@ func (r *runner) daemonCPU(ctx context.Context) (float64, error) {
 	return (m1[metricCPU] - m0[metricCPU]) / time.Since(t0).Seconds() * 100, nil
 }
 
-// openIdle opens k idle streams spread over tenants, each filtered on a random workflow id.
-func (r *runner) openIdle(ctx context.Context, k int, tenants []string) ([]*rawStream, error) {
+// openIdle opens an idle stream at each of paths.
+func (r *runner) openIdle(ctx context.Context, paths []string) ([]*rawStream, error) {
+	k := len(paths)
 	streams := make([]*rawStream, k)
 	errs := make([]error, k)
 	sem := make(chan struct{}, fanoutOpenParallel)
@@ -133,8 +160,7 @@ func (r *runner) openIdle(ctx context.Context, k int, tenants []string) ([]*rawS
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			path := "/events/stream?tenant_id=" + tenants[i%len(tenants)] + "&workflow_execution_id=" + newUUID()
-			streams[i], errs[i] = r.sidecar.openRaw(ctx, path, 0)
+			streams[i], errs[i] = r.sidecar.openRaw(ctx, paths[i], 0)
 		}()
 	}
 	wg.Wait()

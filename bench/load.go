@@ -158,10 +158,56 @@ func median(vs []float64) float64 {
 	return s[(len(s)-1)/2]
 }
 
-// loopResult is the outcome of a closed-loop run.
+// loopResult is the outcome of a closed-loop run, or of several merged.
 type loopResult struct {
-	perSec float64 // units (events) completed per second within the measured period
-	lat    summary // latency of the operations started within it
+	units   int             // units (events) of the operations measured
+	elapsed time.Duration   // from the start of the measured period to the end of its last operation
+	lats    []time.Duration // latencies of the operations measured
+	perSec  float64         // units per second (set by finish)
+	lat     summary         // latency percentiles (set by finish)
+}
+
+// merge adds the operations of o to res.
+func (res *loopResult) merge(o loopResult) {
+	res.units += o.units
+	res.elapsed += o.elapsed
+	res.lats = append(res.lats, o.lats...)
+}
+
+// finish computes the throughput and the percentiles.
+func (res *loopResult) finish() {
+	if res.elapsed > 0 {
+		res.perSec = float64(res.units) / res.elapsed.Seconds()
+	}
+	res.lat = summarize(res.lats)
+}
+
+// interleaved measures each of ops with closedLoop in turn (the first, the second, …, the first again, …) over rounds
+// rounds that share dur, after one warmup of each in the first round, and returns their merged results: noise on a
+// shared machine then falls on every op alike.
+func interleaved(ctx context.Context, rounds, conc int, warmup, dur time.Duration, progress func(op, round int),
+	ops ...func(ctx context.Context, worker int) (int, error)) ([]loopResult, error) {
+	out := make([]loopResult, len(ops))
+	for round := range rounds {
+		for i, op := range ops {
+			if progress != nil {
+				progress(i, round)
+			}
+			w := time.Duration(0)
+			if round == 0 {
+				w = warmup
+			}
+			res, err := closedLoop(ctx, conc, w, dur/time.Duration(rounds), op)
+			if err != nil {
+				return nil, err
+			}
+			out[i].merge(res)
+		}
+	}
+	for i := range out {
+		out[i].finish()
+	}
+	return out, nil
 }
 
 // closedLoop runs op in conc workers, each calling it again as soon as it returns: unmeasured for warmup, then for
@@ -215,20 +261,17 @@ func closedLoop(parent context.Context, conc int, warmup, dur time.Duration, op 
 	if err := parent.Err(); err != nil {
 		return loopResult{}, err
 	}
-	total := 0
+	var res loopResult
 	last := from
-	var all []time.Duration
 	for w := range conc {
-		total += units[w]
-		all = append(all, lats[w]...)
+		res.units += units[w]
+		res.lats = append(res.lats, lats[w]...)
 		if ends[w].After(last) {
 			last = ends[w]
 		}
 	}
-	res := loopResult{lat: summarize(all)}
-	if el := last.Sub(from); el > 0 {
-		res.perSec = float64(total) / el.Seconds()
-	}
+	res.elapsed = last.Sub(from)
+	res.finish()
 	return res, nil
 }
 

@@ -17,27 +17,20 @@ func (r *runner) single(ctx context.Context) error {
 	for _, c := range o.Concurrency {
 		scenario := fmt.Sprintf("single c=%d", c)
 		key := "single.c" + strconv.Itoa(c) + "."
-		r.progress("%s: sidecar", scenario)
-		side, err := closedLoop(ctx, c, o.Warmup, o.Duration, func(ctx context.Context, _ int) (int, error) {
+		names := []string{"sidecar", "no-op handler", "direct nats.go"}
+		results, err := interleaved(ctx, o.Rounds, c, o.Warmup, o.Duration, func(op, round int) {
+			r.progress("%s: %s (round %d of %d)", scenario, names[op], round+1, o.Rounds)
+		}, func(ctx context.Context, _ int) (int, error) {
 			return 1, publishHTTP(ctx, r.sidecar, spec, 0)
-		})
-		if err != nil {
-			return err
-		}
-		r.progress("%s: no-op handler", scenario)
-		noop, err := closedLoop(ctx, c, o.Warmup, o.Duration, func(ctx context.Context, _ int) (int, error) {
+		}, func(ctx context.Context, _ int) (int, error) {
 			return 1, publishHTTP(ctx, r.noop.target, spec, 0)
-		})
-		if err != nil {
-			return err
-		}
-		r.progress("%s: direct nats.go", scenario)
-		dir, err := closedLoop(ctx, c, o.Warmup, o.Duration, func(ctx context.Context, _ int) (int, error) {
+		}, func(ctx context.Context, _ int) (int, error) {
 			return 1, r.publishDirect(ctx, direct, 0)
 		})
 		if err != nil {
 			return err
 		}
+		side, noop, dir := results[0], results[1], results[2]
 		res := r.add(key+"sidecar.events_per_s", scenario, "sidecar throughput", side.perSec, unitEventsPerSec).
 			vs("no-op handler", noop.perSec)
 		if c == 16 {
@@ -67,20 +60,18 @@ func (r *runner) batch(ctx context.Context) error {
 	if o.BatchConcurrency > 1 {
 		scenario += fmt.Sprintf(" c=%d", o.BatchConcurrency)
 	}
-	r.progress("%s: sidecar", scenario)
-	side, err := closedLoop(ctx, o.BatchConcurrency, o.Warmup, o.Duration, func(ctx context.Context, _ int) (int, error) {
+	names := []string{"sidecar", "direct nats.go"}
+	results, err := interleaved(ctx, o.Rounds, o.BatchConcurrency, o.Warmup, o.Duration, func(op, round int) {
+		r.progress("%s: %s (round %d of %d)", scenario, names[op], round+1, o.Rounds)
+	}, func(ctx context.Context, _ int) (int, error) {
 		return batchSize, publishBatchHTTP(ctx, r.sidecar, spec, 0, batchSize)
-	})
-	if err != nil {
-		return err
-	}
-	r.progress("%s: direct nats.go", scenario)
-	dir, err := closedLoop(ctx, o.BatchConcurrency, o.Warmup, o.Duration, func(ctx context.Context, _ int) (int, error) {
+	}, func(ctx context.Context, _ int) (int, error) {
 		return batchSize, r.publishBatchDirect(ctx, direct, 0, batchSize)
 	})
 	if err != nil {
 		return err
 	}
+	side, dir := results[0], results[1]
 	res := r.add("batch.sidecar.events_per_s", scenario, "sidecar throughput", side.perSec, unitEventsPerSec).
 		vs("direct nats.go async", dir.perSec)
 	res.target("ratio ≥ 0.7", res.Ratio != nil && *res.Ratio >= 0.7)

@@ -96,7 +96,7 @@ func (rep *Report) WriteTable(w io.Writer) error {
 		}
 		ratio := ""
 		if res.Ratio != nil {
-			ratio = strconv.FormatFloat(*res.Ratio, 'f', 2, 64)
+			ratio = strconv.FormatFloat(*res.Ratio, 'f', 3, 64)
 		}
 		verdict := ""
 		if res.Pass != nil {
@@ -162,7 +162,7 @@ func groupThousands(n int64) string {
 
 // formatSizes prints the sizes of a run in a stable order.
 func formatSizes(sizes map[string]string) string {
-	order := []string{"duration", "warmup", "concurrency", "batch_concurrency", "rate", "rate_duration", "reps",
+	order := []string{"duration", "warmup", "rounds", "concurrency", "batch_concurrency", "rate", "rate_duration", "reps",
 		"subscribers", "fanout_events", "idle", "idle_tenants", "cpu_subscribers", "cpu_window"}
 	var parts []string
 	for _, k := range order {

@@ -60,7 +60,7 @@ func (r *runner) open(ctx context.Context) error {
 		Sidecar: r.sidecar.describe(), NoOp: r.noop.target.describe(), NATS: o.NATS, Tenant: o.Tenant,
 		Scenarios: o.Scenarios, Quick: o.Quick,
 		Sizes: map[string]string{
-			"duration": o.Duration.String(), "warmup": o.Warmup.String(), "concurrency": joinInts(o.Concurrency),
+			"duration": o.Duration.String(), "warmup": o.Warmup.String(), "rounds": strconv.Itoa(o.Rounds), "concurrency": joinInts(o.Concurrency),
 			"batch_concurrency": strconv.Itoa(o.BatchConcurrency), "rate": strconv.Itoa(o.Rate),
 			"rate_duration": o.RateDuration.String(), "reps": strconv.Itoa(o.Reps),
 			"subscribers": strconv.Itoa(o.Subscribers), "fanout_events": strconv.Itoa(o.FanoutEvents),
