@@ -97,6 +97,9 @@ type Delivery[T any] struct {
 	Arrival uint64
 	// Gap is set (and Value nil) when the subscriber missed events.
 	Gap *Gap
+	// Wire is the event's SSE frame after its id line, encoded once for every subscriber; nil when the bus does not
+	// encode (the SSE writer then encodes).
+	Wire []byte
 }
 
 // GapReason says why a subscriber missed events.
@@ -143,8 +146,13 @@ type Position struct {
 }
 
 // String encodes p as "<epoch base 36>-<seq>".
-func (p Position) String() string {
-	return strconv.FormatUint(p.Epoch, 36) + "-" + strconv.FormatUint(p.Seq, 10)
+func (p Position) String() string { return string(p.AppendTo(nil)) }
+
+// AppendTo appends the form String gives to dst.
+func (p Position) AppendTo(dst []byte) []byte {
+	dst = strconv.AppendUint(dst, p.Epoch, 36)
+	dst = append(dst, '-')
+	return strconv.AppendUint(dst, p.Seq, 10)
 }
 
 // ParsePosition decodes the form String gives. It returns an error wrapping ErrInvalidEvent when s is malformed.

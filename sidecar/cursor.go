@@ -22,16 +22,18 @@ const maxCursorBytes = 2*34 + 1
 const CursorEarliest = "earliest"
 
 // String encodes c.
-func (c Cursor) String() string {
-	var b strings.Builder
+func (c Cursor) String() string { return string(c.AppendTo(nil)) }
+
+// AppendTo appends the form String gives to dst.
+func (c Cursor) AppendTo(dst []byte) []byte {
 	if c.HasEvents {
-		b.WriteString(c.Events.String())
+		dst = c.Events.AppendTo(dst)
 	}
-	b.WriteByte('.')
+	dst = append(dst, '.')
 	if c.HasStreams {
-		b.WriteString(c.Streams.String())
+		dst = c.Streams.AppendTo(dst)
 	}
-	return b.String()
+	return dst
 }
 
 // ParseCursor decodes the form String gives. It returns a *ValidationError on the field "cursor" when s is malformed

@@ -39,26 +39,29 @@ const (
 	indexTask
 )
 
-// entry is one held item.
+// entry is one held item, with its encoding (the part of its SSE frame after the id line), made once for every
+// subscriber.
 type entry[T any] struct {
 	seq     uint64
 	arrival uint64
 	v       *T
+	wire    []byte
 }
 
 func (e entry[T]) delivery(epoch uint64) Delivery[T] {
-	return Delivery[T]{Value: e.v, Pos: Position{Epoch: epoch, Seq: e.seq}, Arrival: e.arrival}
+	return Delivery[T]{Value: e.v, Pos: Position{Epoch: epoch, Seq: e.seq}, Arrival: e.arrival, Wire: e.wire}
 }
 
 // hubConfig holds a hub's settings.
 type hubConfig[T any] struct {
-	capacity  int           // items held per topic, and pending per subscriber
-	idleTTL   time.Duration // a topic with no subscriber and no publish for this long is removed
-	broadcast bool          // put every subscriber in one bucket (the design's per-tenant broadcast), for comparison
-	dedup     time.Duration // dedup window; 0 disables dedup
-	dedupMax  int           // ids remembered per topic at most
-	maxBytes  int64         // bound of the bytes held in every ring of the hub together (approximate); 0: none
-	sizeOf    func(*T) int  // the approximate bytes an item holds
+	capacity  int             // items held per topic, and pending per subscriber
+	idleTTL   time.Duration   // a topic with no subscriber and no publish for this long is removed
+	broadcast bool            // put every subscriber in one bucket (the design's per-tenant broadcast), for comparison
+	dedup     time.Duration   // dedup window; 0 disables dedup
+	dedupMax  int             // ids remembered per topic at most
+	maxBytes  int64           // bound of the bytes held in every ring of the hub together (approximate); 0: none
+	sizeOf    func(*T) int    // the approximate bytes an item holds
+	encode    func(*T) []byte // the shared encoding of an item (its SSE frame), or nil
 }
 
 // hub is the set of topics of one kind of feed.
@@ -157,7 +160,7 @@ func (h *hub[T]) publish(key topicKey, v *T, seq, arrival uint64, idx []indexKey
 	if arrival == 0 {
 		arrival = h.arrival.Add(1)
 	}
-	e := entry[T]{seq: seq, arrival: arrival, v: v}
+	e := h.entry(seq, arrival, v)
 	if old, overwritten := t.ring.push(e, h.cfg.capacity); overwritten {
 		t.dropped = old.seq
 		h.account(old.v, -1)
@@ -190,6 +193,15 @@ func (h *hub[T]) publishIfExists(key topicKey, v *T, idx []indexKey) {
 	if ok {
 		h.publish(key, v, 0, 0, idx, uuid.Nil, time.Now())
 	}
+}
+
+// entry makes the entry of an item, encoding it once for every subscriber.
+func (h *hub[T]) entry(seq, arrival uint64, v *T) entry[T] {
+	e := entry[T]{seq: seq, arrival: arrival, v: v}
+	if h.cfg.encode != nil {
+		e.wire = h.cfg.encode(v)
+	}
+	return e
 }
 
 // account adds (sign 1) or removes (sign -1) an item's size to the hub's total.
@@ -355,8 +367,10 @@ func (h *hub[T]) attach(key topicKey, idx indexKey, match func(*T) bool, after u
 		merged = insertEntry(merged, e) // an item the store did not give (not indexed yet, or another producer's)
 	}
 	s = h.newSubscriber(t, key, idx, match, ready, notify)
+	// The store may be ahead of the feed: what the store gave must not come again when the feed delivers it.
+	s.skipThrough = max(after, last)
 	t.register(s)
-	return s, merged, max(after, last), true, nil
+	return s, merged, s.skipThrough, true, nil
 }
 
 // attachMode says when attach may join the live feed.
@@ -489,16 +503,18 @@ func (h *hub[T]) close() {
 
 // subscriber is the hub's Subscription: a bounded queue of pending items filled by publishers and drained by Next.
 type subscriber[T any] struct {
-	hub    *hub[T]
-	topic  *topic[T]
-	key    topicKey
-	idx    indexKey
-	slot   int // index in the topic's bucket; guarded by topic.mu
-	match  func(*T) bool
-	epoch  uint64
-	ready  chan struct{}
-	notify *atomic.Pointer[func()] // called with every signal when set (an SSE connection's wake-up)
-	done   chan struct{}
+	hub   *hub[T]
+	topic *topic[T]
+	key   topicKey
+	idx   indexKey
+	slot  int // index in the topic's bucket; guarded by topic.mu
+	match func(*T) bool
+	epoch uint64
+	// skipThrough: the items up to this sequence came from the store; set before the subscriber is registered
+	skipThrough uint64
+	ready       chan struct{}
+	notify      *atomic.Pointer[func()] // called with every signal when set (an SSE connection's wake-up)
+	done        chan struct{}
 
 	stopCtx func() bool
 
@@ -513,6 +529,9 @@ var _ Subscription[FlovynEvent] = (*subscriber[FlovynEvent])(nil)
 
 // push queues e, dropping the oldest pending item when the queue is full, and wakes the reader. The topic is locked.
 func (s *subscriber[T]) push(e entry[T], capacity int) {
+	if e.seq <= s.skipThrough {
+		return
+	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()

@@ -37,6 +37,10 @@ type JetStreamOptions struct {
 	// FeedLinger keeps a NATS feed (and its ring) open this long after its last subscriber leaves, so a reconnecting
 	// client resumes from memory (default 30s; negative: close at once).
 	FeedLinger time.Duration
+
+	// feedHook, when set, runs before a feed hands a message to the hub. Tests use it to make the live feed lag
+	// behind the store.
+	feedHook func()
 }
 
 // JetStreamBus is the jetstream backend. See the package documentation and the comments of this file for its design.
@@ -129,8 +133,8 @@ func newJetStreamBus(ctx context.Context, cfg *Config, opts JetStreamOptions, lo
 
 	b := &JetStreamBus{cfg: cfg, opts: opts, log: log, conn: conn, js: js, index: idx, feeds: map[string]*jsFeed{}}
 	b.events = &jsKind[FlovynEvent]{stream: evs, name: cfg.JetStream.EventsStream, epoch: streamEpoch(evs)}
-	evCfg := hubConfig[FlovynEvent]{capacity: cfg.Memory.EventBuffer, idleTTL: time.Hour, maxBytes: cfg.Memory.MaxBytes / 2, sizeOf: eventSize}
-	stCfg := hubConfig[StreamEvent]{capacity: cfg.Memory.StreamBuffer, idleTTL: time.Hour, maxBytes: cfg.Memory.MaxBytes / 2, sizeOf: streamSize}
+	evCfg := hubConfig[FlovynEvent]{capacity: cfg.Memory.EventBuffer, idleTTL: time.Hour, maxBytes: cfg.Memory.MaxBytes / 2, sizeOf: eventSize, encode: lifecycleWire}
+	stCfg := hubConfig[StreamEvent]{capacity: cfg.Memory.StreamBuffer, idleTTL: time.Hour, maxBytes: cfg.Memory.MaxBytes / 2, sizeOf: streamSize, encode: streamFrameWire}
 	b.events.hub = newHub[FlovynEvent](evCfg, b.events.epoch, arrival)
 	b.stream = &jsKind[StreamEvent]{stream: sts, name: cfg.JetStream.StreamsStream, epoch: streamEpoch(sts)}
 	b.stream.hub = newHub[StreamEvent](stCfg, b.stream.epoch, arrival)

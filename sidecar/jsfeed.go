@@ -149,6 +149,9 @@ func (f *jsFeed) start(ctx context.Context) error {
 }
 
 func (f *jsFeed) handleEvent(msg jetstream.Msg) {
+	if f.b.opts.feedHook != nil {
+		f.b.opts.feedHook()
+	}
 	md, err := msg.Metadata()
 	if err != nil {
 		return
@@ -201,6 +204,9 @@ func decodeReceivedEvent(defaultSource, subject string, data []byte, ts time.Tim
 }
 
 func (f *jsFeed) handleStream(msg jetstream.Msg) {
+	if f.b.opts.feedHook != nil {
+		f.b.opts.feedHook()
+	}
 	md, err := msg.Metadata()
 	if err != nil {
 		return

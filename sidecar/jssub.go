@@ -193,7 +193,7 @@ func (s *jsSub[T]) replayScan(after uint64) error {
 			n++
 			q, pending = md.Sequence.Stream, md.NumPending
 			if v, ok := s.decode(msg.Subject(), msg.Headers(), msg.Data(), md); ok && (s.match == nil || s.match(v)) {
-				entries = append(entries, entry[T]{seq: q, arrival: uint64(md.Timestamp.UnixNano()), v: v})
+				entries = append(entries, s.kind.hub.entry(q, uint64(md.Timestamp.UnixNano()), v))
 			}
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
@@ -301,7 +301,7 @@ func (s *jsSub[T]) replayIndex(after uint64) error {
 		}
 		md := &jetstream.MsgMetadata{Sequence: jetstream.SequencePair{Stream: seq}, Timestamp: raw.Time, Stream: s.kind.name}
 		if v, ok := s.decode(raw.Subject, raw.Header, raw.Data, md); ok && (s.match == nil || s.match(v)) {
-			entries = append(entries, entry[T]{seq: seq, arrival: uint64(raw.Time.UnixNano()), v: v})
+			entries = append(entries, s.kind.hub.entry(seq, uint64(raw.Time.UnixNano()), v))
 		}
 	}
 	if !s.push(entries, floor) {

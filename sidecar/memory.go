@@ -77,9 +77,9 @@ func NewMemoryBus(opts MemoryOptions) *MemoryBus {
 		opts: opts,
 		events: newHub[FlovynEvent](hubConfig[FlovynEvent]{capacity: opts.EventBuffer, idleTTL: opts.IdleTTL,
 			broadcast: opts.broadcast, dedup: opts.DedupWindow, dedupMax: opts.DedupMax,
-			maxBytes: opts.MaxBytes / 2, sizeOf: eventSize}, epoch, arrival),
+			maxBytes: opts.MaxBytes / 2, sizeOf: eventSize, encode: lifecycleWire}, epoch, arrival),
 		streams: newHub[StreamEvent](hubConfig[StreamEvent]{capacity: opts.StreamBuffer, idleTTL: opts.IdleTTL,
-			maxBytes: opts.MaxBytes / 2, sizeOf: streamSize}, epoch, arrival),
+			maxBytes: opts.MaxBytes / 2, sizeOf: streamSize, encode: streamFrameWire}, epoch, arrival),
 		stop: make(chan struct{}),
 	}
 	b.wg.Add(1)
@@ -87,8 +87,8 @@ func NewMemoryBus(opts MemoryOptions) *MemoryBus {
 	return b
 }
 
-// eventSize and streamSize approximate the memory an event holds: its variable parts and a fixed overhead.
-func eventSize(e *FlovynEvent) int { return 256 + len(e.Data) + len(e.EventType) + len(e.Source) }
+// eventSize and streamSize approximate the memory an event holds: its variable parts, its shared SSE encoding and a fixed overhead.
+func eventSize(e *FlovynEvent) int { return 512 + 2*(len(e.Data)+len(e.EventType)+len(e.Source)) }
 
 func streamSize(s *StreamEvent) int {
 	return 160 + len(s.Payload) + len(s.WorkflowExecutionID) + len(s.TaskExecutionID)

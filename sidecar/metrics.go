@@ -15,6 +15,9 @@ type Metrics struct {
 	publishDuration *prometheus.HistogramVec // endpoint: event|batch|stream
 	subscribers     prometheus.Gauge
 	backendUp       prometheus.Gauge
+
+	deliveredLifecycle prometheus.Counter    // delivered{kind="lifecycle"}, resolved once
+	deliveredStream    [4]prometheus.Counter // by streamKindIndex
 }
 
 // Connectivity is implemented by backends that know whether they are connected to their server now.
@@ -82,6 +85,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		backendUp: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "eventhook_backend_ready", Help: "1 when the last readiness check of the backend passed, 0 when not.",
 		}),
+	}
+	m.deliveredLifecycle = m.delivered.WithLabelValues("lifecycle")
+	for _, k := range []StreamEventType{StreamToken, StreamProgress, StreamData, StreamError} {
+		m.deliveredStream[streamKindIndex(k)] = m.delivered.WithLabelValues(k.SSEName())
 	}
 	for _, c := range []prometheus.Collector{m.published, m.duplicates, m.rejected, m.delivered, m.dropped, m.legacy,
 		m.publishDuration, m.subscribers, m.backendUp} {

@@ -66,9 +66,9 @@ func NewNATSBus(ctx context.Context, cfg *Config, linger time.Duration, log *slo
 	epoch := b.epochs.Load()
 	arrival := new(atomic.Uint64)
 	b.events = newHub[FlovynEvent](hubConfig[FlovynEvent]{capacity: cfg.Memory.EventBuffer, idleTTL: time.Hour,
-		maxBytes: cfg.Memory.MaxBytes / 2, sizeOf: eventSize}, epoch, arrival)
+		maxBytes: cfg.Memory.MaxBytes / 2, sizeOf: eventSize, encode: lifecycleWire}, epoch, arrival)
 	b.streams = newHub[StreamEvent](hubConfig[StreamEvent]{capacity: cfg.Memory.StreamBuffer, idleTTL: time.Hour,
-		maxBytes: cfg.Memory.MaxBytes / 2, sizeOf: streamSize}, epoch, arrival)
+		maxBytes: cfg.Memory.MaxBytes / 2, sizeOf: streamSize, encode: streamFrameWire}, epoch, arrival)
 	conn.nc.SetReconnectHandler(func(nc *nats.Conn) {
 		conn.setUp(true)
 		log.Info("NATS reconnected; open streams get a reset gap", slog.String("server", nc.ConnectedUrlRedacted()))

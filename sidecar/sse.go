@@ -266,8 +266,9 @@ func (c *sseConn) run(cancel context.CancelFunc) {
 		c.s.metrics.subscribers.Dec()
 	}()
 	wake := func() {
-		c.woken.Store(true)
-		_ = c.conn.SetReadDeadline(aLongTimeAgo)
+		if !c.woken.Swap(true) { // the first wake-up since the last drain interrupts the read; later ones need not
+			_ = c.conn.SetReadDeadline(aLongTimeAgo)
+		}
 	}
 	for _, sub := range []any{c.ev, c.st} {
 		if n, ok := sub.(notifier); ok {
@@ -376,10 +377,12 @@ func (c *sseConn) writeEvent(d *Delivery[FlovynEvent]) {
 		return
 	}
 	c.buf = c.appendID(c.buf)
-	c.buf = append(c.buf, "event: lifecycle\ndata: "...)
-	c.buf = d.Value.AppendJSON(c.buf)
-	c.buf = append(c.buf, "\n\n"...)
-	c.s.metrics.delivered.WithLabelValues("lifecycle").Inc()
+	if d.Wire != nil {
+		c.buf = append(c.buf, d.Wire...)
+	} else {
+		c.buf = appendLifecycleFrame(c.buf, d.Value)
+	}
+	c.s.metrics.deliveredLifecycle.Inc()
 }
 
 func (c *sseConn) writeStream(d *Delivery[StreamEvent]) {
@@ -393,12 +396,12 @@ func (c *sseConn) writeStream(d *Delivery[StreamEvent]) {
 		return
 	}
 	c.buf = c.appendID(c.buf)
-	c.buf = append(c.buf, "event: "...)
-	c.buf = append(c.buf, se.Type.SSEName()...)
-	c.buf = append(c.buf, '\n')
-	c.buf = appendData(c.buf, se.Payload)
-	c.buf = append(c.buf, '\n')
-	c.s.metrics.delivered.WithLabelValues(se.Type.SSEName()).Inc()
+	if d.Wire != nil {
+		c.buf = append(c.buf, d.Wire...)
+	} else {
+		c.buf = appendStreamFrame(c.buf, se)
+	}
+	c.s.metrics.deliveredStream[streamKindIndex(se.Type)].Inc()
 }
 
 func (c *sseConn) writeGap(g *Gap) {
@@ -412,8 +415,34 @@ func (c *sseConn) writeGap(g *Gap) {
 
 func (c *sseConn) appendID(dst []byte) []byte {
 	dst = append(dst, "id: "...)
-	dst = append(dst, c.cursor.String()...)
+	dst = c.cursor.AppendTo(dst)
 	return append(dst, '\n')
+}
+
+// appendLifecycleFrame appends the SSE frame of a lifecycle event after its id line.
+func appendLifecycleFrame(dst []byte, e *FlovynEvent) []byte {
+	dst = append(dst, "event: lifecycle\ndata: "...)
+	dst = e.AppendJSON(dst)
+	return append(dst, "\n\n"...)
+}
+
+// appendStreamFrame appends the SSE frame of a generic stream event after its id line: its kind, and its payload
+// verbatim as data lines.
+func appendStreamFrame(dst []byte, s *StreamEvent) []byte {
+	dst = append(dst, "event: "...)
+	dst = append(dst, s.Type.SSEName()...)
+	dst = append(dst, '\n')
+	dst = appendData(dst, s.Payload)
+	return append(dst, '\n')
+}
+
+// lifecycleWire and streamFrameWire are the hubs' shared encodings.
+func lifecycleWire(e *FlovynEvent) []byte {
+	return appendLifecycleFrame(make([]byte, 0, 300+len(e.Data)), e)
+}
+
+func streamFrameWire(s *StreamEvent) []byte {
+	return appendStreamFrame(make([]byte, 0, 32+len(s.Payload)), s)
 }
 
 // appendData appends payload as data: lines, one per line of the payload (CRLF, LF or CR end a line), as the SSE
