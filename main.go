@@ -18,6 +18,8 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net/http"
+	_ "net/http/pprof" // served only when EVENTHOOK_PPROF names an address
 	"os"
 	"os/signal"
 	"strings"
@@ -119,6 +121,10 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 		return 1
 	}
 	log := sidecar.NewLogger(cfg.Log, stderr)
+	if addr := os.Getenv("EVENTHOOK_PPROF"); addr != "" {
+		// Profiling for performance work, off unless asked for: EVENTHOOK_PPROF=127.0.0.1:6060.
+		go func() { log.Warn("pprof server stopped", slog.Any("err", http.ListenAndServe(addr, nil))) }()
+	}
 	if err := serve(ctx, cfg, log); err != nil {
 		log.Error("eventhook stopped", slog.String("config", path), slog.Any("err", err))
 		return 1

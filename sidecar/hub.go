@@ -94,6 +94,10 @@ type topic[T any] struct {
 	dedup    dedupTable
 	// epoch numbers the topic's sequences: the hub's, or a new one each time a core NATS feed (re)starts.
 	epoch uint64
+	// holding defers the wake-ups of a burst: pushes are queued quietly and the subscribers they reached are woken
+	// once, when the feed says the burst is over (setHolding false).
+	holding bool
+	dirty   []*subscriber[T]
 	// coverStart is the first sequence a fed topic has seen every item from (the start of its NATS feed); items before
 	// it are only in the store. 0 for the memory backend, whose topics hold everything there is.
 	coverStart uint64
@@ -177,12 +181,39 @@ func (h *hub[T]) publish(key topicKey, v *T, seq, arrival uint64, idx []indexKey
 	t.lastUsed = now
 	for _, k := range idx {
 		for _, s := range t.buckets[k] {
-			if s.match == nil || s.match(v) {
-				s.push(e, h.cfg.capacity)
+			if s.match != nil && !s.match(v) {
+				continue
+			}
+			if !t.holding {
+				s.push(e, h.cfg.capacity, true)
+			} else if s.push(e, h.cfg.capacity, false) && !s.dirty {
+				s.dirty = true
+				t.dirty = append(t.dirty, s)
 			}
 		}
 	}
 	return e.seq, false, nil
+}
+
+// setHolding turns the holding of wake-ups of the topic of key on or off; off wakes every subscriber that was reached
+// meanwhile. A feed holds while it knows more messages are right behind (a burst), so that each subscriber wakes once
+// per burst rather than once per event.
+func (h *hub[T]) setHolding(key topicKey, on bool) {
+	t := h.lockTopic(key, false)
+	if t == nil {
+		return
+	}
+	defer t.mu.Unlock()
+	t.holding = on
+	if on {
+		return
+	}
+	for i, s := range t.dirty {
+		s.dirty = false
+		s.signal()
+		t.dirty[i] = nil
+	}
+	t.dirty = t.dirty[:0]
 }
 
 // publishIfExists publishes v to the topic of key only when the topic exists (someone subscribed to it).
@@ -512,6 +543,7 @@ type subscriber[T any] struct {
 	epoch uint64
 	// skipThrough: the items up to this sequence came from the store; set before the subscriber is registered
 	skipThrough uint64
+	dirty       bool // in its topic's dirty list; guarded by topic.mu
 	ready       chan struct{}
 	notify      *atomic.Pointer[func()] // called with every signal when set (an SSE connection's wake-up)
 	done        chan struct{}
@@ -527,21 +559,25 @@ type subscriber[T any] struct {
 
 var _ Subscription[FlovynEvent] = (*subscriber[FlovynEvent])(nil)
 
-// push queues e, dropping the oldest pending item when the queue is full, and wakes the reader. The topic is locked.
-func (s *subscriber[T]) push(e entry[T], capacity int) {
+// push queues e, dropping the oldest pending item when the queue is full, and wakes the reader unless told not to. It
+// reports whether it queued e. The topic is locked.
+func (s *subscriber[T]) push(e entry[T], capacity int, wake bool) bool {
 	if e.seq <= s.skipThrough {
-		return
+		return false
 	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return
+		return false
 	}
 	if _, overwritten := s.queue.push(e, capacity); overwritten {
 		s.missed++
 	}
 	s.mu.Unlock()
-	s.signal()
+	if wake {
+		s.signal()
+	}
+	return true
 }
 
 // signal wakes the reader: a value on Ready, and the notify function when one is set.

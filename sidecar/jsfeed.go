@@ -35,10 +35,12 @@ type jsFeed struct {
 	linger *time.Timer
 
 	// mu serialises the handler with the creation of stream topics, so that a topic created at head+1 misses nothing.
-	mu      sync.Mutex
-	head    uint64                            // last stream sequence handled
-	topic   *topic[FlovynEvent]               // event feeds: the topic it feeds
-	tenants map[uuid.UUID]*topic[StreamEvent] // stream feeds: the topic of each tenant with subscribers
+	held      int         // messages of the current burst whose wake-ups are held (event feeds; handler only)
+	holdTimer *time.Timer // ends a hold that no further message ends
+	mu        sync.Mutex
+	head      uint64                            // last stream sequence handled
+	topic     *topic[FlovynEvent]               // event feeds: the topic it feeds
+	tenants   map[uuid.UUID]*topic[StreamEvent] // stream feeds: the topic of each tenant with subscribers
 }
 
 // acquireEventFeed returns the running feed of tenant's lifecycle events, starting it when needed; the caller releases it.
@@ -154,15 +156,43 @@ func (f *jsFeed) handleEvent(msg jetstream.Msg) {
 	}
 	md, err := msg.Metadata()
 	if err != nil {
+		f.endHold()
 		return
 	}
 	e, ok := f.b.decodeEventMsg(msg.Subject(), msg.Data(), md)
 	if !ok || e.TenantID != f.tenant {
 		f.b.stats.invalid.Add(1)
+		f.endHold()
 		return
 	}
+	key := topicKey{tenant: f.tenant}
+	// While the consumer says more messages are right behind, hold the subscribers' wake-ups (at most 256 messages, at
+	// most 2 ms): a burst then costs each subscriber one wake-up and one write, not one per event.
+	hold := md.NumPending > 0 && f.held < 256
+	if hold && f.held == 0 {
+		f.b.events.hub.setHolding(key, true)
+		if f.holdTimer == nil {
+			f.holdTimer = time.AfterFunc(2*time.Millisecond, func() { f.b.events.hub.setHolding(key, false) })
+		} else {
+			f.holdTimer.Reset(2 * time.Millisecond)
+		}
+	}
 	var buf [3]indexKey
-	f.b.events.hub.publish(topicKey{tenant: f.tenant}, e, md.Sequence.Stream, uint64(md.Timestamp.UnixNano()), eventIndex(e, &buf), uuid.Nil, time.Now())
+	f.b.events.hub.publish(key, e, md.Sequence.Stream, uint64(md.Timestamp.UnixNano()), eventIndex(e, &buf), uuid.Nil, time.Now())
+	if hold {
+		f.held++
+	} else if f.held > 0 {
+		f.held = 0
+		f.b.events.hub.setHolding(key, false)
+	}
+}
+
+// endHold wakes the subscribers whose wake-ups a burst held.
+func (f *jsFeed) endHold() {
+	if f.held > 0 {
+		f.held = 0
+		f.b.events.hub.setHolding(topicKey{tenant: f.tenant}, false)
+	}
 }
 
 // decodeEventMsg reads an event received from JetStream (see decodeReceivedEvent).
@@ -308,6 +338,9 @@ func (f *jsFeed) stop() {
 		select {
 		case <-f.cc.Closed():
 		case <-time.After(5 * time.Second):
+		}
+		if f.holdTimer != nil {
+			f.holdTimer.Stop()
 		}
 		f.b.deleteConsumer(f.sname, f.cons)
 	}

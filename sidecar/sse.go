@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -293,6 +294,11 @@ func (c *sseConn) run(cancel context.CancelFunc) {
 		if len(c.buf) > 0 && c.flush() != nil {
 			return
 		}
+		if c.buf != nil && len(c.buf) == 0 { // nothing was written: give the buffer back
+			b := c.buf
+			frameBuffers.Put(&b)
+			c.buf = nil
+		}
 		_ = c.conn.SetReadDeadline(next)
 		if c.woken.Load() {
 			continue // woken between the drain and the deadline: that wake-up's deadline was overwritten
@@ -321,6 +327,7 @@ func ended[T any](s Subscription[T]) bool {
 // drain encodes every pending delivery of both feeds into the buffer, oldest arrival first, writing out when the buffer
 // is large.
 func (c *sseConn) drain() {
+	c.grab()
 	for {
 		if c.nextEv == nil && c.ev != nil {
 			if d, ok := c.ev.Next(); ok {
@@ -347,8 +354,11 @@ func (c *sseConn) drain() {
 		default:
 			return
 		}
-		if len(c.buf) >= maxFrameBatch && c.flush() != nil {
-			return // run's next read sees the broken connection
+		if len(c.buf) >= maxFrameBatch {
+			if c.flush() != nil {
+				return // run's next read sees the broken connection
+			}
+			c.grab()
 		}
 	}
 }
@@ -473,14 +483,26 @@ func indexLineEnd(s string) int {
 	return -1
 }
 
-// flush writes the buffer to the client within sse.write_timeout; a client that cannot take it is dropped, so a stalled
-// reader never holds more than its bounded queue.
+// frameBuffers holds the write buffers of SSE connections between writes: an idle connection holds none, and a burst
+// reuses one instead of growing a new one.
+var frameBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 2*maxFrameBatch); return &b }}
+
+// flush writes the buffer to the client within sse.write_timeout, and gives the buffer back to the pool. A client
+// that cannot take it is dropped, so a stalled reader never holds more than its bounded queue.
 func (c *sseConn) flush() error {
 	_ = c.conn.SetWriteDeadline(time.Now().Add(c.s.cfg.SSE.WriteTimeout.D()))
 	_, err := c.conn.Write(c.buf)
-	c.buf = c.buf[:0]
-	if cap(c.buf) > 4<<10 {
-		c.buf = nil // an idle stream keeps no burst-sized buffer
+	if cap(c.buf) <= 4*maxFrameBatch {
+		b := c.buf[:0]
+		frameBuffers.Put(&b)
 	}
+	c.buf = nil
 	return err
+}
+
+// grab takes a buffer from the pool when the connection has none.
+func (c *sseConn) grab() {
+	if c.buf == nil {
+		c.buf = *frameBuffers.Get().(*[]byte)
+	}
 }
