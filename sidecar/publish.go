@@ -70,9 +70,9 @@ func requestFormat(r *http.Request) (bodyFormat, error) {
 	mt, _, err := mime.ParseMediaType(ct)
 	switch {
 	case err != nil:
-	case mt == "application/json" || mt == "application/x-www-form-urlencoded" || mt == "text/plain":
+	case mt == "application/json" || mt == "application/x-www-form-urlencoded":
 		return formatJSON, nil
-	case mt == "application/x-ndjson" || mt == "application/ndjson" || mt == "application/jsonl":
+	case mt == "application/x-ndjson":
 		return formatNDJSON, nil
 	}
 	return 0, &errStatus{status: http.StatusUnsupportedMediaType,
