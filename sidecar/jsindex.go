@@ -37,17 +37,24 @@ func indexSubject(tenant, kind, id string) string {
 
 // startIndexer creates (or joins) the indexer consumer and runs it until the bus closes.
 func (b *JetStreamBus) startIndexer(ctx context.Context) error {
-	cons, err := b.js.CreateOrUpdateConsumer(ctx, b.events.name, jetstream.ConsumerConfig{
+	cfg := jetstream.ConsumerConfig{
 		Durable:       IndexerName,
 		Description:   "eventhook: writes the per-workflow index " + b.index.CachedInfo().Config.Name,
 		FilterSubject: subjects.AllEvents,
-		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckPolicy:     jetstream.AckAllPolicy, // one ack per burst covers every event before it
 		AckWait:       30 * time.Second,
 		MaxAckPending: 20_000,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
-	})
+	}
+	cons, err := b.js.CreateOrUpdateConsumer(ctx, b.events.name, cfg)
 	if err != nil {
-		return err
+		// A consumer made with other settings that cannot be updated (an earlier version's): make it again. It then
+		// indexes the stream from the start; entries written twice are deduplicated, or skipped by readers.
+		b.log.Warn("recreating the indexer consumer", slog.Any("err", err))
+		_ = b.js.DeleteConsumer(ctx, b.events.name, IndexerName)
+		if cons, err = b.js.CreateOrUpdateConsumer(ctx, b.events.name, cfg); err != nil {
+			return err
+		}
 	}
 	b.indexer = cons
 	pending := make(chan indexing, 4096)
@@ -68,37 +75,44 @@ func (b *JetStreamBus) startIndexer(ctx context.Context) error {
 // indexing is an event whose index entries are being written.
 type indexing struct {
 	msg     jetstream.Msg
+	seq     uint64
 	futures []jetstream.PubAckFuture
+	failed  bool
 }
 
-// indexOne publishes the index entries of one event, asynchronously; ackIndexed acks the event once they are stored.
+// indexOne publishes the index entries of one event, asynchronously, and queues the event, in stream order, for
+// ackIndexed, which acks it once its entries (and those of every event before it) are stored.
 func (b *JetStreamBus) indexOne(msg jetstream.Msg, pending chan<- indexing) {
 	md, err := msg.Metadata()
 	if err != nil {
 		return
 	}
+	p := indexing{msg: msg, seq: md.Sequence.Stream}
 	tenant, _, err := subjects.ParseEvent(msg.Subject())
 	e, derr := DecodeEvent(msg.Data())
-	if err != nil || derr != nil {
-		_ = msg.Ack() // not an event: nothing to index
-		return
-	}
-	var futures []jetstream.PubAckFuture
-	for _, m := range indexMsgs(tenant, e, md.Sequence.Stream) {
-		f, err := b.js.PublishMsgAsync(m)
-		if err != nil {
-			return // not acked: redelivered after AckWait, and written again (deduplicated)
+	if err == nil && derr == nil { // not an event: nothing to index
+		for _, m := range indexMsgs(tenant, e, p.seq) {
+			f, err := b.js.PublishMsgAsync(m)
+			if err != nil {
+				p.failed = true
+				break
+			}
+			p.futures = append(p.futures, f)
 		}
-		futures = append(futures, f)
 	}
 	select {
-	case pending <- indexing{msg: msg, futures: futures}:
+	case pending <- p:
 	case <-b.ctx.Done():
 	}
 }
 
+// ackIndexed acks indexed events, once per burst (the consumer acks every event up to the one acked). After a failed
+// write it acks nothing until the failed event, redelivered, is indexed: an ack must never cover a missing entry.
 func (b *JetStreamBus) ackIndexed(pending <-chan indexing) {
 	defer b.wg.Done()
+	var last jetstream.Msg // indexed, with every event before it, and not acked yet
+	n := 0
+	var blockedAt uint64 // the failed event we wait for; 0 when none
 	for {
 		var p indexing
 		select {
@@ -106,7 +120,7 @@ func (b *JetStreamBus) ackIndexed(pending <-chan indexing) {
 		case <-b.ctx.Done():
 			return
 		}
-		ok := true
+		ok := !p.failed
 		for _, f := range p.futures {
 			select {
 			case <-f.Ok():
@@ -116,8 +130,22 @@ func (b *JetStreamBus) ackIndexed(pending <-chan indexing) {
 				return
 			}
 		}
-		if ok {
-			_ = p.msg.Ack()
+		switch {
+		case !ok:
+			_ = p.msg.Nak() // redelivered, and written again
+			if blockedAt == 0 {
+				blockedAt = p.seq
+				last, n = nil, 0
+			}
+			continue
+		case blockedAt != 0 && p.seq != blockedAt:
+			continue // not acked: redelivered after AckWait, once the failed one is through
+		}
+		blockedAt = 0
+		last = p.msg
+		if n++; n >= 256 || len(pending) == 0 {
+			_ = last.Ack()
+			last, n = nil, 0
 		}
 	}
 }

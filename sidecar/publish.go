@@ -220,11 +220,17 @@ func (s *Server) handlePublishEvent(w http.ResponseWriter, r *http.Request) {
 		if err == nil {
 			s.countPublished("event", res)
 			s.metrics.publishDuration.WithLabelValues("event").Observe(time.Since(start).Seconds())
-			writeJSON(w, http.StatusAccepted, struct {
-				ID        uuid.UUID `json:"id"`
-				Sequence  uint64    `json:"sequence"`
-				Duplicate bool      `json:"duplicate"`
-			}{e.ID, res.Sequence, res.Duplicate})
+			var buf [96]byte
+			b := append(buf[:0], `{"id":"`...)
+			b = appendUUID(b, e.ID)
+			b = append(b, `","sequence":`...)
+			b = strconv.AppendUint(b, res.Sequence, 10)
+			b = append(b, `,"duplicate":`...)
+			b = strconv.AppendBool(b, res.Duplicate)
+			b = append(b, "}\n"...)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusAccepted)
+			_, _ = w.Write(b)
 			return
 		}
 	}
