@@ -448,7 +448,7 @@ func appendStreamFrame(dst []byte, s *StreamEvent) []byte {
 
 // lifecycleWire and streamFrameWire are the hubs' shared encodings.
 func lifecycleWire(e *FlovynEvent) []byte {
-	return appendLifecycleFrame(make([]byte, 0, 300+len(e.Data)), e)
+	return appendLifecycleFrame(make([]byte, 0, 440+len(e.Data)+len(e.EventType)+len(e.Source)), e)
 }
 
 func streamFrameWire(s *StreamEvent) []byte {
