@@ -138,6 +138,9 @@ func (e *FlovynEvent) setField(bit uint16, val []byte) bool {
 		if isNull {
 			return true
 		}
+		if !jsonInteger(val) {
+			return false // 00, +1, 1.5, 1e3: the general path says what is wrong
+		}
 		n, err := strconv.ParseInt(string(val), 10, 64)
 		if err != nil {
 			return false
@@ -163,4 +166,20 @@ func plainString(data []byte, i int) ([]byte, int, bool) {
 		}
 	}
 	return nil, 0, false
+}
+
+// jsonInteger reports whether b is a JSON number without fraction or exponent: -?(0|[1-9][0-9]*).
+func jsonInteger(b []byte) bool {
+	if len(b) > 0 && b[0] == '-' {
+		b = b[1:]
+	}
+	if len(b) == 0 || (b[0] == '0' && len(b) > 1) {
+		return false
+	}
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
