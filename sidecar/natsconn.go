@@ -75,6 +75,10 @@ func connectNATS(ctx context.Context, cfg NATSConfig, name string, log *slog.Log
 		nats.MaxPingsOutstanding(2),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			c.setUp(false)
+			if err == nil {
+				log.Debug("NATS connection closed") // our own close at shutdown
+				return
+			}
 			log.Warn("NATS disconnected", slog.Any("err", err))
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
