@@ -324,15 +324,21 @@ func (s *Server) handlePublishBatch(w http.ResponseWriter, r *http.Request) {
 		out[i] = stored(i, e.ID.String(), results[i])
 	}
 	if firstErr != nil {
-		s.reject(firstErr)
-		p, _ := problemFor(firstErr)
-		p.Detail = "some entries were not stored (see results; the others were): " + p.Detail
-		p.Results = out
-		writeProblem(w, p)
+		s.writePartial(w, firstErr, out)
 		return
 	}
 	s.metrics.publishDuration.WithLabelValues("batch").Observe(time.Since(start).Seconds())
 	writeJSON(w, http.StatusAccepted, map[string]any{"results": out})
+}
+
+// writePartial answers a request of several entries some of which the backend did not store: the problem of the first
+// failure (503 for a backend failure), with every entry's result, so the client knows which were stored.
+func (s *Server) writePartial(w http.ResponseWriter, firstErr error, results []publishResult) {
+	s.reject(firstErr)
+	p, _ := problemFor(firstErr)
+	p.Detail = "some entries were not stored (see results; a retry of the whole request is safe): " + p.Detail
+	p.Results = results
+	writeProblem(w, p)
 }
 
 func cmpOr(a, b error) error {
@@ -440,11 +446,7 @@ func (s *Server) handlePublishStreams(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if firstErr != nil {
-		s.reject(firstErr)
-		p, _ := problemFor(firstErr)
-		p.Detail = "some entries were not stored (see results): " + p.Detail
-		p.Results = out
-		writeProblem(w, p)
+		s.writePartial(w, firstErr, out)
 		return
 	}
 	s.metrics.publishDuration.WithLabelValues("stream").Observe(time.Since(start).Seconds())

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -742,5 +743,41 @@ func TestUnixSocketFile(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(file); string(b) != "keep" {
 		t.Fatal("the regular file was touched")
+	}
+}
+
+// failingBus stores the first `ok` events, then answers ErrUnavailable.
+type failingBus struct {
+	Bus
+	mu sync.Mutex
+	ok int
+}
+
+func (b *failingBus) PublishEvent(ctx context.Context, e *FlovynEvent) (PublishResult, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ok == 0 {
+		return PublishResult{}, fmt.Errorf("publish: %w: test", ErrUnavailable)
+	}
+	b.ok--
+	return b.Bus.PublishEvent(ctx, e)
+}
+
+// TestBatchBackendFailure: a backend failure mid-batch is a 503 with Retry-After and per-entry results saying which
+// entries were stored.
+func TestBatchBackendFailure(t *testing.T) {
+	mem := NewMemoryBus(MemoryOptions{})
+	t.Cleanup(func() { mem.Close() })
+	h := newHarness(t, nil, &failingBus{Bus: mem, ok: 1})
+	tenant := uuid.New()
+	body := eventJSON(tenant, "a.n0", "") + "\n" + eventJSON(tenant, "a.n1", "") + "\n" + eventJSON(tenant, "a.n2", "")
+	status, hdr, raw := h.do(t, "POST", "/v1/events/batch", "application/x-ndjson", body)
+	p := problemOf(t, status, hdr, raw, 503)
+	if hdr.Get("Retry-After") == "" || len(p.Results) != 3 {
+		t.Fatalf("503 %s; want Retry-After and three results", raw)
+	}
+	if p.Results[0].Error != nil || p.Results[0].Sequence == nil || p.Results[1].Error == nil || p.Results[2].Error == nil ||
+		p.Results[1].Error.Status != 503 {
+		t.Fatalf("results %s; want the first stored and the others failed with 503", raw)
 	}
 }
