@@ -150,7 +150,8 @@ log: {level: debug}
 	defer cancel()
 	col := &collector{}
 	go col.run(ctx, t, side.client, "/events/stream", url.Values{"tenant_id": {tenant.String()}})
-	waitFor(t, 5*time.Second, func() bool { _, c, _, _ := col.snapshot(); return c >= 0 }, "stream")
+	// The tenant stream starts live: it must be open before the first publish, or that publish is not for it.
+	waitFor(t, 10*time.Second, col.connected, "the SSE stream to open")
 	pub := &publisher{}
 	pubCtx, stopPub := context.WithCancel(ctx)
 	pubDone := make(chan struct{})
@@ -185,7 +186,8 @@ log: {level: debug}
 		t.Errorf("%d 503 answers without Retry-After", noRetry)
 	}
 	waitFor(t, 20*time.Second, func() bool { ids, _, _, _ := col.snapshot(); return len(ids) >= len(acked) },
-		"the stream to deliver every acked event")
+		"the stream to deliver every acked event (%d acked, %v delivered)", len(acked),
+		lazy(func() string { ids, _, _, _ := col.snapshot(); return fmt.Sprint(len(ids)) }))
 	ids, _, reconnects, gaps := col.snapshot()
 	checkExactlyOnce(t, acked, ids, true)
 	if reconnects != 0 || len(gaps) != 0 {
