@@ -257,31 +257,41 @@ func eventMsg(e *FlovynEvent) (*nats.Msg, error) {
 // PublishEvent implements EventPublisher: it returns after JetStream's PubAck, or ErrUnavailable at once when NATS is
 // not connected.
 func (b *JetStreamBus) PublishEvent(ctx context.Context, e *FlovynEvent) (PublishResult, error) {
-	res, errs := b.PublishEvents(ctx, []*FlovynEvent{e})
+	res, errs := b.PublishBatch(ctx, []*FlovynEvent{e}, nil)
 	return res[0], errs[0]
 }
 
-// PublishEvents implements BatchPublisher: every event is published asynchronously, then every ack awaited. A retried
-// event is answered as a duplicate with its original sequence.
+// PublishEvents publishes lifecycle events as PublishBatch does.
 func (b *JetStreamBus) PublishEvents(ctx context.Context, events []*FlovynEvent) ([]PublishResult, []error) {
-	results := make([]PublishResult, len(events))
-	errs := make([]error, len(events))
+	return b.PublishBatch(ctx, events, nil)
+}
+
+// PublishBatch implements BatchPublisher: every entry is published asynchronously, in order, then every ack awaited. A
+// retried lifecycle event is answered as a duplicate with its original sequence.
+func (b *JetStreamBus) PublishBatch(ctx context.Context, events []*FlovynEvent, streams []*StreamEvent) ([]PublishResult, []error) {
+	n := max(len(events), len(streams))
+	results := make([]PublishResult, n)
+	errs := make([]error, n)
 	if b.isClosed() {
 		fill(errs, ErrClosed)
 		return results, errs
 	}
-	if !b.conn.connected() {
-		fill(errs, fmt.Errorf("publish: %w: not connected to NATS", ErrUnavailable))
-		return results, errs
-	}
-	msgs := make([]*nats.Msg, len(events))
-	for i, e := range events {
-		m, err := eventMsg(e)
-		if err != nil {
-			errs[i] = err
-			continue
+	msgs := make([]*nats.Msg, n)
+	for i := range n {
+		var err error
+		if i < len(events) && events[i] != nil {
+			msgs[i], err = eventMsg(events[i])
+		} else {
+			msgs[i], err = streamMsg(streams[i])
 		}
-		msgs[i] = m
+		errs[i] = err
+	}
+	if !b.conn.connected() {
+		down := fmt.Errorf("publish: %w: not connected to NATS", ErrUnavailable)
+		for i := range errs {
+			errs[i] = cmpOr(errs[i], down)
+		}
+		return results, errs
 	}
 	acks := b.publishAll(ctx, msgs, errs)
 	for i, a := range acks {
@@ -335,22 +345,8 @@ func (b *JetStreamBus) publishAll(ctx context.Context, msgs []*nats.Msg, errs []
 // PublishStream implements StreamPublisher: the event goes to flovyn.streams.workflow.<key> with its tenant in the
 // Flovyn-Tenant-Id header.
 func (b *JetStreamBus) PublishStream(ctx context.Context, s *StreamEvent) (PublishResult, error) {
-	if b.isClosed() {
-		return PublishResult{}, ErrClosed
-	}
-	m, err := streamMsg(s)
-	if err != nil {
-		return PublishResult{}, err
-	}
-	if !b.conn.connected() {
-		return PublishResult{}, fmt.Errorf("publish stream: %w: not connected to NATS", ErrUnavailable)
-	}
-	errs := make([]error, 1)
-	acks := b.publishAll(ctx, []*nats.Msg{m}, errs)
-	if errs[0] != nil {
-		return PublishResult{}, errs[0]
-	}
-	return PublishResult{Sequence: acks[0].Sequence, Duplicate: acks[0].Duplicate}, nil
+	res, errs := b.PublishBatch(ctx, nil, []*StreamEvent{s})
+	return res[0], errs[0]
 }
 
 func streamMsg(s *StreamEvent) (*nats.Msg, error) {

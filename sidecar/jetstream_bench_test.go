@@ -135,3 +135,35 @@ func BenchmarkJetStreamPublish(b *testing.B) {
 		bus.Close()
 	}
 }
+
+// BenchmarkJetStreamStreamBatch measures a request of 100 stream events (an LLM's tokens) stored in JetStream:
+// pipelined as POST /v1/streams publishes them, and one after another, each waiting for its ack.
+func BenchmarkJetStreamStreamBatch(b *testing.B) {
+	bus := newJetStreamTestBus(b, nil)
+	defer bus.Close()
+	ctx := context.Background()
+	tenant, wf := uuid.New(), uuid.New()
+	tokens := func() []*StreamEvent {
+		out := make([]*StreamEvent, 100)
+		for i := range out {
+			out[i] = &StreamEvent{TenantID: tenant, WorkflowExecutionID: wf.String(), Sequence: int32(i), Type: StreamToken, Payload: "tok"}
+		}
+		return out
+	}
+	b.Run("pipelined", func(b *testing.B) {
+		for b.Loop() {
+			if _, errs := bus.PublishBatch(ctx, nil, tokens()); errs[99] != nil {
+				b.Fatal(errs[99])
+			}
+		}
+	})
+	b.Run("one-by-one", func(b *testing.B) {
+		for b.Loop() {
+			for _, s := range tokens() {
+				if _, err := bus.PublishStream(ctx, s); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
+}

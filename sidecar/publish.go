@@ -21,10 +21,12 @@ const maxBatchBodyBytes = 32 << 20
 // TenantHeader carries the tenant of a request when the body does not.
 const TenantHeader = "Flovyn-Tenant-Id"
 
-// BatchPublisher is implemented by backends that publish many events faster together than one by one (JetStream
-// pipelines them). PublishEvents returns one result and one error per event, in order; a nil error means stored.
+// BatchPublisher is implemented by backends that publish many entries faster together than one by one (JetStream
+// pipelines them). Entry i is events[i] when that is set, else streams[i] (either slice may be nil when the other has
+// every entry). PublishBatch returns one result and one error per entry, in order; a nil error means stored. Entries
+// bound for one subject are stored in their order.
 type BatchPublisher interface {
-	PublishEvents(ctx context.Context, events []*FlovynEvent) ([]PublishResult, []error)
+	PublishBatch(ctx context.Context, events []*FlovynEvent, streams []*StreamEvent) ([]PublishResult, []error)
 }
 
 // publishResult is one entry of a publish answer. A stored entry has id (for lifecycle events), sequence and duplicate;
@@ -311,7 +313,7 @@ func (s *Server) handlePublishBatch(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := s.publishCtx(r)
 	defer cancel()
-	results, errs := s.publishEvents(ctx, events)
+	results, errs := s.publishBatch(ctx, events, nil)
 	out := make([]publishResult, len(events))
 	var firstErr error
 	for i, e := range events {
@@ -380,20 +382,23 @@ func (s *Server) readBatch(w http.ResponseWriter, r *http.Request) ([]*FlovynEve
 	return events, nil
 }
 
-// publishEvents publishes in order, pipelined when the backend can; after a failure of a one-by-one backend, the rest
-// are not attempted.
-func (s *Server) publishEvents(ctx context.Context, events []*FlovynEvent) ([]PublishResult, []error) {
+// publishBatch publishes the entries of a request (see BatchPublisher), pipelined when the backend can; after a failure
+// of a one-by-one backend, the rest are not attempted.
+func (s *Server) publishBatch(ctx context.Context, events []*FlovynEvent, streams []*StreamEvent) ([]PublishResult, []error) {
 	if bp, ok := s.bus.(BatchPublisher); ok {
-		return bp.PublishEvents(ctx, events)
+		return bp.PublishBatch(ctx, events, streams)
 	}
-	results := make([]PublishResult, len(events))
-	errs := make([]error, len(events))
-	for i, e := range events {
-		results[i], errs[i] = s.bus.PublishEvent(ctx, e)
+	n := max(len(events), len(streams))
+	results := make([]PublishResult, n)
+	errs := make([]error, n)
+	for i := range n {
+		if i < len(events) && events[i] != nil {
+			results[i], errs[i] = s.bus.PublishEvent(ctx, events[i])
+		} else {
+			results[i], errs[i] = s.bus.PublishStream(ctx, streams[i])
+		}
 		if errs[i] != nil {
-			for j := i + 1; j < len(events); j++ {
-				errs[j] = errs[i]
-			}
+			fill(errs[i+1:], errs[i])
 			break
 		}
 	}
@@ -417,32 +422,26 @@ func (s *Server) handlePublishStreams(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := s.publishCtx(r)
 	defer cancel()
+	events := make([]*FlovynEvent, len(entries))
+	streams := make([]*StreamEvent, len(entries))
+	for i, en := range entries {
+		events[i], streams[i] = en.event, en.stream
+	}
+	results, errs := s.publishBatch(ctx, events, streams)
 	out := make([]publishResult, len(entries))
 	var firstErr error
 	for i, en := range entries {
-		if firstErr != nil {
-			out[i] = failed(i, firstErr)
-			continue
-		}
-		var res PublishResult
-		var err error
-		if en.event != nil {
-			res, err = s.bus.PublishEvent(ctx, en.event)
-		} else {
-			res, err = s.bus.PublishStream(ctx, en.stream)
-		}
-		if err != nil {
-			firstErr = err
-			out[i] = failed(i, err)
-			continue
-		}
-		if en.event != nil {
-			s.countPublished("event", res)
-			out[i] = stored(i, en.event.ID.String(), res)
+		switch {
+		case errs[i] != nil:
+			out[i] = failed(i, errs[i])
+			firstErr = cmpOr(firstErr, errs[i])
+		case en.event != nil:
+			s.countPublished("event", results[i])
+			out[i] = stored(i, en.event.ID.String(), results[i])
 			out[i].Converted = en.event.EventType
-		} else {
-			s.countPublished("stream", res)
-			out[i] = stored(i, "", res)
+		default:
+			s.countPublished("stream", results[i])
+			out[i] = stored(i, "", results[i])
 		}
 	}
 	if firstErr != nil {

@@ -379,6 +379,26 @@ func testStreamsAndLegacy(t *testing.T, h *harness) {
 	if err != nil || len(again) != 1 || !again[0].Duplicate {
 		t.Fatalf("legacy retry: %+v, %v; want a duplicate", again, err)
 	}
+	// A long request (an LLM's tokens; JetStream pipelines it) is stored and delivered in its order.
+	var many strings.Builder
+	const n = 200
+	for i := range n {
+		fmt.Fprintf(&many, `{"workflowExecutionId":%q,"sequence":%d,"type":"TOKEN","payload":"t%d"}`+"\n", wf, 10+i, i)
+	}
+	res, err = h.unix.PublishStreams(t.Context(), []byte(many.String()), "application/x-ndjson", tenant.String())
+	if err != nil || len(res) != n {
+		t.Fatalf("%d tokens in one request: %d results, %v", n, len(res), err)
+	}
+	for i := 1; i < n; i++ {
+		if res[i].Sequence <= res[i-1].Sequence {
+			t.Fatalf("result %d has sequence %d after %d; want the request's order", i, res[i].Sequence, res[i-1].Sequence)
+		}
+	}
+	for i := range n {
+		if ev := s.next(t); ev.Event != "token" || ev.Data != fmt.Sprint("t", i) {
+			t.Fatalf("frame %+v; want token t%d", ev, i)
+		}
+	}
 }
 
 // TestStandaloneTaskStream is Flovyn's bug report: a standalone task's stream must see TASK_STARTED, every progress
