@@ -197,14 +197,16 @@ func (f *jsFeed) endHold() {
 
 // decodeEventMsg reads an event received from JetStream (see decodeReceivedEvent).
 func (b *JetStreamBus) decodeEventMsg(subject string, data []byte, md *jetstream.MsgMetadata) (*FlovynEvent, bool) {
-	return decodeReceivedEvent(b.cfg.Events.DefaultSource, subject, data, md.Timestamp,
-		fmt.Sprintf("%s/%d/%d", md.Stream, md.Timestamp.UnixNano(), md.Sequence.Stream))
+	return decodeReceivedEvent(b.cfg.Events.DefaultSource, subject, data, md.Timestamp, func() string {
+		return fmt.Sprintf("%s/%d/%d", md.Stream, md.Timestamp.UnixNano(), md.Sequence.Stream)
+	})
 }
 
 // decodeReceivedEvent reads an event received from NATS. Another producer's event may lack what the sidecar stamps: the
-// tenant comes from the subject, the id from idSeed (the stream position), the time from ts. An event whose body names
-// another tenant or type than its subject, or that is not valid, is dropped (false).
-func decodeReceivedEvent(defaultSource, subject string, data []byte, ts time.Time, idSeed string) (*FlovynEvent, bool) {
+// tenant comes from the subject, the id from idSeed (the stream position; called only for an event without id), the
+// time from ts. An event whose body names another tenant or type than its subject, or that is not valid, is dropped
+// (false).
+func decodeReceivedEvent(defaultSource, subject string, data []byte, ts time.Time, idSeed func() string) (*FlovynEvent, bool) {
 	tenantStr, eventType, err := subjects.ParseEvent(subject)
 	if err != nil {
 		return nil, false
@@ -224,7 +226,7 @@ func decodeReceivedEvent(defaultSource, subject string, data []byte, ts time.Tim
 		e.EventType = eventType
 	}
 	if e.ID == uuid.Nil {
-		e.ID = uuid.NewSHA1(legacyNamespace, []byte(idSeed))
+		e.ID = uuid.NewSHA1(legacyNamespace, []byte(idSeed()))
 	}
 	e.Stamp(defaultSource, ts)
 	if e.TenantID != tenant || e.EventType != eventType || e.Validate() != nil {

@@ -285,7 +285,7 @@ func (b *NATSBus) SubscribeEvents(ctx context.Context, p EventPattern, from Star
 	subject, _ := subjects.EventFilter(p.TenantID.String(), "")
 	f, err := b.acquire(subject, key, func(m *nats.Msg) {
 		now := time.Now()
-		e, ok := decodeReceivedEvent(b.cfg.Events.DefaultSource, m.Subject, m.Data, now, fmt.Sprintf("core/%d", now.UnixNano()))
+		e, ok := decodeReceivedEvent(b.cfg.Events.DefaultSource, m.Subject, m.Data, now, func() string { return fmt.Sprintf("core/%d", now.UnixNano()) })
 		if !ok || e.TenantID != p.TenantID {
 			b.stats.invalid.Add(1)
 			return
