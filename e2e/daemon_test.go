@@ -30,17 +30,24 @@ log: {level: debug}
 `, dir+"/eh.sock", dir+"/data")
 }
 
-// loadUntil publishes from several clients until stop is closed and returns the acked ids and the errors seen.
-func loadUntil(client *sidecar.Client, tenant uuid.UUID, workers int, stop <-chan struct{}) (acked []string, errs []error) {
-	var mu sync.Mutex
-	var wg sync.WaitGroup
+// load publishes from several clients until finished, recording the acked ids and the errors seen.
+type load struct {
+	mu    sync.Mutex
+	acked []string
+	errs  []error
+	stop  chan struct{}
+	wg    sync.WaitGroup
+}
+
+func startLoad(client *sidecar.Client, tenant uuid.UUID, workers int) *load {
+	l := &load{stop: make(chan struct{})}
 	for w := range workers {
-		wg.Add(1)
+		l.wg.Add(1)
 		go func() {
-			defer wg.Done()
-			for i := 0; ; i++ {
+			defer l.wg.Done()
+			for {
 				select {
-				case <-stop:
+				case <-l.stop:
 					return
 				default:
 				}
@@ -49,21 +56,36 @@ func loadUntil(client *sidecar.Client, tenant uuid.UUID, workers int, stop <-cha
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				_, err := client.PublishEvent(ctx, []byte(body), "")
 				cancel()
-				mu.Lock()
+				l.mu.Lock()
 				if err == nil {
-					acked = append(acked, id)
+					l.acked = append(l.acked, id)
 				} else {
-					errs = append(errs, err)
+					l.errs = append(l.errs, err)
 				}
-				mu.Unlock()
+				l.mu.Unlock()
 				if err != nil {
-					time.Sleep(5 * time.Millisecond)
+					time.Sleep(5 * time.Millisecond) // back off before the next attempt
 				}
 			}
 		}()
 	}
-	wg.Wait()
-	return acked, errs
+	return l
+}
+
+// ackedAtLeast reports whether n publishes have been acked: the load is in full flow.
+func (l *load) ackedAtLeast(n int) func() bool {
+	return func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return len(l.acked) >= n
+	}
+}
+
+// finish stops the publishers, waits for them and returns what they saw.
+func (l *load) finish() (acked []string, errs []error) {
+	close(l.stop)
+	l.wg.Wait()
+	return l.acked, l.errs
 }
 
 // storedIDs reads every lifecycle event of tenant the sidecar holds (earliest) until n have arrived.
@@ -98,16 +120,12 @@ func TestKillNineKeepsAcked(t *testing.T) {
 	dir := shortDir(t)
 	side := startSidecar(t, eh, dir, embeddedConfig(dir))
 	tenant := uuid.New()
-	stop := make(chan struct{})
-	var acked []string
-	var errs []error
-	done := make(chan struct{})
-	go func() { acked, errs = loadUntil(side.client, tenant, 8, stop); close(done) }()
-	time.Sleep(700 * time.Millisecond) // let load build up: the kill must land while publishes are in flight
+	l := startLoad(side.client, tenant, 8)
+	// The kill must land while publishes are in flight.
+	waitFor(t, 20*time.Second, l.ackedAtLeast(1000), "1000 acked publishes")
 	side.signal(syscall.SIGKILL)
 	side.wait(t, 5*time.Second)
-	close(stop)
-	<-done
+	acked, errs := l.finish()
 	if _, err := os.Lstat(side.socket); err != nil {
 		t.Fatalf("after SIGKILL the socket file should be left behind (stale): %v", err)
 	}
@@ -140,18 +158,13 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 			}
 		}
 	}()
-	stop := make(chan struct{})
-	var acked []string
-	var errs []error
-	done := make(chan struct{})
-	go func() { acked, errs = loadUntil(side.client, tenant, 8, stop); close(done) }()
-	time.Sleep(500 * time.Millisecond)
+	l := startLoad(side.client, tenant, 8)
+	waitFor(t, 20*time.Second, l.ackedAtLeast(300), "300 acked publishes")
 	start := time.Now()
 	side.signal(syscall.SIGTERM)
 	code := side.wait(t, 10*time.Second)
 	took := time.Since(start)
-	close(stop)
-	<-done
+	acked, errs := l.finish()
 	if code != 0 {
 		t.Fatalf("exit code %d after SIGTERM; want 0", code)
 	}
