@@ -41,6 +41,9 @@ type JetStreamOptions struct {
 	// feedHook, when set, runs before a feed hands a message to the hub. Tests use it to make the live feed lag
 	// behind the store.
 	feedHook func()
+	// firstSend, when set, gives the message a publish sends first (a resend sends the original). Tests use it to
+	// lose first sends, as a stream leader that dies does.
+	firstSend func(*nats.Msg) *nats.Msg
 }
 
 // JetStreamBus is the jetstream backend. See the package documentation and the comments of this file for its design.
@@ -79,7 +82,17 @@ var (
 type busStats struct {
 	invalid    atomic.Uint64 // messages on our subjects that are not valid events
 	untenanted atomic.Uint64 // stream events without the tenant header
+	resent     atomic.Uint64 // publish requests whose unacked lifecycle events were sent again
 }
+
+// ResendCounter is implemented by backends that send a publish again when its ack is late.
+type ResendCounter interface {
+	// Resent returns how many times unacknowledged publishes were sent again.
+	Resent() uint64
+}
+
+// Resent implements ResendCounter.
+func (b *JetStreamBus) Resent() uint64 { return b.stats.resent.Load() }
 
 // DropCounter is implemented by backends that discard messages they receive from NATS.
 type DropCounter interface {
@@ -119,7 +132,9 @@ func NewJetStreamBus(ctx context.Context, cfg *Config, opts JetStreamOptions, lo
 }
 
 func newJetStreamBus(ctx context.Context, cfg *Config, opts JetStreamOptions, log *slog.Logger, conn *natsConn) (*JetStreamBus, error) {
-	js, err := jetstream.New(conn.nc)
+	// An ack that never comes (its stream leader died) is given up after publish_timeout, so that its pending entry
+	// does not stay behind: nats.go stalls publishing when 4000 are pending.
+	js, err := jetstream.New(conn.nc, jetstream.WithPublishAsyncTimeout(cfg.JetStream.PublishTimeout.D()))
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
@@ -240,123 +255,6 @@ func unavailable(op string, err error) error {
 		return err
 	}
 	return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
-}
-
-// eventMsg builds the NATS message of an event: its subject, Nats-Msg-Id <tenant>:<id> (so one tenant can never
-// suppress another's event), and its JSON.
-func eventMsg(e *FlovynEvent) (*nats.Msg, error) {
-	subj, err := e.Subject()
-	if err != nil {
-		return nil, err
-	}
-	m := &nats.Msg{Subject: subj, Header: nats.Header{}, Data: e.AppendJSON(make([]byte, 0, 256+len(e.Data)))}
-	m.Header.Set(jetstream.MsgIDHeader, e.TenantID.String()+":"+e.ID.String())
-	return m, nil
-}
-
-// PublishEvent implements EventPublisher: it returns after JetStream's PubAck, or ErrUnavailable at once when NATS is
-// not connected.
-func (b *JetStreamBus) PublishEvent(ctx context.Context, e *FlovynEvent) (PublishResult, error) {
-	res, errs := b.PublishBatch(ctx, []*FlovynEvent{e}, nil)
-	return res[0], errs[0]
-}
-
-// PublishEvents publishes lifecycle events as PublishBatch does.
-func (b *JetStreamBus) PublishEvents(ctx context.Context, events []*FlovynEvent) ([]PublishResult, []error) {
-	return b.PublishBatch(ctx, events, nil)
-}
-
-// PublishBatch implements BatchPublisher: every entry is published asynchronously, in order, then every ack awaited. A
-// retried lifecycle event is answered as a duplicate with its original sequence.
-func (b *JetStreamBus) PublishBatch(ctx context.Context, events []*FlovynEvent, streams []*StreamEvent) ([]PublishResult, []error) {
-	n := max(len(events), len(streams))
-	results := make([]PublishResult, n)
-	errs := make([]error, n)
-	if b.isClosed() {
-		fill(errs, ErrClosed)
-		return results, errs
-	}
-	msgs := make([]*nats.Msg, n)
-	for i := range n {
-		var err error
-		if i < len(events) && events[i] != nil {
-			msgs[i], err = eventMsg(events[i])
-		} else {
-			msgs[i], err = streamMsg(streams[i])
-		}
-		errs[i] = err
-	}
-	if !b.conn.connected() {
-		down := fmt.Errorf("publish: %w: not connected to NATS", ErrUnavailable)
-		for i := range errs {
-			errs[i] = cmpOr(errs[i], down)
-		}
-		return results, errs
-	}
-	acks := b.publishAll(ctx, msgs, errs)
-	for i, a := range acks {
-		if errs[i] == nil {
-			results[i] = PublishResult{Sequence: a.Sequence, Duplicate: a.Duplicate}
-		}
-	}
-	return results, errs
-}
-
-func fill(errs []error, err error) {
-	for i := range errs {
-		errs[i] = err
-	}
-}
-
-// publishAll publishes msgs (nil entries skipped) asynchronously and waits for every ack, within ctx.
-func (b *JetStreamBus) publishAll(ctx context.Context, msgs []*nats.Msg, errs []error) []jetstream.PubAck {
-	acks := make([]jetstream.PubAck, len(msgs))
-	lost := b.conn.lost()
-	futures := make([]jetstream.PubAckFuture, len(msgs))
-	for i, m := range msgs {
-		if m == nil {
-			continue
-		}
-		f, err := b.js.PublishMsgAsync(m)
-		if err != nil {
-			errs[i] = unavailable("publish", err)
-			continue
-		}
-		futures[i] = f
-	}
-	for i, f := range futures {
-		if f == nil {
-			continue
-		}
-		select {
-		case a := <-f.Ok():
-			acks[i] = *a
-		case err := <-f.Err():
-			errs[i] = unavailable("publish", err)
-		case <-ctx.Done():
-			errs[i] = unavailable("publish", ctx.Err())
-		case <-lost:
-			errs[i] = fmt.Errorf("publish: %w: the connection to NATS dropped before the ack (the event may be stored: retry)", ErrUnavailable)
-		}
-	}
-	return acks
-}
-
-// PublishStream implements StreamPublisher: the event goes to flovyn.streams.workflow.<key> with its tenant in the
-// Flovyn-Tenant-Id header.
-func (b *JetStreamBus) PublishStream(ctx context.Context, s *StreamEvent) (PublishResult, error) {
-	res, errs := b.PublishBatch(ctx, nil, []*StreamEvent{s})
-	return res[0], errs[0]
-}
-
-func streamMsg(s *StreamEvent) (*nats.Msg, error) {
-	key, err := streamKey(s.TenantID, s.Key())
-	if err != nil {
-		return nil, err
-	}
-	m := &nats.Msg{Subject: subjects.StreamsPrefix + key, Header: nats.Header{}, Data: s.AppendJSON(make([]byte, 0, 128+len(s.Payload)))}
-	m.Header.Set(TenantHeader, s.TenantID.String())
-	return m, nil
 }
 
 func (b *JetStreamBus) isClosed() bool {

@@ -27,7 +27,7 @@ type Connectivity interface {
 }
 
 // registerBusMetrics adds the metrics the bus itself counts: messages received from NATS and discarded (invalid, or
-// stream events without a tenant), and the connection state.
+// stream events without a tenant), publishes sent again, and the connection state.
 func registerBusMetrics(reg prometheus.Registerer, bus Bus) error {
 	var cs []prometheus.Collector
 	if dc, ok := bus.(DropCounter); ok {
@@ -43,6 +43,12 @@ func registerBusMetrics(reg prometheus.Registerer, bus Bus) error {
 				return float64(untenanted)
 			}))
 		}
+	}
+	if rc, ok := bus.(ResendCounter); ok {
+		cs = append(cs, prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "eventhook_publish_resends_total",
+			Help: "Times the lifecycle events of a publish were sent again after no ack came for a second (a stream leader election).",
+		}, func() float64 { return float64(rc.Resent()) }))
 	}
 	for _, c := range cs {
 		if err := reg.Register(c); err != nil {

@@ -1,0 +1,182 @@
+package sidecar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/flovyn/eventhook/subjects"
+)
+
+// eventMsg builds the NATS message of an event: its subject, Nats-Msg-Id <tenant>:<id> (so one tenant can never
+// suppress another's event), and its JSON.
+func eventMsg(e *FlovynEvent) (*nats.Msg, error) {
+	subj, err := e.Subject()
+	if err != nil {
+		return nil, err
+	}
+	m := &nats.Msg{Subject: subj, Header: nats.Header{}, Data: e.AppendJSON(make([]byte, 0, 256+len(e.Data)))}
+	m.Header.Set(jetstream.MsgIDHeader, e.TenantID.String()+":"+e.ID.String())
+	return m, nil
+}
+
+// PublishEvent implements EventPublisher: it returns after JetStream's PubAck, or ErrUnavailable at once when NATS is
+// not connected.
+func (b *JetStreamBus) PublishEvent(ctx context.Context, e *FlovynEvent) (PublishResult, error) {
+	res, errs := b.PublishBatch(ctx, []*FlovynEvent{e}, nil)
+	return res[0], errs[0]
+}
+
+// PublishEvents publishes lifecycle events as PublishBatch does.
+func (b *JetStreamBus) PublishEvents(ctx context.Context, events []*FlovynEvent) ([]PublishResult, []error) {
+	return b.PublishBatch(ctx, events, nil)
+}
+
+// PublishBatch implements BatchPublisher: every entry is published asynchronously, in order, then every ack awaited. A
+// retried lifecycle event is answered as a duplicate with its original sequence.
+func (b *JetStreamBus) PublishBatch(ctx context.Context, events []*FlovynEvent, streams []*StreamEvent) ([]PublishResult, []error) {
+	n := max(len(events), len(streams))
+	results := make([]PublishResult, n)
+	errs := make([]error, n)
+	if b.isClosed() {
+		fill(errs, ErrClosed)
+		return results, errs
+	}
+	msgs := make([]*nats.Msg, n)
+	for i := range n {
+		var err error
+		if i < len(events) && events[i] != nil {
+			msgs[i], err = eventMsg(events[i])
+		} else {
+			msgs[i], err = streamMsg(streams[i])
+		}
+		errs[i] = err
+	}
+	if !b.conn.connected() {
+		down := fmt.Errorf("publish: %w: not connected to NATS", ErrUnavailable)
+		for i := range errs {
+			errs[i] = cmpOr(errs[i], down)
+		}
+		return results, errs
+	}
+	acks := b.publishAll(ctx, msgs, errs)
+	for i, a := range acks {
+		if errs[i] == nil {
+			results[i] = PublishResult{Sequence: a.Sequence, Duplicate: a.Duplicate}
+		}
+	}
+	return results, errs
+}
+
+func fill(errs []error, err error) {
+	for i := range errs {
+		errs[i] = err
+	}
+}
+
+// resendAfter is how long a publish waits without any ack of its request before the lifecycle events still unacked
+// are sent again. Their Nats-Msg-Id makes JetStream store each once, so a resend only ever helps: it rides out the
+// election of a new stream leader after the old one died with the first send unanswered (which would otherwise wait
+// for jetstream.publish_timeout and fail).
+const resendAfter = time.Second
+
+// noLeader reports a publish that no stream answered: in a cluster, the stream is electing a leader.
+func noLeader(err error) bool {
+	return errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders)
+}
+
+// publishAll publishes msgs (nil entries skipped) asynchronously and waits for every ack, within ctx. When no ack
+// comes for resendAfter, it sends the lifecycle events still unacked again (see resendAfter) and keeps waiting, for
+// the first answer of either send; a resend that no stream answers waits for the next one.
+func (b *JetStreamBus) publishAll(ctx context.Context, msgs []*nats.Msg, errs []error) []jetstream.PubAck {
+	acks := make([]jetstream.PubAck, len(msgs))
+	lost := b.conn.lost()
+	type sends struct {
+		first, last jetstream.PubAckFuture
+		resent      bool
+	}
+	futures := make([]sends, len(msgs))
+	for i, m := range msgs {
+		if m == nil {
+			continue
+		}
+		send := m
+		if b.opts.firstSend != nil {
+			send = b.opts.firstSend(m)
+		}
+		f, err := b.js.PublishMsgAsync(send)
+		if err != nil {
+			errs[i] = unavailable("publish", err)
+			continue
+		}
+		futures[i] = sends{first: f, last: f}
+	}
+	var timer *time.Timer
+	for i := range futures {
+		if futures[i].first == nil {
+			continue
+		}
+		if timer == nil {
+			timer = time.NewTimer(resendAfter)
+			defer timer.Stop()
+		} else {
+			timer.Reset(resendAfter)
+		}
+		firstOk := futures[i].first.Ok()
+	wait:
+		for {
+			f := &futures[i]
+			select {
+			case a := <-firstOk:
+				acks[i] = *a
+				break wait
+			case a := <-f.last.Ok():
+				acks[i] = *a
+				break wait
+			case err := <-f.last.Err():
+				if !f.resent || !noLeader(err) {
+					errs[i] = unavailable("publish", err)
+					break wait
+				}
+			case <-timer.C:
+				for j := i; j < len(msgs); j++ { // nothing acked for a while: resend what is still waiting
+					if futures[j].first != nil && msgs[j].Header.Get(jetstream.MsgIDHeader) != "" {
+						if nf, err := b.js.PublishMsgAsync(msgs[j]); err == nil {
+							futures[j].last, futures[j].resent = nf, true
+						}
+					}
+				}
+				b.stats.resent.Add(1)
+				timer.Reset(resendAfter)
+			case <-ctx.Done():
+				errs[i] = unavailable("publish", ctx.Err())
+				break wait
+			case <-lost:
+				errs[i] = fmt.Errorf("publish: %w: the connection to NATS dropped before the ack (the event may be stored: retry)", ErrUnavailable)
+				break wait
+			}
+		}
+	}
+	return acks
+}
+
+// PublishStream implements StreamPublisher: the event goes to flovyn.streams.workflow.<key> with its tenant in the
+// Flovyn-Tenant-Id header.
+func (b *JetStreamBus) PublishStream(ctx context.Context, s *StreamEvent) (PublishResult, error) {
+	res, errs := b.PublishBatch(ctx, nil, []*StreamEvent{s})
+	return res[0], errs[0]
+}
+
+func streamMsg(s *StreamEvent) (*nats.Msg, error) {
+	key, err := streamKey(s.TenantID, s.Key())
+	if err != nil {
+		return nil, err
+	}
+	m := &nats.Msg{Subject: subjects.StreamsPrefix + key, Header: nats.Header{}, Data: s.AppendJSON(make([]byte, 0, 128+len(s.Payload)))}
+	m.Header.Set(TenantHeader, s.TenantID.String())
+	return m, nil
+}

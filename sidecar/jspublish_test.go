@@ -1,0 +1,79 @@
+package sidecar
+
+import (
+	"context"
+	"errors"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+)
+
+// TestJetStreamResendsUnackedEvents loses the first send of every publish, as a stream leader that dies before it
+// answers does: the lifecycle events are sent again after resendAfter (a whole batch in one round) and stored once;
+// a stream event, which has no Nats-Msg-Id to make a resend safe, is not sent again and fails at its deadline.
+func TestJetStreamResendsUnackedEvents(t *testing.T) {
+	cfg := jetstreamConfig(t)
+	lose := func(m *nats.Msg) *nats.Msg { return &nats.Msg{Subject: "lost." + m.Subject, Header: m.Header, Data: m.Data} }
+	b, err := NewJetStreamBus(t.Context(), cfg, JetStreamOptions{FeedLinger: -1, firstSend: lose},
+		NewLogger(LogConfig{Level: "error"}, io.Discard))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	hole, err := b.conn.nc.SubscribeSync("lost.>") // receives the first sends and answers none
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hole.Unsubscribe()
+	ctx := t.Context()
+	tenant := uuid.New()
+
+	start := time.Now()
+	res, err := b.PublishEvent(ctx, ev(tenant, "a.one"))
+	if err != nil || res.Sequence != 1 || res.Duplicate {
+		t.Fatalf("PublishEvent with its first send lost = %+v, %v; want stored at 1 by the resend", res, err)
+	}
+	if took := time.Since(start); took < resendAfter {
+		t.Errorf("acked after %v, before any resend", took)
+	}
+	if b.Resent() != 1 {
+		t.Errorf("Resent() = %d; want 1", b.Resent())
+	}
+
+	batch := make([]*FlovynEvent, 50)
+	for i := range batch {
+		batch[i] = ev(tenant, "a.batch")
+	}
+	start = time.Now()
+	results, errs := b.PublishEvents(ctx, batch)
+	for i := range batch {
+		if errs[i] != nil || results[i].Sequence != uint64(i+2) {
+			t.Fatalf("entry %d: %+v, %v; want stored at %d, in order", i, results[i], errs[i], i+2)
+		}
+	}
+	if took := time.Since(start); took > 3*resendAfter || b.Resent() != 2 {
+		t.Errorf("a batch of 50 with every first send lost took %v and %d resend rounds; want one round", took, b.Resent()-1)
+	}
+
+	short, cancel := context.WithTimeout(ctx, resendAfter+500*time.Millisecond)
+	defer cancel()
+	tok := &StreamEvent{TenantID: tenant, WorkflowExecutionID: uuid.NewString(), Type: StreamToken, Payload: "x"}
+	if _, err := b.PublishStream(short, tok); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("PublishStream with its send lost: %v; want ErrUnavailable at the deadline", err)
+	}
+	for name, want := range map[string]uint64{b.events.name: 51, b.stream.name: 0} {
+		info, err := b.js.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := info.CachedInfo().State.Msgs; got != want {
+			t.Errorf("stream %s holds %d messages; want %d (each stored once)", name, got, want)
+		}
+	}
+	if n, _, _ := hole.Pending(); n != 52 {
+		t.Errorf("%d first sends lost; want 52", n)
+	}
+}
