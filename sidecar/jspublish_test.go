@@ -16,7 +16,9 @@ import (
 // a stream event, which has no Nats-Msg-Id to make a resend safe, is not sent again and fails at its deadline.
 func TestJetStreamResendsUnackedEvents(t *testing.T) {
 	cfg := jetstreamConfig(t)
-	lose := func(m *nats.Msg) *nats.Msg { return &nats.Msg{Subject: "lost." + m.Subject, Header: m.Header, Data: m.Data} }
+	lose := func(m *nats.Msg) *nats.Msg {
+		return &nats.Msg{Subject: "lost." + m.Subject, Header: m.Header, Data: m.Data}
+	}
 	b, err := NewJetStreamBus(t.Context(), cfg, JetStreamOptions{FeedLinger: -1, firstSend: lose},
 		NewLogger(LogConfig{Level: "error"}, io.Discard))
 	if err != nil {
