@@ -24,7 +24,9 @@ const tailUsage = `Usage: eventhook tail (-workflow ID | -task ID [-workflow ID]
 Follows an SSE stream of the sidecar and prints one line per event, or one JSON object
 per line with -json. It reconnects by itself when the stream ends or fails, resuming
 after the last event received (Last-Event-ID): nothing is missed or printed twice.
-Missed events the sidecar reports are shown as "-- gap: … --" lines.
+Missed events the sidecar reports are shown as "-- gap: … --" lines. A line starts with a
+time: a lifecycle event's own timestamp_ms; for tokens, progress, data and errors, whose SSE
+frames carry no time, the moment tail received the frame (so replayed frames show now).
 
 Streams:
   -workflow ID            a workflow's lifecycle events and its generic stream (tokens,
