@@ -90,15 +90,12 @@ func noLeader(err error) bool {
 }
 
 // publishAll publishes msgs (nil entries skipped) asynchronously and waits for every ack, within ctx. When no ack
-// comes for resendAfter, it sends the lifecycle events still unacked again (see resendAfter) and keeps waiting, for
-// the first answer of either send; a resend that no stream answers waits for the next one.
+// comes for resendAfter, it sends the lifecycle events still unanswered again (see resendAfter) and keeps waiting;
+// the first send's answer is preferred when both have come, and a resend that no stream answers waits for the next.
+// A resend answered as a duplicate means the first send was stored after all: JetStream's answer (duplicate, with the
+// original sequence) is what the caller gets.
 func (b *JetStreamBus) publishAll(ctx context.Context, msgs []*nats.Msg, errs []error) []jetstream.PubAck {
 	acks := make([]jetstream.PubAck, len(msgs))
-	lost := b.conn.lost()
-	type sends struct {
-		first, last jetstream.PubAckFuture
-		resent      bool
-	}
 	futures := make([]sends, len(msgs))
 	for i, m := range msgs {
 		if m == nil {
@@ -113,55 +110,71 @@ func (b *JetStreamBus) publishAll(ctx context.Context, msgs []*nats.Msg, errs []
 			errs[i] = unavailable("publish", err)
 			continue
 		}
-		futures[i] = sends{first: f, last: f}
+		futures[i] = sends{first: f.Ok(), last: f}
 	}
-	var timer *time.Timer
+	lost := b.conn.lost()
+	timer := time.NewTimer(resendAfter)
+	defer timer.Stop()
 	for i := range futures {
-		if futures[i].first == nil {
+		f := &futures[i]
+		if f.last == nil || f.answered {
 			continue
 		}
-		if timer == nil {
-			timer = time.NewTimer(resendAfter)
-			defer timer.Stop()
-		} else {
-			timer.Reset(resendAfter)
-		}
-		firstOk := futures[i].first.Ok()
-	wait:
-		for {
-			f := &futures[i]
+		timer.Reset(resendAfter) // resendAfter without any progress
+		for !f.answered && errs[i] == nil {
 			select {
-			case a := <-firstOk:
-				acks[i] = *a
-				break wait
+			case a := <-f.first:
+				acks[i], f.answered = *a, true
 			case a := <-f.last.Ok():
-				acks[i] = *a
-				break wait
+				acks[i], f.answered = *a, true
+				select {
+				case a := <-f.first: // the first send's answer too: prefer it
+					acks[i] = *a
+				default:
+				}
 			case err := <-f.last.Err():
 				if !f.resent || !noLeader(err) {
 					errs[i] = unavailable("publish", err)
-					break wait
 				}
 			case <-timer.C:
-				for j := i; j < len(msgs); j++ { // nothing acked for a while: resend what is still waiting
-					if futures[j].first != nil && msgs[j].Header.Get(jetstream.MsgIDHeader) != "" {
-						if nf, err := b.js.PublishMsgAsync(msgs[j]); err == nil {
-							futures[j].last, futures[j].resent = nf, true
-						}
-					}
-				}
-				b.stats.resent.Add(1)
+				b.resend(msgs[i:], futures[i:], acks[i:])
 				timer.Reset(resendAfter)
 			case <-ctx.Done():
 				errs[i] = unavailable("publish", ctx.Err())
-				break wait
 			case <-lost:
 				errs[i] = fmt.Errorf("publish: %w: the connection to NATS dropped before the ack (the event may be stored: retry)", ErrUnavailable)
-				break wait
 			}
 		}
 	}
 	return acks
+}
+
+// sends is what publishAll knows of one message: the first send's answer, the last send (the first until a resend).
+type sends struct {
+	first    <-chan *jetstream.PubAck
+	last     jetstream.PubAckFuture
+	resent   bool
+	answered bool
+}
+
+// resend sends again the lifecycle events that have no answer yet; msgs, futures and acks are indexed alike.
+func (b *JetStreamBus) resend(msgs []*nats.Msg, futures []sends, acks []jetstream.PubAck) {
+	for j := range futures {
+		f := &futures[j]
+		if f.last == nil || f.answered || msgs[j].Header.Get(jetstream.MsgIDHeader) == "" {
+			continue
+		}
+		select {
+		case a := <-f.first: // answered meanwhile: nothing to resend
+			acks[j], f.answered = *a, true
+			continue
+		default:
+		}
+		if nf, err := b.js.PublishMsgAsync(msgs[j]); err == nil {
+			f.last, f.resent = nf, true
+		}
+	}
+	b.stats.resent.Add(1)
 }
 
 // PublishStream implements StreamPublisher: the event goes to flovyn.streams.workflow.<key> with its tenant in the

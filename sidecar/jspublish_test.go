@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,7 +17,12 @@ import (
 // a stream event, which has no Nats-Msg-Id to make a resend safe, is not sent again and fails at its deadline.
 func TestJetStreamResendsUnackedEvents(t *testing.T) {
 	cfg := jetstreamConfig(t)
+	var everyOther atomic.Bool // lose only every other first send
+	var sent atomic.Int64
 	lose := func(m *nats.Msg) *nats.Msg {
+		if everyOther.Load() && sent.Add(1)%2 == 0 {
+			return m
+		}
 		return &nats.Msg{Subject: "lost." + m.Subject, Header: m.Header, Data: m.Data}
 	}
 	b, err := NewJetStreamBus(t.Context(), cfg, JetStreamOptions{FeedLinger: -1, firstSend: lose},
@@ -60,13 +66,31 @@ func TestJetStreamResendsUnackedEvents(t *testing.T) {
 		t.Errorf("a batch of 50 with every first send lost took %v and %d resend rounds; want one round", took, b.Resent()-1)
 	}
 
+	// Half the first sends answered: only the others are sent again, and every answer is a first store.
+	everyOther.Store(true)
+	for i := range batch[:10] {
+		batch[i] = ev(tenant, "a.half")
+	}
+	results, errs = b.PublishEvents(ctx, batch[:10])
+	for i := range 10 {
+		// The answered first sends are stored first, in order (52–56); the resent ones after them (57–61).
+		want := uint64(52 + i/2)
+		if i%2 == 0 {
+			want = uint64(57 + i/2)
+		}
+		if errs[i] != nil || results[i].Sequence != want || results[i].Duplicate {
+			t.Fatalf("entry %d: %+v, %v; want stored at %d, not a duplicate", i, results[i], errs[i], want)
+		}
+	}
+	everyOther.Store(false)
+
 	short, cancel := context.WithTimeout(ctx, resendAfter+500*time.Millisecond)
 	defer cancel()
 	tok := &StreamEvent{TenantID: tenant, WorkflowExecutionID: uuid.NewString(), Type: StreamToken, Payload: "x"}
 	if _, err := b.PublishStream(short, tok); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("PublishStream with its send lost: %v; want ErrUnavailable at the deadline", err)
 	}
-	for name, want := range map[string]uint64{b.events.name: 51, b.stream.name: 0} {
+	for name, want := range map[string]uint64{b.events.name: 61, b.stream.name: 0} {
 		info, err := b.js.Stream(ctx, name)
 		if err != nil {
 			t.Fatal(err)
@@ -75,7 +99,7 @@ func TestJetStreamResendsUnackedEvents(t *testing.T) {
 			t.Errorf("stream %s holds %d messages; want %d (each stored once)", name, got, want)
 		}
 	}
-	if n, _, _ := hole.Pending(); n != 52 {
-		t.Errorf("%d first sends lost; want 52", n)
+	if n, _, _ := hole.Pending(); n != 57 {
+		t.Errorf("%d first sends lost; want 57", n)
 	}
 }

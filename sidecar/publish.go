@@ -24,7 +24,8 @@ const TenantHeader = "Flovyn-Tenant-Id"
 // BatchPublisher is implemented by backends that publish many entries faster together than one by one (JetStream
 // pipelines them). Entry i is events[i] when that is set, else streams[i] (either slice may be nil when the other has
 // every entry). PublishBatch returns one result and one error per entry, in order; a nil error means stored. Entries
-// bound for one subject are stored in their order.
+// bound for one subject are stored in their order, except after a stream leader failure, when the entries the old
+// leader lost are stored again after the ones it had answered.
 type BatchPublisher interface {
 	PublishBatch(ctx context.Context, events []*FlovynEvent, streams []*StreamEvent) ([]PublishResult, []error)
 }
