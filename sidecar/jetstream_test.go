@@ -42,6 +42,7 @@ func jetstreamContract() contract {
 		eventBuffer:   1024,
 		refeedsLagged: true,
 		durable:       true,
+		natsFed:       true,
 	}
 }
 

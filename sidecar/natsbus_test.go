@@ -24,5 +24,6 @@ func TestNATSContract(t *testing.T) {
 		eventBuffer: 64,
 		noHistory:   true,
 		asyncFeed:   true,
+		natsFed:     true,
 	})
 }
