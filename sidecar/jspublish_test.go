@@ -17,6 +17,7 @@ import (
 // a stream event, which has no Nats-Msg-Id to make a resend safe, is not sent again and fails at its deadline.
 func TestJetStreamResendsUnackedEvents(t *testing.T) {
 	cfg := jetstreamConfig(t)
+	cfg.JetStream.PublishTimeout = Duration(2 * time.Second)
 	var everyOther atomic.Bool // lose only every other first send
 	var sent atomic.Int64
 	lose := func(m *nats.Msg) *nats.Msg {
@@ -101,5 +102,12 @@ func TestJetStreamResendsUnackedEvents(t *testing.T) {
 	}
 	if n, _, _ := hole.Pending(); n != 57 {
 		t.Errorf("%d first sends lost; want 57", n)
+	}
+	// Sends never answered are given up after publish_timeout: none stays pending in nats.go, whose publishing stalls
+	// when 4000 are.
+	for deadline := time.Now().Add(waitFor); b.js.PublishAsyncPending() > 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d sends still pending %v after the last publish", b.js.PublishAsyncPending(), waitFor)
+		}
 	}
 }
