@@ -54,7 +54,8 @@ func (e entry[T]) delivery(epoch uint64) Delivery[T] {
 
 // hubConfig holds a hub's settings.
 type hubConfig[T any] struct {
-	capacity  int             // items held per topic, and pending per subscriber
+	capacity  int             // items held per topic, and pending per subscriber unless pending says otherwise
+	pending   int             // items pending per subscriber before it is overtaken; 0: capacity
 	idleTTL   time.Duration   // a topic with no subscriber and no publish for this long is removed
 	broadcast bool            // put every subscriber in one bucket (the design's per-tenant broadcast), for comparison
 	dedup     time.Duration   // dedup window; 0 disables dedup
@@ -62,6 +63,14 @@ type hubConfig[T any] struct {
 	maxBytes  int64           // bound of the bytes held in every ring of the hub together (approximate); 0: none
 	sizeOf    func(*T) int    // the approximate bytes an item holds
 	encode    func(*T) []byte // the shared encoding of an item (its SSE frame), or nil
+}
+
+// pendingMax is how many items a subscriber may have pending before the oldest is dropped (it is overtaken).
+func (c *hubConfig[T]) pendingMax() int {
+	if c.pending > 0 {
+		return c.pending
+	}
+	return c.capacity
 }
 
 // hub is the set of topics of one kind of feed.
@@ -185,8 +194,8 @@ func (h *hub[T]) publish(key topicKey, v *T, seq, arrival uint64, idx []indexKey
 				continue
 			}
 			if !t.holding {
-				s.push(e, h.cfg.capacity, true)
-			} else if s.push(e, h.cfg.capacity, false) && !s.dirty {
+				s.push(e, h.cfg.pendingMax(), true)
+			} else if s.push(e, h.cfg.pendingMax(), false) && !s.dirty {
 				s.dirty = true
 				t.dirty = append(t.dirty, s)
 			}
@@ -454,7 +463,7 @@ func (h *hub[T]) replay(t *topic[T], s *subscriber[T], from Start) {
 	for i := 0; i < t.ring.n; i++ {
 		e := t.ring.at(i)
 		if e.seq > after && (s.match == nil || s.match(e.v)) {
-			s.queue.push(e, h.cfg.capacity)
+			s.queue.push(e, h.cfg.pendingMax())
 		}
 	}
 	if s.queue.n > 0 || s.gap != nil {
