@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -92,4 +93,40 @@ func TestMemoryMaxBytes(t *testing.T) {
 		t.Fatalf("first delivery %+v; want an expired gap", d)
 	}
 	b.CleanupInactive()
+}
+
+// TestHubPendingBound checks how many items a subscriber may have pending: the ring's capacity by default, or
+// hubConfig.pending (the JetStream hubs allow 4 × the ring). Beyond it the oldest are dropped and counted in a gap.
+func TestHubPendingBound(t *testing.T) {
+	for _, pending := range []int{0, 32} {
+		t.Run(fmt.Sprint("pending=", pending), func(t *testing.T) {
+			h := newHub[FlovynEvent](hubConfig[FlovynEvent]{capacity: 8, pending: pending, idleTTL: time.Minute}, 1, new(atomic.Uint64))
+			defer h.close()
+			tenant := uuid.New()
+			key := topicKey{tenant: tenant}
+			s, err := h.subscribe(t.Context(), key, indexKey{}, nil, StartLive())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			for i := range 30 {
+				h.publish(key, ev(tenant, fmt.Sprintf("e.n%d", i)), 0, 0, []indexKey{{}}, uuid.Nil, time.Now())
+			}
+			want := 30 // all pending
+			if pending == 0 {
+				want = 8
+			}
+			first := 30 - want
+			if want < 30 {
+				if d, _ := s.Next(); d.Gap == nil || d.Gap.Reason != GapLagged || d.Gap.Missed != int64(first) {
+					t.Fatalf("first delivery %+v; want a lagged gap of %d", d, first)
+				}
+			}
+			for i := first; i < 30; i++ {
+				if d, ok := s.Next(); !ok || d.Gap != nil || d.Value.EventType != fmt.Sprintf("e.n%d", i) {
+					t.Fatalf("delivery %+v, %v; want e.n%d", d, ok, i)
+				}
+			}
+		})
+	}
 }
