@@ -163,7 +163,6 @@ type sidecarProc struct {
 	*proc
 	dir    string
 	socket string
-	url    string
 	client *sidecar.Client
 }
 
