@@ -327,7 +327,7 @@ func (s *Server) handlePublishBatch(w http.ResponseWriter, r *http.Request) {
 		out[i] = stored(i, e.ID.String(), results[i])
 	}
 	if firstErr != nil {
-		s.writePartial(w, firstErr, out)
+		s.writePartial(w, firstErr, out, true)
 		return
 	}
 	s.metrics.publishDuration.WithLabelValues("batch").Observe(time.Since(start).Seconds())
@@ -335,11 +335,17 @@ func (s *Server) handlePublishBatch(w http.ResponseWriter, r *http.Request) {
 }
 
 // writePartial answers a request of several entries some of which the backend did not store: the problem of the first
-// failure (503 for a backend failure), with every entry's result, so the client knows which were stored.
-func (s *Server) writePartial(w http.ResponseWriter, firstErr error, results []publishResult) {
+// failure (503 for a backend failure), with every entry's result, so the client knows which were stored. A retry of
+// the whole request is safe when every entry is a lifecycle event (dedup by id); stream events have no id, so only
+// the entries that failed should be sent again.
+func (s *Server) writePartial(w http.ResponseWriter, firstErr error, results []publishResult, retryAll bool) {
 	s.reject(firstErr)
 	p, _ := problemFor(firstErr)
-	p.Detail = "some entries were not stored (see results; a retry of the whole request is safe): " + p.Detail
+	advice := "a retry of the whole request is safe"
+	if !retryAll {
+		advice = "send again only the entries with an error: stream events have no id to deduplicate a retry"
+	}
+	p.Detail = "some entries were not stored (see results; " + advice + "): " + p.Detail
 	p.Results = results
 	writeProblem(w, p)
 }
@@ -445,8 +451,13 @@ func (s *Server) handlePublishStreams(w http.ResponseWriter, r *http.Request) {
 			out[i] = stored(i, "", results[i])
 		}
 	}
-	if firstErr != nil {
-		s.writePartial(w, firstErr, out)
+	switch {
+	case firstErr != nil && single:
+		s.reject(firstErr)
+		s.writeError(w, r, firstErr)
+		return
+	case firstErr != nil:
+		s.writePartial(w, firstErr, out, allLifecycle(entries))
 		return
 	}
 	s.metrics.publishDuration.WithLabelValues("stream").Observe(time.Since(start).Seconds())
@@ -456,6 +467,16 @@ func (s *Server) handlePublishStreams(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusAccepted, map[string]any{"results": out})
+}
+
+// allLifecycle reports whether every entry became a lifecycle event (a legacy payload), which dedup makes safe to retry.
+func allLifecycle(entries []streamEntry) bool {
+	for _, en := range entries {
+		if en.event == nil {
+			return false
+		}
+	}
+	return true
 }
 
 // readStreams reads one stream event or several, resolving the tenant and converting legacy lifecycle payloads.

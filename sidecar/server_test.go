@@ -784,14 +784,29 @@ type failingBus struct {
 	ok int
 }
 
-func (b *failingBus) PublishEvent(ctx context.Context, e *FlovynEvent) (PublishResult, error) {
+// take reports whether the next publish may go through.
+func (b *failingBus) take() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.ok == 0 {
-		return PublishResult{}, fmt.Errorf("publish: %w: test", ErrUnavailable)
+		return false
 	}
 	b.ok--
+	return true
+}
+
+func (b *failingBus) PublishEvent(ctx context.Context, e *FlovynEvent) (PublishResult, error) {
+	if !b.take() {
+		return PublishResult{}, fmt.Errorf("publish: %w: test", ErrUnavailable)
+	}
 	return b.Bus.PublishEvent(ctx, e)
+}
+
+func (b *failingBus) PublishStream(ctx context.Context, e *StreamEvent) (PublishResult, error) {
+	if !b.take() {
+		return PublishResult{}, fmt.Errorf("publish: %w: test", ErrUnavailable)
+	}
+	return b.Bus.PublishStream(ctx, e)
 }
 
 // TestBatchBackendFailure: a backend failure mid-batch is a 503 with Retry-After and per-entry results saying which
@@ -810,5 +825,31 @@ func TestBatchBackendFailure(t *testing.T) {
 	if p.Results[0].Error != nil || p.Results[0].Sequence == nil || p.Results[1].Error == nil || p.Results[2].Error == nil ||
 		p.Results[1].Error.Status != 503 {
 		t.Fatalf("results %s; want the first stored and the others failed with 503", raw)
+	}
+	if !strings.Contains(p.Detail, "a retry of the whole request is safe") {
+		t.Errorf("detail %q; want it to say that a retry of the whole batch is safe (dedup)", p.Detail)
+	}
+}
+
+// TestStreamsBackendFailure: stream events have no id, so a partly stored /v1/streams request tells the client to send
+// again only what failed; a single stream event that fails is a plain 503.
+func TestStreamsBackendFailure(t *testing.T) {
+	mem := NewMemoryBus(MemoryOptions{})
+	t.Cleanup(func() { mem.Close() })
+	fb := &failingBus{Bus: mem, ok: 1}
+	h := newHarness(t, nil, fb)
+	tenant := uuid.New().String()
+	tok := `{"workflowExecutionId":"w","type":"TOKEN","payload":"x"}`
+	status, hdr, raw := h.do(t, "POST", "/v1/streams", "application/x-ndjson", tok+"\n"+tok+"\n"+tok, TenantHeader, tenant)
+	p := problemOf(t, status, hdr, raw, 503)
+	if len(p.Results) != 3 || p.Results[0].Error != nil || p.Results[1].Error == nil || p.Results[2].Error == nil {
+		t.Fatalf("503 %s; want the first stored and the others failed", raw)
+	}
+	if !strings.Contains(p.Detail, "send again only the entries with an error") {
+		t.Errorf("detail %q; want it to say that only the failed entries should be sent again", p.Detail)
+	}
+	status, hdr, raw = h.do(t, "POST", "/v1/streams", "application/json", tok, TenantHeader, tenant)
+	if p := problemOf(t, status, hdr, raw, 503); p.Results != nil || hdr.Get("Retry-After") == "" {
+		t.Fatalf("a single failed stream event: %s; want a plain 503 with Retry-After", raw)
 	}
 }
