@@ -267,7 +267,9 @@ func (c *sseConn) run(cancel context.CancelFunc) {
 		c.s.metrics.subscribers.Dec()
 	}()
 	wake := func() {
-		if !c.woken.Swap(true) { // the first wake-up since the last drain interrupts the read; later ones need not
+		// The first wake-up since the last drain interrupts the read; later ones need not. The Load spares them the
+		// Swap's write, which moves the cache line between cores: a burst wakes each connection many times.
+		if !c.woken.Load() && !c.woken.Swap(true) {
 			_ = c.conn.SetReadDeadline(aLongTimeAgo)
 		}
 	}
