@@ -404,7 +404,7 @@ func (b *JetStreamBus) SubscribeEvents(ctx context.Context, p EventPattern, from
 	if err != nil {
 		return nil, errorf("subscribe events", err)
 	}
-	s := newJSSub(b, b.events, feed, topicKey{tenant: p.TenantID}, patternIndex(&p), p.Matches)
+	s := newJSSub(b, b.events, feed, topicKey{tenant: p.TenantID}, patternIndex(&p), p.matcher())
 	s.scan = p.Subject()
 	switch {
 	case p.TaskExecutionID != nil:

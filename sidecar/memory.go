@@ -165,7 +165,7 @@ func (b *MemoryBus) SubscribeEvents(ctx context.Context, p EventPattern, from St
 	if err := validatePattern(&p); err != nil {
 		return nil, err
 	}
-	s, err := b.events.subscribe(ctx, topicKey{tenant: p.TenantID}, patternIndex(&p), p.Matches, from)
+	s, err := b.events.subscribe(ctx, topicKey{tenant: p.TenantID}, patternIndex(&p), p.matcher(), from)
 	if err != nil {
 		return nil, errorf("subscribe events", err)
 	}

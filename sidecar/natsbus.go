@@ -296,7 +296,7 @@ func (b *NATSBus) SubscribeEvents(ctx context.Context, p EventPattern, from Star
 	if err != nil {
 		return nil, errorf("subscribe events", err)
 	}
-	s, err := b.events.subscribe(context.Background(), key, patternIndex(&p), p.Matches, from)
+	s, err := b.events.subscribe(context.Background(), key, patternIndex(&p), p.matcher(), from)
 	if err != nil {
 		b.release(subject, f)
 		return nil, errorf("subscribe events", err)

@@ -64,6 +64,15 @@ func (p *EventPattern) Matches(e *FlovynEvent) bool {
 	return p.Source == "" || e.Source == p.Source
 }
 
+// matcher returns p.Matches for a subscription to the tenant's topic, or nil when p filters on nothing but the tenant:
+// every event of the topic matches then, and a fan-out to many such subscribers skips a call per event and subscriber.
+func (p *EventPattern) matcher() func(*FlovynEvent) bool {
+	if p.WorkflowExecutionID == nil && p.TaskExecutionID == nil && p.EventTypePrefix == "" && p.Source == "" {
+		return nil
+	}
+	return p.Matches
+}
+
 // Subject returns the NATS subscription subject for p: a superset of what Matches accepts (see subjects.EventFilter).
 func (p *EventPattern) Subject() string {
 	s, _ := subjects.EventFilter(p.TenantID.String(), p.EventTypePrefix) // a UUID string is always a valid token
