@@ -523,9 +523,9 @@ log: {level: debug}
 			k.recovered.Round(time.Millisecond), k.failed, k.rejoined.Round(time.Millisecond))
 	}
 	t.Logf("sent %d, acked %d, failed %d (the slowest in %v; last error: %q); in the stream: %d of the acked found, %d stored although "+
-		"their publish failed, %d duplicates; SSE delivered %d (%d keep-alives, %d reconnects, %d gaps)",
+		"their publish failed, %d duplicates; SSE delivered %d (%d keep-alives, %d reconnects, %d gaps); %v resend rounds",
 		len(acked)+failed, len(acked), failed, slowFail.Round(time.Millisecond), lastError, found, len(stored)-found-dups, dups, len(ids), comments,
-		reconnects, len(gaps))
+		reconnects, len(gaps), side.metric(t, "eventhook_publish_resends_total"))
 }
 
 // readTenantEvents returns the ids of the tenant's lifecycle events stored in FLOVYN_EVENTS, in stream order.

@@ -6,11 +6,13 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -208,4 +210,27 @@ func waitFor(t testing.TB, d time.Duration, cond func() bool, what string, args 
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// metric reads one unlabelled metric of the sidecar from its /metrics, or -1 when it cannot.
+func (s *sidecarProc) metric(t testing.TB, name string) float64 {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, s.client.BaseURL()+"/metrics", nil)
+	if err != nil {
+		return -1
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			if f, err := strconv.ParseFloat(v, 64); err == nil {
+				return f
+			}
+		}
+	}
+	return -1
 }
