@@ -17,6 +17,9 @@ var (
 	// ErrUnavailable is returned when the backend cannot take a publish now (NATS down, no ack in time); the publish may
 	// be retried, and the event id makes the retry safe.
 	ErrUnavailable = errors.New("sidecar: backend unavailable")
+	// ErrUnconfirmed comes with ErrUnavailable when a publish was sent but its acknowledgement did not come (timeout,
+	// connection lost): the event may or may not be stored.
+	ErrUnconfirmed = errors.New("sidecar: publish not confirmed")
 )
 
 // PublishResult is what a backend says about one accepted publish.

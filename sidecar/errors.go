@@ -49,14 +49,17 @@ func problemFor(err error) (p problem, internal bool) {
 		p = problem{Status: http.StatusRequestEntityTooLarge, Detail: tl.detail}
 	case errors.As(err, &es):
 		p = problem{Status: es.status, Detail: es.detail, retryAfter: es.retryAfter}
+	case errors.Is(err, ErrUnconfirmed), errors.Is(err, context.DeadlineExceeded):
+		p = problem{Status: http.StatusServiceUnavailable, retryAfter: 1,
+			Detail: "the event backend did not confirm the event in time, so it may or may not be stored: retry after a moment (the id of a lifecycle event makes the retry safe)"}
 	case errors.Is(err, ErrUnavailable):
 		p = problem{Status: http.StatusServiceUnavailable, retryAfter: 1,
 			Detail: "the event backend is unavailable; nothing was stored: retry after a moment (the event id makes a retry safe)"}
 	case errors.Is(err, ErrClosed):
 		p = problem{Status: http.StatusServiceUnavailable, retryAfter: 1, Detail: "the sidecar is shutting down; retry on another instance"}
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+	case errors.Is(err, context.Canceled):
 		p = problem{Status: http.StatusServiceUnavailable, retryAfter: 1,
-			Detail: "the event backend did not answer in time; the event may or may not be stored: retry (the event id makes a retry safe)"}
+			Detail: "the request ended before the event backend answered; the event may or may not be stored: retry (the id of a lifecycle event makes the retry safe)"}
 	default:
 		return problem{Status: http.StatusInternalServerError, Detail: "internal error; see the sidecar's log"}, true
 	}

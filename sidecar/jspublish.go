@@ -133,16 +133,21 @@ func (b *JetStreamBus) publishAll(ctx context.Context, msgs []*nats.Msg, errs []
 				default:
 				}
 			case err := <-f.last.Err():
-				if !f.resent || !noLeader(err) {
+				switch {
+				case f.resent && noLeader(err): // still electing: the next resend may find the new leader
+				case errors.Is(err, jetstream.ErrAsyncPublishTimeout) || f.resent:
+					// Sent and unanswered (a resend's error says nothing of the first send, which may be stored).
+					errs[i] = fmt.Errorf("publish: %w: %w: %w", ErrUnavailable, ErrUnconfirmed, err)
+				default:
 					errs[i] = unavailable("publish", err)
 				}
 			case <-timer.C:
 				b.resend(msgs[i:], futures[i:], acks[i:])
 				timer.Reset(resendAfter)
 			case <-ctx.Done():
-				errs[i] = unavailable("publish", ctx.Err())
+				errs[i] = fmt.Errorf("publish: %w: %w: %w", ErrUnavailable, ErrUnconfirmed, ctx.Err())
 			case <-lost:
-				errs[i] = fmt.Errorf("publish: %w: the connection to NATS dropped before the ack (the event may be stored: retry)", ErrUnavailable)
+				errs[i] = fmt.Errorf("publish: %w: %w: the connection to NATS dropped before the ack", ErrUnavailable, ErrUnconfirmed)
 			}
 		}
 	}

@@ -88,8 +88,8 @@ func TestJetStreamResendsUnackedEvents(t *testing.T) {
 	short, cancel := context.WithTimeout(ctx, resendAfter+500*time.Millisecond)
 	defer cancel()
 	tok := &StreamEvent{TenantID: tenant, WorkflowExecutionID: uuid.NewString(), Type: StreamToken, Payload: "x"}
-	if _, err := b.PublishStream(short, tok); !errors.Is(err, ErrUnavailable) {
-		t.Fatalf("PublishStream with its send lost: %v; want ErrUnavailable at the deadline", err)
+	if _, err := b.PublishStream(short, tok); !errors.Is(err, ErrUnavailable) || !errors.Is(err, ErrUnconfirmed) {
+		t.Fatalf("PublishStream with its send lost: %v; want ErrUnavailable and ErrUnconfirmed at the deadline", err)
 	}
 	for name, want := range map[string]uint64{b.events.name: 61, b.stream.name: 0} {
 		info, err := b.js.Stream(ctx, name)

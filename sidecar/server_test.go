@@ -853,3 +853,21 @@ func TestStreamsBackendFailure(t *testing.T) {
 		t.Fatalf("a single failed stream event: %s; want a plain 503 with Retry-After", raw)
 	}
 }
+
+// TestUnavailableDetails: a 503 says whether the event was stored when the sidecar knows, and that it may be when a
+// publish was sent but not confirmed.
+func TestUnavailableDetails(t *testing.T) {
+	for _, tt := range []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("publish: %w: not connected to NATS", ErrUnavailable), "nothing was stored"},
+		{fmt.Errorf("publish: %w: %w: lost", ErrUnavailable, ErrUnconfirmed), "may or may not be stored"},
+		{fmt.Errorf("publish: %w", context.DeadlineExceeded), "may or may not be stored"},
+	} {
+		p, internal := problemFor(tt.err)
+		if p.Status != 503 || p.retryAfter <= 0 || internal || !strings.Contains(p.Detail, tt.want) {
+			t.Errorf("problemFor(%v) = %+v (internal %v); want a 503 with Retry-After saying %q", tt.err, p, internal, tt.want)
+		}
+	}
+}
