@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/flovyn/eventhook/sidecar"
 )
 
 // cmdTestTimeout bounds every command run by these tests.
@@ -871,5 +873,20 @@ func TestTailPrinterHelpers(t *testing.T) {
 		if got := string(appendSummary(nil, tt.in)); got != tt.want {
 			t.Errorf("appendSummary(%q) = %q; want %q", tt.in, got, tt.want)
 		}
+	}
+}
+
+// TestOutsideAuth: a SIGHUP reload reports the sections it does not apply, and only those.
+func TestOutsideAuth(t *testing.T) {
+	running := sidecar.DefaultConfig()
+	next := sidecar.DefaultConfig()
+	next.Auth.UnixSocket = "token"
+	if got := outsideAuth(running, next); got != "" {
+		t.Errorf("only auth changed: outsideAuth = %q; want nothing", got)
+	}
+	next.SSE.MaxSubscribers = 7
+	next.Log.Level = "debug"
+	if got := outsideAuth(running, next); got != "log, sse" {
+		t.Errorf("outsideAuth = %q; want \"log, sse\"", got)
 	}
 }

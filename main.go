@@ -22,9 +22,13 @@ import (
 	_ "net/http/pprof" // served only when EVENTHOOK_PPROF names an address
 	"os"
 	"os/signal"
+	"reflect"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/flovyn/eventhook/sidecar"
 )
@@ -125,7 +129,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 		// Profiling for performance work, off unless asked for: EVENTHOOK_PPROF=127.0.0.1:6060.
 		go func() { log.Warn("pprof server stopped", slog.Any("err", http.ListenAndServe(addr, nil))) }()
 	}
-	if err := serve(ctx, cfg, log); err != nil {
+	if err := serve(ctx, cfg, path, log); err != nil {
 		log.Error("eventhook stopped", slog.String("config", path), slog.Any("err", err))
 		return 1
 	}
@@ -133,8 +137,9 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 }
 
 // serve runs the daemon until ctx is cancelled (SIGTERM or SIGINT), then shuts down in the reverse order of building:
-// the HTTP server (ending the SSE streams and waiting for in-flight publishes), then the bus.
-func serve(ctx context.Context, cfg *sidecar.Config, log *slog.Logger) error {
+// the HTTP server (ending the SSE streams and waiting for in-flight publishes), then the bus. SIGHUP reloads the auth
+// section of the configuration file at path.
+func serve(ctx context.Context, cfg *sidecar.Config, path string, log *slog.Logger) error {
 	bus, err := sidecar.OpenBus(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -149,6 +154,10 @@ func serve(ctx context.Context, cfg *sidecar.Config, log *slog.Logger) error {
 	}
 	log.Info("eventhook serving", slog.String("version", sidecar.Version), slog.String("backend", cfg.Backend),
 		slog.String("http", cfg.HTTP.Listen), slog.String("unix_socket", cfg.HTTP.UnixSocket))
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go reloadOnHUP(ctx, hup, cfg, path, srv, log)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve() }() // ends when Shutdown below returns
 	select {
@@ -168,4 +177,50 @@ func serve(ctx context.Context, cfg *sidecar.Config, log *slog.Logger) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// reloadOnHUP reloads the tokens (auth) from the configuration file at each SIGHUP until ctx ends. The whole file must
+// be valid; a change outside auth is reported and not applied (it needs a restart).
+func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, running *sidecar.Config, path string, srv *sidecar.Server, log *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		next, err := sidecar.LoadConfig(path)
+		if err != nil {
+			log.Error("SIGHUP: the configuration was not reloaded", slog.String("config", path), slog.Any("err", err))
+			continue
+		}
+		if err := srv.ReloadAuth(next.Auth); err != nil {
+			log.Error("SIGHUP: the tokens were not reloaded", slog.String("config", path), slog.Any("err", err))
+			continue
+		}
+		log.Info("SIGHUP: tokens reloaded", slog.String("config", path), slog.Int("tokens", len(next.Auth.Tokens)))
+		if changed := outsideAuth(running, next); changed != "" {
+			log.Warn("SIGHUP: only auth is reloaded; restart to apply the other changes", slog.String("changed", changed))
+		}
+	}
+}
+
+// outsideAuth names the top-level sections of the configuration, other than auth, in which next differs from running.
+func outsideAuth(running, next *sidecar.Config) string {
+	sections := func(c *sidecar.Config) map[string]any {
+		out, err := c.YAML()
+		m := map[string]any{}
+		if err == nil {
+			_ = yaml.Unmarshal(out, &m)
+		}
+		return m
+	}
+	a, b := sections(running), sections(next)
+	var changed []string
+	for k := range a {
+		if k != "auth" && !reflect.DeepEqual(a[k], b[k]) {
+			changed = append(changed, k)
+		}
+	}
+	slices.Sort(changed)
+	return strings.Join(changed, ", ")
 }

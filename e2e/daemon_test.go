@@ -3,6 +3,8 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -254,5 +257,59 @@ func TestCLIPublishAndTail(t *testing.T) {
 		if !strings.Contains(string(f.Data), want[i]) && f.Event != want[i] {
 			t.Errorf("line %d = %s; want %s", i, line, want[i])
 		}
+	}
+}
+
+// TestSIGHUPReloadsTokens rewrites the configuration's tokens and sends SIGHUP: the old token is refused, the new one
+// accepted, and the daemon keeps running; a configuration with an error is refused and changes nothing.
+func TestSIGHUPReloadsTokens(t *testing.T) {
+	eh, _ := binaries(t)
+	dir := shortDir(t)
+	config := func(token string) string {
+		sum := sha256.Sum256([]byte(token))
+		return embeddedConfig(dir) + fmt.Sprintf(`auth:
+  unix_socket: token
+  tokens: [{name: worker, sha256: %q, tenants: ["*"], allow: [publish, subscribe]}]
+`, hex.EncodeToString(sum[:]))
+	}
+	side := startSidecar(t, eh, dir, config("alpha"))
+	tenant := uuid.New()
+	publishWith := func(token string) error {
+		c, err := sidecar.NewClient(side.socket, token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_, err = c.PublishEvent(t.Context(), []byte(fmt.Sprintf(`{"tenant_id":%q,"event_type":"hup.test"}`, tenant)), "")
+		return err
+	}
+	refused := func(token string) func() bool {
+		return func() bool {
+			var p *sidecar.Problem
+			return errors.As(publishWith(token), &p) && p.Status == 401
+		}
+	}
+	if err := publishWith("alpha"); err != nil {
+		t.Fatalf("the configured token: %v", err)
+	}
+	cfgPath := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(cfgPath, []byte(config("beta")+"bogus_key: 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	side.signal(syscall.SIGHUP)
+	waitFor(t, 10*time.Second, func() bool { return strings.Contains(side.output(), "was not reloaded") }, "the invalid configuration to be refused")
+	if err := publishWith("alpha"); err != nil {
+		t.Fatalf("after a refused reload the old token no longer works: %v", err)
+	}
+	if err := os.WriteFile(cfgPath, []byte(config("beta")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	side.signal(syscall.SIGHUP)
+	waitFor(t, 10*time.Second, refused("alpha"), "the old token to be refused after SIGHUP")
+	if err := publishWith("beta"); err != nil {
+		t.Fatalf("the new token after SIGHUP: %v", err)
+	}
+	if !side.ready() {
+		t.Fatal("the daemon is not ready after SIGHUP")
 	}
 }

@@ -115,9 +115,8 @@ func newAuthenticator(cfg AuthConfig) (*authenticator, error) {
 	return a, nil
 }
 
-// match returns the principal of a presented token, or nil. Every configured hash is compared, in constant time.
-func (a *authenticator) match(token string) *principal {
-	h := sha256.Sum256([]byte(token))
+// match returns the principal of a presented token's hash, or nil. Every configured hash is compared, in constant time.
+func (a *authenticator) match(h [sha256.Size]byte) *principal {
 	var found *principal
 	for i := range a.tokens {
 		if subtle.ConstantTimeCompare(h[:], a.tokens[i].hash[:]) == 1 {
@@ -132,6 +131,7 @@ type ctxKey uint8
 const (
 	ctxUnix ctxKey = iota
 	ctxPrincipal
+	ctxCredentials
 )
 
 // connContext marks the requests that came over the Unix socket.
@@ -142,36 +142,46 @@ func connContext(ctx context.Context, c net.Conn) context.Context {
 	return ctx
 }
 
-// presentedToken returns the bearer token of r: the Authorization header, else the access_token query parameter.
-func presentedToken(r *http.Request) (string, bool) {
-	if h := r.Header.Get("Authorization"); h != "" {
-		scheme, tok, ok := strings.Cut(h, " ")
-		if ok && strings.EqualFold(scheme, "Bearer") {
-			return strings.TrimSpace(tok), true
-		}
-		return "", true // present but not a bearer token: refused below
-	}
-	if tok := r.URL.Query().Get("access_token"); tok != "" {
-		return tok, true
-	}
-	return "", false
+// credentials is what a request presented, kept by an SSE stream so that it can be checked again when the tokens are
+// reloaded: whether it came over the Unix socket, and the SHA-256 of its token (never the token itself).
+type credentials struct {
+	unix, present, bearer bool
+	hash                  [sha256.Size]byte
 }
 
-// authenticate returns the principal of r, or a 401 error.
-func (a *authenticator) authenticate(r *http.Request) (*principal, error) {
+// credentialsOf reads the credentials of r.
+func credentialsOf(r *http.Request) credentials {
+	unix, _ := r.Context().Value(ctxUnix).(bool)
+	c := credentials{unix: unix}
+	if h := r.Header.Get("Authorization"); h != "" {
+		c.present = true
+		if scheme, tok, ok := strings.Cut(h, " "); ok && strings.EqualFold(scheme, "Bearer") {
+			c.bearer, c.hash = true, sha256.Sum256([]byte(strings.TrimSpace(tok)))
+		}
+		return c // present but not a bearer token: refused by check
+	}
+	if tok := r.URL.Query().Get("access_token"); tok != "" {
+		c.present, c.bearer, c.hash = true, true, sha256.Sum256([]byte(tok))
+	}
+	return c
+}
+
+// check returns the principal of the credentials, or a 401 error.
+func (a *authenticator) check(c credentials) (*principal, error) {
 	if len(a.tokens) == 0 {
 		return trusted, nil
 	}
-	if unix, _ := r.Context().Value(ctxUnix).(bool); unix && !a.socketRequires {
+	if c.unix && !a.socketRequires {
 		return trusted, nil
 	}
-	tok, present := presentedToken(r)
-	if !present {
+	if !c.present {
 		return nil, &errStatus{status: http.StatusUnauthorized,
 			detail: "a token is required: send Authorization: Bearer <token> (or ?access_token= for EventSource)"}
 	}
-	if p := a.match(tok); p != nil {
-		return p, nil
+	if c.bearer {
+		if p := a.match(c.hash); p != nil {
+			return p, nil
+		}
 	}
 	return nil, &errStatus{status: http.StatusUnauthorized, detail: "the token is not valid"}
 }
@@ -189,7 +199,8 @@ func (s *Server) withAuth(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		p, err := s.auth.authenticate(r)
+		creds := credentialsOf(r)
+		p, err := s.auth.Load().check(creds)
 		if err != nil {
 			s.metrics.rejected.WithLabelValues("unauthorized").Inc()
 			w.Header().Set("WWW-Authenticate", `Bearer realm="eventhook"`)
@@ -200,7 +211,8 @@ func (s *Server) withAuth(next http.Handler) http.Handler {
 			q.Del("access_token")
 			r.URL.RawQuery = q.Encode()
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxPrincipal, p)))
+		ctx := context.WithValue(context.WithValue(r.Context(), ctxPrincipal, p), ctxCredentials, creds)
+		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
 
@@ -214,7 +226,11 @@ func principalOf(r *http.Request) *principal {
 
 // allow returns a 403 error unless the caller of r may use tenant for what.
 func allow(r *http.Request, tenant uuid.UUID, what right) error {
-	p := principalOf(r)
+	return principalOf(r).allows(tenant, what)
+}
+
+// allows returns a 403 error unless p may use tenant for what.
+func (p *principal) allows(tenant uuid.UUID, what right) error {
 	if p.rights&what == 0 {
 		return &errStatus{status: http.StatusForbidden, detail: fmt.Sprintf("the token %q may not %s", p.name, what)}
 	}

@@ -3,11 +3,13 @@ package sidecar
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 )
@@ -202,4 +204,58 @@ func TestIsolationHostileIDs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestReloadAuth replaces the tokens of a running server: a removed token is refused at once and its open stream ends
+// by its next keep-alive; a token narrowed to fewer tenants ends only its streams of the tenants it lost; a new token
+// works; a reload with an error changes nothing.
+func TestReloadAuth(t *testing.T) {
+	a, b := uuid.New(), uuid.New()
+	cfg := testConfig(t)
+	cfg.SSE.Heartbeat = Duration(time.Second) // a stream checks its token again by its next keep-alive
+	cfg.Auth.UnixSocket = "token"
+	both := TokenConfig{Name: "both", SHA256: sha("both"), Tenants: []string{a.String(), b.String()}, Allow: []string{"publish", "subscribe"}}
+	cfg.Auth.Tokens = []TokenConfig{
+		{Name: "old", SHA256: sha("old"), Tenants: []string{"*"}, Allow: []string{"publish", "subscribe"}},
+		both,
+	}
+	h := newHarness(t, cfg, nil)
+	client := func(token string) *Client {
+		c, err := NewClient(h.socket, token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+		return c
+	}
+	q := func(tenant uuid.UUID) url.Values { return url.Values{"tenant_id": {tenant.String()}} }
+	oldStream := h.stream(t, client("old"), "/events/stream", q(a), "")
+	bothA := h.stream(t, client("both"), "/events/stream", q(a), "")
+	bothB := h.stream(t, client("both"), "/events/stream", q(b), "")
+
+	bad := []TokenConfig{{Name: "bad", SHA256: "not hex", Tenants: []string{"*"}, Allow: []string{"publish"}}}
+	if err := h.srv.ReloadAuth(AuthConfig{UnixSocket: "token", Tokens: bad}); err == nil {
+		t.Fatal("ReloadAuth with a malformed sha256 succeeded")
+	}
+	if _, err := client("old").PublishEvent(t.Context(), []byte(eventJSON(a, "still.old", "")), ""); err != nil {
+		t.Fatalf("after a failed reload the old token was refused: %v", err)
+	}
+	oldStream.nextLifecycle(t, "still.old")
+	bothA.nextLifecycle(t, "still.old")
+
+	both.Tenants = []string{a.String()} // loses tenant b
+	fresh := TokenConfig{Name: "new", SHA256: sha("new"), Tenants: []string{"*"}, Allow: []string{"publish", "subscribe"}}
+	if err := h.srv.ReloadAuth(AuthConfig{UnixSocket: "token", Tokens: []TokenConfig{both, fresh}}); err != nil {
+		t.Fatal(err)
+	}
+	var p *Problem
+	if _, err := client("old").PublishEvent(t.Context(), []byte(eventJSON(a, "x.y", "")), ""); !errors.As(err, &p) || p.Status != 401 {
+		t.Fatalf("a removed token after the reload: %v; want 401", err)
+	}
+	if _, err := client("new").PublishEvent(t.Context(), []byte(eventJSON(a, "after.reload", "")), ""); err != nil {
+		t.Fatalf("a new token after the reload: %v", err)
+	}
+	oldStream.ended(t)
+	bothB.ended(t)
+	bothA.nextLifecycle(t, "after.reload") // still allowed: stays open
 }

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -50,7 +51,8 @@ type Server struct {
 	handler       http.Handler
 	mux           *http.ServeMux
 	subs          subscriberLimits
-	auth          *authenticator
+	auth          atomic.Pointer[authenticator] // replaced by ReloadAuth
+	authGen       atomic.Uint64                 // counts ReloadAuth calls: an SSE stream checks its token again after one
 	openapiCache
 
 	streamsCtx  context.Context // cancelled when the server shuts down: every SSE stream ends
@@ -92,9 +94,11 @@ func NewServer(opts Options) (*Server, error) {
 	}
 	s := &Server{cfg: opts.Config, bus: opts.Bus, log: opts.Logger, metrics: m, registry: opts.Registry}
 	s.defaultTenant, _ = opts.Config.DefaultTenant()
-	if s.auth, err = newAuthenticator(opts.Config.Auth); err != nil {
+	a, err := newAuthenticator(opts.Config.Auth)
+	if err != nil {
 		return nil, err
 	}
+	s.auth.Store(a)
 	s.subs = newSubscriberLimits(opts.Config.SSE.MaxSubscribers, opts.Config.SSE.MaxSubscribersPerTenant)
 	s.streamsCtx, s.stopStreams = context.WithCancel(context.Background())
 	s.routes = s.buildRoutes()
@@ -252,6 +256,21 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}).ServeHTTP(w, r)
+}
+
+// ReloadAuth replaces the tokens and the socket's auth mode with those of cfg (the rest of the configuration is not
+// reloaded). Requests are checked against the new tokens at once; an open SSE stream checks the token it was opened
+// with again at its next wake-up (at the latest its next keep-alive, sse.heartbeat) and ends when that token may no
+// longer subscribe to its tenant. A token read from an environment variable is read again from the process
+// environment, which does not change after start. On error nothing changes.
+func (s *Server) ReloadAuth(cfg AuthConfig) error {
+	a, err := newAuthenticator(cfg)
+	if err != nil {
+		return err
+	}
+	s.auth.Store(a)
+	s.authGen.Add(1)
+	return nil
 }
 
 // Listen opens the TCP listener (when http.listen is set) and the Unix socket (when http.unix_socket is set). A stale

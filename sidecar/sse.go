@@ -182,6 +182,8 @@ type sseConn struct {
 	cursor Cursor
 	buf    []byte
 	woken  atomic.Bool
+	creds  credentials // what the stream was opened with, checked again after ReloadAuth
+	auth   uint64      // the Server.authGen it was last checked at
 
 	ev     Subscription[FlovynEvent]
 	st     Subscription[StreamEvent]
@@ -203,7 +205,8 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, spec streamSpe
 	}
 	// The subscriptions outlive this handler: not r.Context(), which ends when ServeHTTP returns.
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
-	c := &sseConn{s: s, spec: &spec}
+	c := &sseConn{s: s, spec: &spec, auth: s.authGen.Load()}
+	c.creds, _ = r.Context().Value(ctxCredentials).(credentials)
 	if spec.cursor != nil {
 		c.cursor = *spec.cursor
 	}
@@ -285,7 +288,7 @@ func (c *sseConn) run(cancel context.CancelFunc) {
 	var one [1]byte
 	for {
 		c.woken.Store(false)
-		if c.s.streamsCtx.Err() != nil || ended(c.ev) || ended(c.st) {
+		if c.s.streamsCtx.Err() != nil || ended(c.ev) || ended(c.st) || !c.stillAllowed() {
 			return
 		}
 		c.drain()
@@ -311,6 +314,25 @@ func (c *sseConn) run(cancel context.CancelFunc) {
 			return // the client went away
 		}
 	}
+}
+
+// stillAllowed checks the stream's credentials again when the tokens were reloaded since it last did: false when they
+// may no longer subscribe to the stream's tenant.
+func (c *sseConn) stillAllowed() bool {
+	gen := c.s.authGen.Load()
+	if gen == c.auth {
+		return true
+	}
+	c.auth = gen
+	p, err := c.s.auth.Load().check(c.creds)
+	if err == nil {
+		err = p.allows(c.spec.tenant, rightSubscribe)
+	}
+	if err != nil {
+		c.s.log.Info("SSE stream ended: its token no longer allows it", "tenant", c.spec.tenant, "reason", err)
+		return false
+	}
+	return true
 }
 
 // ended reports whether a subscription has ended (the bus closed it).
