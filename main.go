@@ -43,7 +43,7 @@ func main() {
 const usage = `eventhook: Flovyn's event sidecar (NATS JetStream).
 
 Commands:
-  serve [-config config.yaml]   run the daemon (the default)
+  serve [-config config.yaml]   run the daemon (the default); SIGTERM stops it, SIGHUP reloads auth
   publish                       publish events (eventhook publish -h)
   tail                          follow a stream (eventhook tail -h)
   bench                         benchmark a running sidecar (eventhook bench -h)
