@@ -53,6 +53,7 @@ type Server struct {
 	subs          subscriberLimits
 	auth          atomic.Pointer[authenticator] // replaced by ReloadAuth
 	authGen       atomic.Uint64                 // counts ReloadAuth calls: an SSE stream checks its token again after one
+	reloaded      atomic.Pointer[signal]        // cancelled by the next ReloadAuth: wakes the SSE streams
 	openapiCache
 
 	streamsCtx  context.Context // cancelled when the server shuts down: every SSE stream ends
@@ -99,6 +100,7 @@ func NewServer(opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.auth.Store(a)
+	s.reloaded.Store(newSignal())
 	s.subs = newSubscriberLimits(opts.Config.SSE.MaxSubscribers, opts.Config.SSE.MaxSubscribersPerTenant)
 	s.streamsCtx, s.stopStreams = context.WithCancel(context.Background())
 	s.routes = s.buildRoutes()
@@ -259,9 +261,8 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 }
 
 // ReloadAuth replaces the tokens and the socket's auth mode with those of cfg (the rest of the configuration is not
-// reloaded). Requests are checked against the new tokens at once; an open SSE stream checks the token it was opened
-// with again at its next wake-up (at the latest its next keep-alive, sse.heartbeat) and ends when that token may no
-// longer subscribe to its tenant. A token read from an environment variable is read again from the process
+// reloaded). Requests are checked against the new tokens at once, and every open SSE stream is woken to check the
+// token it was opened with again: it ends when that token may no longer subscribe to its tenant. A token read from an environment variable is read again from the process
 // environment, which does not change after start. On error nothing changes.
 func (s *Server) ReloadAuth(cfg AuthConfig) error {
 	a, err := newAuthenticator(cfg)
@@ -270,7 +271,19 @@ func (s *Server) ReloadAuth(cfg AuthConfig) error {
 	}
 	s.auth.Store(a)
 	s.authGen.Add(1)
+	s.reloaded.Swap(newSignal()).cancel()
 	return nil
+}
+
+// signal is a one-shot broadcast: its context is cancelled once.
+type signal struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+func newSignal() *signal {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &signal{ctx: ctx, cancel: cancel}
 }
 
 // Listen opens the TCP listener (when http.listen is set) and the Unix socket (when http.unix_socket is set). A stale

@@ -176,14 +176,16 @@ func (spec *streamSpec) start(has bool, p Position) Start {
 // subscription and a few hundred bytes — no net/http buffers, no second goroutine, no timer — and a client that goes
 // away is noticed at once (the read returns EOF) and freed.
 type sseConn struct {
-	s      *Server
-	spec   *streamSpec
-	conn   net.Conn
-	cursor Cursor
-	buf    []byte
-	woken  atomic.Bool
-	creds  credentials // what the stream was opened with, checked again after ReloadAuth
-	auth   uint64      // the Server.authGen it was last checked at
+	s       *Server
+	spec    *streamSpec
+	conn    net.Conn
+	cursor  Cursor
+	buf     []byte
+	woken   atomic.Bool
+	creds   credentials // what the stream was opened with, checked again after ReloadAuth
+	auth    uint64      // the Server.authGen it was last checked at
+	wake    func()      // interrupts the wait of run
+	unwatch func() bool // stops the wake-up at the next ReloadAuth
 
 	ev     Subscription[FlovynEvent]
 	st     Subscription[StreamEvent]
@@ -205,7 +207,7 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, spec streamSpe
 	}
 	// The subscriptions outlive this handler: not r.Context(), which ends when ServeHTTP returns.
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
-	c := &sseConn{s: s, spec: &spec, auth: s.authGen.Load()}
+	c := &sseConn{s: s, spec: &spec}
 	c.creds, _ = r.Context().Value(ctxCredentials).(credentials)
 	if spec.cursor != nil {
 		c.cursor = *spec.cursor
@@ -283,6 +285,9 @@ func (c *sseConn) run(cancel context.CancelFunc) {
 	}
 	stopShutdown := context.AfterFunc(c.s.streamsCtx, wake)
 	defer stopShutdown()
+	c.wake = wake
+	c.watchReload()
+	defer func() { c.unwatch() }()
 	heartbeat := c.s.cfg.SSE.Heartbeat.D()
 	next := time.Now().Add(heartbeat)
 	var one [1]byte
@@ -319,11 +324,10 @@ func (c *sseConn) run(cancel context.CancelFunc) {
 // stillAllowed checks the stream's credentials again when the tokens were reloaded since it last did: false when they
 // may no longer subscribe to the stream's tenant.
 func (c *sseConn) stillAllowed() bool {
-	gen := c.s.authGen.Load()
-	if gen == c.auth {
+	if c.s.authGen.Load() == c.auth {
 		return true
 	}
-	c.auth = gen
+	c.watchReload()
 	p, err := c.s.auth.Load().check(c.creds)
 	if err == nil {
 		err = p.allows(c.spec.tenant, rightSubscribe)
@@ -333,6 +337,23 @@ func (c *sseConn) stillAllowed() bool {
 		return false
 	}
 	return true
+}
+
+// watchReload arranges for the next ReloadAuth to wake the stream, and notes the reloads already seen. ReloadAuth
+// counts before it replaces the signal: when the signal watched is still the current one after the count is read,
+// any later reload cancels it.
+func (c *sseConn) watchReload() {
+	for {
+		if c.unwatch != nil {
+			c.unwatch()
+		}
+		sig := c.s.reloaded.Load()
+		c.unwatch = context.AfterFunc(sig.ctx, c.wake)
+		c.auth = c.s.authGen.Load()
+		if c.s.reloaded.Load() == sig {
+			return
+		}
+	}
 }
 
 // ended reports whether a subscription has ended (the bus closed it).
