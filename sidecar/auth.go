@@ -130,9 +130,14 @@ type ctxKey uint8
 
 const (
 	ctxUnix ctxKey = iota
-	ctxPrincipal
-	ctxCredentials
+	ctxCaller
 )
+
+// caller is what withAuth keeps in a request's context: who the caller is, and what it presented.
+type caller struct {
+	p     *principal
+	creds credentials
+}
 
 // connContext marks the requests that came over the Unix socket.
 func connContext(ctx context.Context, c net.Conn) context.Context {
@@ -159,6 +164,9 @@ func credentialsOf(r *http.Request) credentials {
 			c.bearer, c.hash = true, sha256.Sum256([]byte(strings.TrimSpace(tok)))
 		}
 		return c // present but not a bearer token: refused by check
+	}
+	if r.URL.RawQuery == "" {
+		return c // the common publish: no query to parse
 	}
 	if tok := r.URL.Query().Get("access_token"); tok != "" {
 		c.present, c.bearer, c.hash = true, true, sha256.Sum256([]byte(tok))
@@ -207,19 +215,20 @@ func (s *Server) withAuth(next http.Handler) http.Handler {
 			s.writeError(w, r, err)
 			return
 		}
-		if q := r.URL.Query(); q.Has("access_token") {
-			q.Del("access_token")
-			r.URL.RawQuery = q.Encode()
+		if r.URL.RawQuery != "" { // (a key may be percent-encoded: only the parsed query tells)
+			if q := r.URL.Query(); q.Has("access_token") {
+				q.Del("access_token")
+				r.URL.RawQuery = q.Encode()
+			}
 		}
-		ctx := context.WithValue(context.WithValue(r.Context(), ctxPrincipal, p), ctxCredentials, creds)
-		next.ServeHTTP(w, r.WithContext(ctx))
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxCaller, &caller{p: p, creds: creds})))
 	})
 }
 
 // principalOf returns the principal withAuth found for r.
 func principalOf(r *http.Request) *principal {
-	if p, ok := r.Context().Value(ctxPrincipal).(*principal); ok {
-		return p
+	if c, ok := r.Context().Value(ctxCaller).(*caller); ok {
+		return c.p
 	}
 	return trusted // handlers called without withAuth, in tests
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -257,4 +258,27 @@ func TestReloadAuth(t *testing.T) {
 	oldStream.ended(t)
 	bothB.ended(t)
 	bothA.nextLifecycle(t, "after.reload") // still allowed: stays open
+}
+
+// TestAccessTokenLeftOutOfURL: the handlers (and so any log of the URL) never see an access_token query parameter,
+// whether it authenticated the request, a header did, or its key was percent-encoded.
+func TestAccessTokenLeftOutOfURL(t *testing.T) {
+	h, _, _ := authHarness(t, "trusted")
+	var seen string
+	handler := h.srv.withAuth(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) { seen = r.URL.RawQuery }))
+	for _, tt := range []struct{ query, header string }{
+		{"access_token=token-a&tenant_id=x", ""},
+		{"access%5Ftoken=token-a&tenant_id=x", ""},
+		{"tenant_id=x&access_token=token-a", "Bearer reader"},
+	} {
+		seen = "(not called)"
+		req := httptest.NewRequest(http.MethodGet, "/events/stream?"+tt.query, nil)
+		if tt.header != "" {
+			req.Header.Set("Authorization", tt.header)
+		}
+		handler.ServeHTTP(httptest.NewRecorder(), req)
+		if seen != "tenant_id=x" {
+			t.Errorf("%q (Authorization %q): the handler saw the query %q; want tenant_id=x", tt.query, tt.header, seen)
+		}
+	}
 }

@@ -208,7 +208,9 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, spec streamSpe
 	// The subscriptions outlive this handler: not r.Context(), which ends when ServeHTTP returns.
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 	c := &sseConn{s: s, spec: &spec}
-	c.creds, _ = r.Context().Value(ctxCredentials).(credentials)
+	if cl, ok := r.Context().Value(ctxCaller).(*caller); ok {
+		c.creds = cl.creds
+	}
 	if spec.cursor != nil {
 		c.cursor = *spec.cursor
 	}
