@@ -298,7 +298,9 @@ func (c *sseConn) run(cancel context.CancelFunc) {
 		if c.s.streamsCtx.Err() != nil || ended(c.ev) || ended(c.st) || !c.stillAllowed() {
 			return
 		}
-		c.drain()
+		if c.drain() != nil {
+			return // a write failed or timed out: the client has a cut frame, and must resume from its last whole one
+		}
 		if now := time.Now(); !now.Before(next) {
 			c.buf = append(c.buf, ": keep-alive\n\n"...)
 			next = now.Add(heartbeat)
@@ -372,8 +374,8 @@ func ended[T any](s Subscription[T]) bool {
 }
 
 // drain encodes every pending delivery of both feeds into the buffer, oldest arrival first, writing out when the buffer
-// is large.
-func (c *sseConn) drain() {
+// is large. It returns the error of a write that failed; the connection must then end (see flush).
+func (c *sseConn) drain() error {
 	c.grab()
 	for {
 		if c.nextEv == nil && c.ev != nil {
@@ -389,7 +391,7 @@ func (c *sseConn) drain() {
 		// While one feed is still replaying from the store, it may yet yield something older than the other's next
 		// item: hold the other until it has an item or has joined the live feed (it wakes us either way).
 		if (c.nextEv != nil && c.nextSt == nil && !settled(c.st)) || (c.nextSt != nil && c.nextEv == nil && !settled(c.ev)) {
-			return
+			return nil
 		}
 		switch {
 		case c.nextEv != nil && (c.nextSt == nil || c.nextEv.Arrival <= c.nextSt.Arrival):
@@ -399,11 +401,11 @@ func (c *sseConn) drain() {
 			c.writeStream(c.nextSt)
 			c.nextSt = nil
 		default:
-			return
+			return nil
 		}
 		if len(c.buf) >= maxFrameBatch {
-			if c.flush() != nil {
-				return // run's next read sees the broken connection
+			if err := c.flush(); err != nil {
+				return err
 			}
 			c.grab()
 		}
@@ -536,6 +538,11 @@ var frameBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 2*maxFrameBa
 
 // flush writes the buffer to the client within sse.write_timeout, and gives the buffer back to the pool. A client
 // that cannot take it is dropped, so a stalled reader never holds more than its bounded queue.
+//
+// An error ends the connection, whatever it is. A write that times out may have sent part of the buffer, cutting a frame
+// in the middle, and the cursor has already moved past every frame of the buffer: writing anything more on that
+// connection would splice later frames onto the cut one and leave a hole that Last-Event-ID cannot mend. Closed, the
+// client discards the unfinished frame (as the SSE standard says) and resumes after the last whole one it got.
 func (c *sseConn) flush() error {
 	_ = c.conn.SetWriteDeadline(time.Now().Add(c.s.cfg.SSE.WriteTimeout.D()))
 	_, err := c.conn.Write(c.buf)
