@@ -99,10 +99,11 @@ func (s *StreamEvent) Legacy() *StateEventPayload {
 var legacyNamespace = uuid.MustParse("7a1c9e52-6f0b-4d3e-9c8a-1b2f3e4d5c6a")
 
 // LegacyToEvent converts the legacy lifecycle event p, carried by the stream event s, into a FlovynEvent of s's tenant:
-// type from the name table, ids from s (which must be UUIDs), data = the snapshot unchanged, and a deterministic id (a
-// UUIDv5 of the workflow id, task id, sequence and name) so that a retried publish is deduplicated. It returns the event,
-// whether the name was known, and a *ValidationError wrapping ErrInvalidEvent when an id is not a UUID or the name gives
-// no valid event type. The event is not stamped.
+// type from the name table, ids from s (which must be UUIDs), data = the snapshot unchanged, and a deterministic id
+// derived from the whole stream event (see legacyID), so that a retried publish is deduplicated and two distinct events
+// are never taken for one. s must be as it was sent: its timestamp not yet stamped. It returns the event, whether the
+// name was known, and a *ValidationError wrapping ErrInvalidEvent when an id is not a UUID or the name gives no valid
+// event type. The event is not stamped.
 func LegacyToEvent(s *StreamEvent, p *StateEventPayload) (*FlovynEvent, bool, error) {
 	eventType, known := LegacyEventType(p.Event)
 	e := &FlovynEvent{
@@ -133,7 +134,29 @@ func LegacyToEvent(s *StreamEvent, p *StateEventPayload) (*FlovynEvent, bool, er
 	if err := v.orNil(); err != nil {
 		return nil, known, err
 	}
-	e.ID = uuid.NewSHA1(legacyNamespace,
-		[]byte(s.WorkflowExecutionID+"/"+s.TaskExecutionID+"/"+strconv.Itoa(int(s.Sequence))+"/"+p.Event))
+	e.ID = legacyID(s)
 	return e, known, nil
+}
+
+// legacyID is the id of the lifecycle event a legacy stream event becomes: a UUIDv5 of everything the stream event
+// holds — tenant, workflow and task ids, sequence, type, timestampMs and the payload's bytes (which carry the name, the
+// snapshot and the payload's own time). Flovyn keeps none of (workflow, task, sequence, name) unique: its server sends
+// sequence 0 and the same name again every time a workflow suspends and resumes. So only a byte-for-byte retry gets the
+// same id (and is deduplicated), and two distinct events never share one.
+func legacyID(s *StreamEvent) uuid.UUID {
+	b := make([]byte, 0, 128+len(s.Payload))
+	b = append(b, s.TenantID.String()...)
+	b = append(b, '/')
+	b = append(b, s.WorkflowExecutionID...)
+	b = append(b, '/')
+	b = append(b, s.TaskExecutionID...)
+	b = append(b, '/')
+	b = strconv.AppendInt(b, int64(s.Sequence), 10)
+	b = append(b, '/')
+	b = append(b, s.Type...)
+	b = append(b, '/')
+	b = strconv.AppendInt(b, s.TimestampMs, 10)
+	b = append(b, '/')
+	b = append(b, s.Payload...)
+	return uuid.NewSHA1(legacyNamespace, b)
 }

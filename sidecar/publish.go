@@ -538,14 +538,14 @@ func (s *Server) prepareStream(raw []byte, tenant uuid.UUID) (streamEntry, error
 		return streamEntry{}, err
 	}
 	se.TenantID = tenant
-	if se.TimestampMs == 0 {
-		se.TimestampMs = time.Now().UnixMilli()
-	}
 	p := se.Legacy()
 	if p == nil {
+		if se.TimestampMs == 0 {
+			se.TimestampMs = time.Now().UnixMilli()
+		}
 		return streamEntry{stream: se}, nil
 	}
-	e, known, err := LegacyToEvent(se, p)
+	e, known, err := LegacyToEvent(se, p) // before any stamping: a retry of the same bytes gets the same id
 	if err != nil {
 		return streamEntry{}, err
 	}
