@@ -267,8 +267,13 @@ type EventsConfig struct {
 
 // StreamsConfig holds the settings of generic streams.
 type StreamsConfig struct {
-	// AcceptUntenanted accepts stream events without a tenant (default false).
+	// AcceptUntenanted delivers a stream event that arrives on NATS without a tenant, and whose workflow's tenant is
+	// not known, to every subscriber of its workflow id, whatever its tenant (default false). Only for a cluster where
+	// every producer is trusted.
 	AcceptUntenanted bool `yaml:"accept_untenanted"`
+	// UntenantedTenantID is the tenant of a stream event that arrives on NATS without a tenant and whose workflow's
+	// tenant is not known (a single-tenant deployment); empty (the default) for none.
+	UntenantedTenantID string `yaml:"untenanted_tenant_id"`
 }
 
 // SSEConfig holds the settings of Server-Sent Events subscriptions.
@@ -514,6 +519,16 @@ func (c *Config) DefaultTenant() (uuid.UUID, bool) {
 	return id, true
 }
 
+// UntenantedTenant returns streams.untenanted_tenant_id parsed, or uuid.Nil when it is empty (or does not parse,
+// which Validate rejects).
+func (c *Config) UntenantedTenant() uuid.UUID {
+	id, err := uuid.Parse(c.Streams.UntenantedTenantID)
+	if err != nil {
+		return uuid.Nil
+	}
+	return id
+}
+
 // LoadConfig reads the file at path and parses it with ParseConfig. A read error is returned wrapped (it names the
 // path); configuration problems are *ConfigError values (ErrInvalidConfig) whose File is path.
 func LoadConfig(path string) (*Config, error) {
@@ -732,6 +747,11 @@ func (c *Config) validate() []*ConfigError {
 		if id, err := uuid.Parse(e.DefaultTenantID); err != nil || id == uuid.Nil {
 			p.add("events.default_tenant_id", "%q is not a tenant ID; write a non-nil UUID, or leave it empty to "+
 				"require a tenant on every event", e.DefaultTenantID)
+		}
+	}
+	if id := c.Streams.UntenantedTenantID; id != "" {
+		if u, err := uuid.Parse(id); err != nil || u == uuid.Nil || len(id) != 36 {
+			p.add("streams.untenanted_tenant_id", "%q is not a tenant ID; write a non-nil UUID, or leave it empty", id)
 		}
 	}
 	if msg := cfgCheckPrintable(e.DefaultSource, MaxSourceBytes); msg != "" {

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -61,6 +62,9 @@ type JetStreamBus struct {
 	indexerStop jetstream.ConsumeContext
 
 	stats busStats
+
+	owners     ownerTable // the tenants of stream keys, read from the index (jsowner.go)
+	untenanted uuid.UUID  // streams.untenanted_tenant_id
 
 	ctx    context.Context // cancelled by Close: ends replay workers
 	cancel context.CancelFunc
@@ -146,7 +150,8 @@ func newJetStreamBus(ctx context.Context, cfg *Config, opts JetStreamOptions, lo
 	}
 	arrival := new(atomic.Uint64)
 
-	b := &JetStreamBus{cfg: cfg, opts: opts, log: log, conn: conn, js: js, index: idx, feeds: map[string]*jsFeed{}}
+	b := &JetStreamBus{cfg: cfg, opts: opts, log: log, conn: conn, js: js, index: idx, feeds: map[string]*jsFeed{},
+		untenanted: cfg.UntenantedTenant()}
 	b.events = &jsKind[FlovynEvent]{stream: evs, name: cfg.JetStream.EventsStream, epoch: streamEpoch(evs)}
 	// A subscriber may have 4 × the ring pending before it is overtaken: its queue holds 48-byte references to shared entries,
 	// and an overtaken subscriber is re-fed from the store through a consumer of its own, which under a burst to many

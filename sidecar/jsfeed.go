@@ -4,11 +4,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/flovyn/eventhook/subjects"
@@ -41,6 +41,16 @@ type jsFeed struct {
 	head      uint64                            // last stream sequence handled
 	topic     *topic[FlovynEvent]               // event feeds: the topic it feeds
 	tenants   map[uuid.UUID]*topic[StreamEvent] // stream feeds: the topic of each tenant with subscribers
+
+	// Stream feeds: the owner of the key, for events without a tenant (jsowner.go). Guarded by mu.
+	owner      uuid.UUID                         // uuid.Nil until known
+	looked     bool                              // the index was asked
+	unresolved bool                              // an event without a tenant waits for the owner
+	watching   bool                              // watchOwner runs
+	subs       map[*jsSub[StreamEvent]]uuid.UUID // the feed's subscriptions, with their tenant
+
+	ctx    context.Context // cancelled when the feed stops: ends watchOwner
+	cancel context.CancelFunc
 }
 
 // acquireEventFeed returns the running feed of tenant's lifecycle events, starting it when needed; the caller releases it.
@@ -51,7 +61,9 @@ func (b *JetStreamBus) acquireEventFeed(ctx context.Context, tenant uuid.UUID) (
 
 // acquireStreamFeed returns the running feed of the generic stream key with a topic for tenant.
 func (b *JetStreamBus) acquireStreamFeed(ctx context.Context, tenant uuid.UUID, key string) (*jsFeed, error) {
-	f, err := b.acquireFeed(ctx, subjects.StreamsPrefix+key, func(f *jsFeed) { f.key, f.tenants = key, map[uuid.UUID]*topic[StreamEvent]{} })
+	f, err := b.acquireFeed(ctx, subjects.StreamsPrefix+key, func(f *jsFeed) {
+		f.key, f.tenants, f.subs = key, map[uuid.UUID]*topic[StreamEvent]{}, map[*jsSub[StreamEvent]]uuid.UUID{}
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -90,12 +102,14 @@ func (b *JetStreamBus) acquireFeed(ctx context.Context, subject string, init fun
 		return f, nil
 	}
 	f = &jsFeed{b: b, subject: subject, ready: make(chan struct{}), refs: 1}
+	f.ctx, f.cancel = context.WithCancel(b.ctx)
 	init(f)
 	b.feeds[subject] = f
 	b.mu.Unlock()
 	f.err = f.start(ctx)
 	close(f.ready)
 	if f.err != nil {
+		f.cancel()
 		b.mu.Lock()
 		if b.feeds[subject] == f {
 			delete(b.feeds, subject)
@@ -246,63 +260,55 @@ func (f *jsFeed) handleStream(msg jetstream.Msg) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.head = md.Sequence.Stream
-	s, tenants, ok := f.b.decodeStreamMsg(msg, f.key)
-	if !ok {
+	s, err := DecodeStreamEvent(msg.Data())
+	if err != nil || s.Key() != f.key {
+		f.b.stats.invalid.Add(1)
 		return
 	}
+	var buf [1]uuid.UUID
+	tenants := buf[:0]
+	switch t, has, valid := headerTenant(msg.Headers()); {
+	case has && !valid:
+		f.b.stats.invalid.Add(1)
+		return
+	case has:
+		tenants = append(tenants, t)
+	default:
+		tenants = f.untenantedTenants(tenants)
+	}
+	var legacy *StateEventPayload
+	parsed := false
 	all := [1]indexKey{}
 	for _, t := range tenants {
 		if f.tenants[t] == nil {
 			continue // no subscriber of this tenant on this stream
 		}
-		v := s
-		if len(tenants) > 1 {
-			c := *s
-			c.TenantID = t
-			v = &c
+		if !parsed {
+			legacy, parsed = s.Legacy(), true
+		}
+		v, ok := s.forTenant(t, legacy, f.b.cfg.Events.DefaultSource, md.Timestamp)
+		if !ok {
+			f.b.stats.invalid.Add(1)
+			return
 		}
 		f.b.stream.hub.publish(topicKey{tenant: t, stream: f.key}, v, md.Sequence.Stream, uint64(md.Timestamp.UnixNano()), all[:], uuid.Nil, time.Now())
 	}
 }
 
-// decodeStreamMsg reads a generic stream event received from NATS, with the tenants it goes to: the one of its
-// Flovyn-Tenant-Id header; without the header, none (dropped and counted) unless streams.accept_untenanted gives it to
-// every tenant with subscribers of the stream. The caller holds f.mu when it passes a feed's tenants.
-func (b *JetStreamBus) decodeStreamMsg(msg jetstream.Msg, key string) (*StreamEvent, []uuid.UUID, bool) {
-	s, err := DecodeStreamEvent(msg.Data())
-	if err != nil || s.Key() != key {
-		b.stats.invalid.Add(1)
-		return nil, nil, false
+// decodeStored reads a stored stream event of the feed's key for a replay to tenant: nil, false when it is not
+// tenant's (see owners.go) or not valid.
+func (f *jsFeed) decodeStored(tenant uuid.UUID, h nats.Header, data []byte, ts time.Time) (*StreamEvent, bool) {
+	v, err := DecodeStreamEvent(data)
+	if err != nil || v.Key() != f.key {
+		return nil, false
 	}
-	h := msg.Headers().Get(TenantHeader)
-	if h == "" {
-		b.stats.untenanted.Add(1)
-		if !b.cfg.Streams.AcceptUntenanted {
-			return nil, nil, false
-		}
-		f := b.feedOf(subjects.StreamsPrefix + key)
-		if f == nil {
-			return nil, nil, false
-		}
-		var ts []uuid.UUID
-		for t := range f.tenants {
-			ts = append(ts, t)
-		}
-		return s, ts, len(ts) > 0
+	switch t, has, valid := headerTenant(h); {
+	case has && (!valid || t != tenant):
+		return nil, false
+	case !has && !f.untenantedFor(tenant):
+		return nil, false
 	}
-	t, err := uuid.Parse(strings.TrimSpace(h))
-	if err != nil || t == uuid.Nil {
-		b.stats.invalid.Add(1)
-		return nil, nil, false
-	}
-	s.TenantID = t
-	return s, []uuid.UUID{t}, true
-}
-
-func (b *JetStreamBus) feedOf(subject string) *jsFeed {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.feeds[subject]
+	return v.forTenant(tenant, v.Legacy(), f.b.cfg.Events.DefaultSource, ts)
 }
 
 // releaseFeed drops a reference; the last one stops the feed after FeedLinger.
@@ -335,6 +341,7 @@ func (b *JetStreamBus) releaseFeed(f *jsFeed) {
 // message.
 func (f *jsFeed) stop() {
 	<-f.ready
+	f.cancel()
 	if f.cc != nil {
 		f.cc.Stop()
 		select {

@@ -40,6 +40,7 @@ type jsSub[T any] struct {
 	cancel  context.CancelFunc
 	stopCtx func() bool
 	stopBus func() bool
+	onClose func() // when set, runs once the subscription is closed
 
 	mu       sync.Mutex
 	prefix   []entry[T]
@@ -48,8 +49,12 @@ type jsSub[T any] struct {
 	examined uint64 // every sequence up to here is delivered, in prefix, or does not match
 	gap      *Gap
 	drained  chan struct{} // signalled when the prefix empties: the replay worker reads on
+	restart  bool          // set by refeed while a replay runs: it starts over after the last delivery
 	closed   bool
 }
+
+// errRefeed ends a replay pass that refeed made obsolete: the worker starts another after the last delivery.
+var errRefeed = errors.New("sidecar: replay starts over")
 
 var _ Subscription[FlovynEvent] = (*jsSub[FlovynEvent])(nil)
 
@@ -77,6 +82,9 @@ func (s *jsSub[T]) begin(ctx context.Context, from Start) {
 			s.gap = &Gap{Reason: GapReset, Missed: -1} // another stream (or backend) numbered this cursor
 		} else {
 			after = from.after.Seq
+			s.mu.Lock()
+			s.last = after // where a refeed starts over
+			s.mu.Unlock()
 			if s.attach(after, nil, attachCovered) {
 				return
 			}
@@ -98,9 +106,17 @@ func (s *jsSub[T]) attach(after uint64, stored []entry[T], mode attachMode) bool
 		sub.Close()
 		return true
 	}
+	if s.restart { // refeed came while the replay ran: the worker reads again, and sees restart at its next push
+		s.mu.Unlock()
+		sub.Close()
+		return false
+	}
 	s.prefix = append(s.prefix, merged...)
 	s.live = sub
 	s.examined = max(s.examined, at)
+	if mode == attachLive {
+		s.last = max(s.last, at) // where a refeed starts over
+	}
 	s.mu.Unlock()
 	s.wake()
 	return true
@@ -139,6 +155,10 @@ func (s *jsSub[T]) run(after uint64, checkExpiry bool) {
 		s.mu.Lock()
 		after, checkExpiry = s.examined, false // what was read stays read
 		s.mu.Unlock()
+		if errors.Is(err, errRefeed) {
+			attempt = -1
+			continue
+		}
 		select {
 		case <-time.After(min(time.Duration(attempt+1)*250*time.Millisecond, 2*time.Second)):
 		case <-s.ctx.Done():
@@ -199,8 +219,8 @@ func (s *jsSub[T]) replayScan(after uint64) error {
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
 			return err
 		}
-		if !s.push(entries, q) {
-			return nil
+		if ok, err := s.push(entries, q); !ok {
+			return err
 		}
 		mode := attachCovered
 		if n == 0 || pending == 0 {
@@ -220,12 +240,18 @@ func (s *jsSub[T]) replayScan(after uint64) error {
 }
 
 // push hands replayed entries to the reader and waits until it has taken most of them (bounding memory). It returns
-// false when the subscription is closed.
-func (s *jsSub[T]) push(entries []entry[T], examined uint64) bool {
+// false when the pass must end: with nil when the subscription is closed, with errRefeed when refeed made the pass
+// obsolete.
+func (s *jsSub[T]) push(entries []entry[T], examined uint64) (bool, error) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return false
+		return false, nil
+	}
+	if s.restart {
+		s.restart = false
+		s.mu.Unlock()
+		return false, errRefeed
 	}
 	s.prefix = append(s.prefix, entries...)
 	s.examined = max(s.examined, examined)
@@ -238,13 +264,37 @@ func (s *jsSub[T]) push(entries []entry[T], examined uint64) bool {
 		select {
 		case <-s.drained:
 		case <-s.ctx.Done():
-			return false
+			return false, nil
 		}
 		s.mu.Lock()
 		full = len(s.prefix) >= replayBatch && !s.closed
 		s.mu.Unlock()
 	}
-	return true
+	return true, nil
+}
+
+// refeed makes the subscription read the stream again after its last delivery, dropping what it has not delivered
+// yet: what it may deliver has changed (the owner of its key became known, see jsFeed.resolve). A subscription on the
+// live feed leaves it for a new replay; a replay under way starts over.
+func (s *jsSub[T]) refeed() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.prefix, s.examined = nil, s.last
+	select {
+	case s.drained <- struct{}{}: // a push waiting for room
+	default:
+	}
+	if s.live == nil {
+		s.restart = true
+		return
+	}
+	live := s.live
+	s.live = nil
+	go live.Close() // not under s.mu: Close takes the topic's lock
+	s.startWorker(s.last, false)
 }
 
 // replayIndex reads the per-workflow (or per-task) index up to the indexer's ack floor, fetches those events by
@@ -304,8 +354,8 @@ func (s *jsSub[T]) replayIndex(after uint64) error {
 			entries = append(entries, s.kind.hub.entry(seq, uint64(raw.Time.UnixNano()), v))
 		}
 	}
-	if !s.push(entries, floor) {
-		return nil
+	if ok, err := s.push(entries, floor); !ok {
+		return err
 	}
 	return s.replayScan(floor)
 }
@@ -388,6 +438,9 @@ func (s *jsSub[T]) Close() error {
 		s.stopCtx()
 	}
 	s.stopBus()
+	if s.onClose != nil {
+		s.onClose()
+	}
 	s.b.releaseFeed(s.feed)
 	close(s.done)
 	s.wake()
@@ -432,21 +485,19 @@ func (b *JetStreamBus) SubscribeStream(ctx context.Context, tenant uuid.UUID, ke
 	}
 	s := newJSSub(b, b.stream, feed, topicKey{tenant: tenant, stream: key}, indexKey{}, nil)
 	s.scan = subjects.StreamsPrefix + key
-	s.decode = func(subject string, h nats.Header, data []byte, _ *jetstream.MsgMetadata) (*StreamEvent, bool) {
-		v, err := DecodeStreamEvent(data)
-		if err != nil || v.Key() != key {
-			return nil, false
-		}
-		t, err := uuid.Parse(h.Get(TenantHeader))
-		switch {
-		case err == nil && t == tenant:
-		case h.Get(TenantHeader) == "" && b.cfg.Streams.AcceptUntenanted:
-		default:
-			return nil, false
-		}
-		v.TenantID = tenant
-		return v, true
+	s.decode = func(_ string, h nats.Header, data []byte, md *jetstream.MsgMetadata) (*StreamEvent, bool) {
+		return feed.decodeStored(tenant, h, data, md.Timestamp)
 	}
+	s.onClose = func() {
+		feed.mu.Lock()
+		delete(feed.subs, s)
+		feed.mu.Unlock()
+	}
+	// Under the feed's lock, so that an owner found meanwhile (jsFeed.resolve) refeeds s only once s has attached or
+	// its replay runs.
+	feed.mu.Lock()
+	defer feed.mu.Unlock()
+	feed.subs[s] = tenant
 	s.begin(ctx, from)
 	return s, nil
 }

@@ -91,7 +91,11 @@ func NewMemoryBus(opts MemoryOptions) *MemoryBus {
 func eventSize(e *FlovynEvent) int { return 512 + 2*(len(e.Data)+len(e.EventType)+len(e.Source)) }
 
 func streamSize(s *StreamEvent) int {
-	return 160 + len(s.Payload) + len(s.WorkflowExecutionID) + len(s.TaskExecutionID)
+	n := 160 + len(s.Payload) + len(s.WorkflowExecutionID) + len(s.TaskExecutionID)
+	if s.lifecycle != nil {
+		n += eventSize(s.lifecycle)
+	}
+	return n
 }
 
 // bootEpoch returns a random non-zero epoch, so that positions of different processes never compare equal.

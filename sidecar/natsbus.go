@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +20,13 @@ import (
 // tenant (and per workflow stream) with subscribers, into the same hub; sequences are this process's, so a cursor resumes
 // within the hub's ring only, and a cursor of an earlier process, or from before a NATS outage, gets a reset gap. Event
 // ids are deduplicated for this sidecar's own publishes only.
+//
+// A stream event without a tenant goes to the owner of its key (see owners.go): with core NATS, nothing is stored, so
+// the owner is the first tenant this process saw name the key in a lifecycle event: its own publishes, and, from its
+// first stream subscriber on, every lifecycle event on flovyn.events.> (so a sidecar with stream subscribers receives
+// the lifecycle events of the whole cluster).
+// A stream event whose owner is not known yet waits in a queue of its key (memory.stream_buffer events at most) until
+// a lifecycle event names it. The owners live in the process: a restart, or another sidecar, learns them anew.
 type NATSBus struct {
 	cfg     *Config
 	log     *slog.Logger
@@ -29,7 +37,12 @@ type NATSBus struct {
 	stats   busStats
 	epochs  atomic.Uint64 // the last epoch handed out
 
+	owners     ownerTable // the tenants of stream keys, as this process has seen them named
+	untenanted uuid.UUID  // streams.untenanted_tenant_id
+
 	mu      sync.Mutex
+	claims  *nats.Subscription        // every lifecycle event, for owners; from the first untenanted stream event on
+	waiting map[string][]*StreamEvent // stream events without a tenant whose owner is not known yet, by key
 	feeds   map[string]*coreFeed
 	dedup   map[uuid.UUID]*dedupTable // per tenant: this sidecar's own publishes
 	pubSeq  map[uuid.UUID]uint64      // per tenant: sequence numbers of this sidecar's publishes
@@ -55,8 +68,9 @@ type coreFeed struct {
 // NewNATSBus connects to NATS (starting the embedded server when configured) and returns the bus. linger keeps a feed
 // open after its last subscriber leaves (negative: close at once).
 func NewNATSBus(ctx context.Context, cfg *Config, linger time.Duration, log *slog.Logger) (*NATSBus, error) {
-	b := &NATSBus{cfg: cfg, log: log, linger: linger, feeds: map[string]*coreFeed{},
-		dedup: map[uuid.UUID]*dedupTable{}, pubSeq: map[uuid.UUID]uint64{}, dedupWn: cfg.JetStream.DuplicateWindow.D()}
+	b := &NATSBus{cfg: cfg, log: log, linger: linger, feeds: map[string]*coreFeed{}, waiting: map[string][]*StreamEvent{},
+		untenanted: cfg.UntenantedTenant(),
+		dedup:      map[uuid.UUID]*dedupTable{}, pubSeq: map[uuid.UUID]uint64{}, dedupWn: cfg.JetStream.DuplicateWindow.D()}
 	b.epochs.Store(bootEpoch())
 	conn, err := connectNATS(ctx, cfg.NATS, "eventhook", log)
 	if err != nil {
@@ -172,6 +186,7 @@ func (b *NATSBus) PublishEvent(ctx context.Context, e *FlovynEvent) (PublishResu
 		b.mu.Unlock()
 		return PublishResult{}, err
 	}
+	b.learn(e)
 	return PublishResult{Sequence: seq}, nil
 }
 
@@ -212,6 +227,9 @@ func (b *NATSBus) acquire(subject string, key topicKey, handler nats.MsgHandler)
 		sub.SetPendingLimits(64<<10, 64<<20)
 		f = &coreFeed{sub: sub, topics: map[topicKey]bool{}}
 		b.feeds[subject] = f
+		if key.stream != "" {
+			b.watchClaims() // its stream events may come without a tenant: learn the owners from now on
+		}
 	}
 	if !f.topics[key] {
 		f.topics[key] = true
@@ -239,6 +257,9 @@ func (b *NATSBus) release(subject string, f *coreFeed) {
 	}
 	stop := func() {
 		_ = f.sub.Unsubscribe()
+		if key, ok := strings.CutPrefix(subject, subjects.StreamsPrefix); ok {
+			delete(b.waiting, key) // no subscriber left to deliver them to; under b.mu
+		}
 		for k := range f.topics {
 			if k.stream == "" {
 				b.events.removeTopic(k, nil)
@@ -290,6 +311,7 @@ func (b *NATSBus) SubscribeEvents(ctx context.Context, p EventPattern, from Star
 			b.stats.invalid.Add(1)
 			return
 		}
+		b.learn(e)
 		var buf [3]indexKey
 		b.events.publish(key, e, 0, 0, eventIndex(e, &buf), uuid.Nil, time.Now())
 	})
@@ -332,40 +354,115 @@ func (b *NATSBus) SubscribeStream(ctx context.Context, tenant uuid.UUID, key str
 	return cs, nil
 }
 
-// onStream hands a stream event to the topic of its tenant (from the Flovyn-Tenant-Id header), or, without the header
-// and with streams.accept_untenanted, to every tenant subscribed to the stream.
+// onStream hands a stream event to the topic of its tenant: the one of its Flovyn-Tenant-Id header, else the owner of
+// its key, else the configured fallbacks; else it waits for its owner (see NATSBus).
 func (b *NATSBus) onStream(subject, key string, m *nats.Msg) {
 	s, err := DecodeStreamEvent(m.Data)
 	if err != nil || s.Key() != key {
 		b.stats.invalid.Add(1)
 		return
 	}
-	var tenants []uuid.UUID
-	if h := m.Header.Get(TenantHeader); h != "" {
-		t, err := uuid.Parse(h)
-		if err != nil {
-			b.stats.invalid.Add(1)
-			return
-		}
-		tenants = []uuid.UUID{t}
-	} else {
-		b.stats.untenanted.Add(1)
-		if !b.cfg.Streams.AcceptUntenanted {
-			return
-		}
-		b.mu.Lock()
+	switch t, has, valid := headerTenant(m.Header); {
+	case has && !valid:
+		b.stats.invalid.Add(1)
+	case has:
+		b.deliverStream(key, s, []uuid.UUID{t}, time.Now())
+	default:
+		b.onUntenanted(subject, key, s)
+	}
+}
+
+// onUntenanted delivers a stream event without a tenant. Under b.mu, so that the events of a key that waited for its
+// owner are delivered before the ones after them.
+func (b *NATSBus) onUntenanted(subject, key string, s *StreamEvent) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return
+	}
+	if t, ok := b.owners.get(key); ok {
+		b.deliverStream(key, s, []uuid.UUID{t}, time.Now())
+		return
+	}
+	b.stats.untenanted.Add(1)
+	switch {
+	case b.untenanted != uuid.Nil:
+		b.deliverStream(key, s, []uuid.UUID{b.untenanted}, time.Now())
+		return
+	case b.cfg.Streams.AcceptUntenanted:
+		var tenants []uuid.UUID
 		if f := b.feeds[subject]; f != nil {
 			for k := range f.topics {
 				tenants = append(tenants, k.tenant)
 			}
 		}
-		b.mu.Unlock()
+		b.deliverStream(key, s, tenants, time.Now())
+		return
 	}
+	b.watchClaims()
+	q := b.waiting[key]
+	if len(q) >= b.cfg.Memory.StreamBuffer {
+		q = q[1:] // the oldest is lost: core NATS keeps nothing
+	}
+	b.waiting[key] = append(q, s)
+}
+
+// watchClaims subscribes to every lifecycle event, to learn the owners of stream keys, unless it has already. The
+// caller holds b.mu.
+func (b *NATSBus) watchClaims() {
+	if b.claims != nil {
+		return
+	}
+	sub, err := b.conn.nc.Subscribe(subjects.AllEvents, b.onClaim)
+	if err != nil {
+		b.log.Warn("cannot watch lifecycle events for the tenants of untenanted streams", slog.Any("err", err))
+		return
+	}
+	sub.SetPendingLimits(64<<10, 64<<20)
+	b.claims = sub
+}
+
+// deliverStream hands s to the topic of each tenant of key that has one.
+func (b *NATSBus) deliverStream(key string, s *StreamEvent, tenants []uuid.UUID, now time.Time) {
+	legacy := s.Legacy()
 	all := [1]indexKey{}
 	for _, t := range tenants {
-		c := *s
-		c.TenantID = t
-		b.streams.publishIfExists(topicKey{tenant: t, stream: key}, &c, all[:])
+		v, ok := s.forTenant(t, legacy, b.cfg.Events.DefaultSource, now)
+		if !ok {
+			b.stats.invalid.Add(1)
+			return
+		}
+		b.streams.publishIfExists(topicKey{tenant: t, stream: key}, v, all[:])
+	}
+}
+
+// onClaim learns owners from a lifecycle event seen on NATS.
+func (b *NATSBus) onClaim(m *nats.Msg) {
+	now := time.Now()
+	e, ok := decodeReceivedEvent(b.cfg.Events.DefaultSource, m.Subject, m.Data, now, func() string { return fmt.Sprintf("core/%d", now.UnixNano()) })
+	if ok {
+		b.learn(e)
+	}
+}
+
+// learn makes e's tenant the owner of the keys e names that have none, and delivers what waited for them, in order:
+// under b.mu, as onUntenanted.
+func (b *NATSBus) learn(e *FlovynEvent) {
+	var buf [2]string
+	for _, key := range claimsOf(e, &buf) {
+		if _, known := b.owners.get(key); known {
+			continue // the usual case: no lock
+		}
+		b.mu.Lock()
+		if owner, isNew := b.owners.claimNew(key, e.TenantID); isNew {
+			q := b.waiting[key]
+			delete(b.waiting, key)
+			now := time.Now()
+			for _, s := range q {
+				b.deliverStream(key, s, []uuid.UUID{owner}, now)
+			}
+		}
+		b.mu.Unlock()
 	}
 }
 
@@ -377,6 +474,9 @@ func (b *NATSBus) Close() error {
 		return nil
 	}
 	b.closed = true
+	if b.claims != nil {
+		_ = b.claims.Unsubscribe()
+	}
 	b.mu.Unlock()
 	b.events.close()
 	b.streams.close()

@@ -42,7 +42,7 @@ func (s *Server) handleWorkflowStream(w http.ResponseWriter, r *http.Request) {
 				p.EventTypePrefix = spec.types.Prefix()
 				spec.events = &p
 			}
-			if spec.types.Streams() {
+			if spec.types.Streams() || spec.types.Lifecycle() { // lifecycle: Flovyn's server sends it on the stream too
 				spec.streamKey = id
 			}
 			spec.replay = true
@@ -75,7 +75,7 @@ func (s *Server) handleTaskStream(w http.ResponseWriter, r *http.Request) {
 		p.EventTypePrefix = spec.types.Prefix()
 		spec.events = &p
 	}
-	if spec.types.Streams() {
+	if spec.types.Streams() || spec.types.Lifecycle() { // lifecycle: Flovyn's server sends it on the stream too
 		spec.streamKey = id // a standalone task's stream is keyed by the task
 		if wf != "" {
 			spec.streamKey, spec.taskOnly = wf, id // a task inside a workflow: its events of the workflow's stream
@@ -432,14 +432,18 @@ func (c *sseConn) writeEvent(d *Delivery[FlovynEvent]) {
 		return
 	}
 	c.cursor.Events, c.cursor.HasEvents = d.Pos, true
-	if !c.spec.types.MatchesType(d.Value.EventType) {
-		return
+	if c.spec.types.MatchesType(d.Value.EventType) {
+		c.writeLifecycle(d.Value, d.Wire)
 	}
+}
+
+// writeLifecycle writes the frame of a lifecycle event at the current cursor; wire is its shared encoding, or nil.
+func (c *sseConn) writeLifecycle(e *FlovynEvent, wire []byte) {
 	c.buf = c.appendID(c.buf)
-	if d.Wire != nil {
-		c.buf = append(c.buf, d.Wire...)
+	if wire != nil {
+		c.buf = append(c.buf, wire...)
 	} else {
-		c.buf = appendLifecycleFrame(c.buf, d.Value)
+		c.buf = appendLifecycleFrame(c.buf, e)
 	}
 	c.s.metrics.deliveredLifecycle.Inc()
 }
@@ -451,7 +455,16 @@ func (c *sseConn) writeStream(d *Delivery[StreamEvent]) {
 	}
 	c.cursor.Streams, c.cursor.HasStreams = d.Pos, true
 	se := d.Value
-	if !c.spec.types.MatchesKind(se.Type) || (c.spec.taskOnly != "" && se.TaskExecutionID != c.spec.taskOnly) {
+	if c.spec.taskOnly != "" && se.TaskExecutionID != c.spec.taskOnly {
+		return
+	}
+	if e := se.lifecycle; e != nil { // a legacy lifecycle payload from NATS: a lifecycle event in every respect
+		if c.spec.types.MatchesType(e.EventType) {
+			c.writeLifecycle(e, d.Wire)
+		}
+		return
+	}
+	if !c.spec.types.MatchesKind(se.Type) {
 		return
 	}
 	c.buf = c.appendID(c.buf)
@@ -501,6 +514,9 @@ func lifecycleWire(e *FlovynEvent) []byte {
 }
 
 func streamFrameWire(s *StreamEvent) []byte {
+	if s.lifecycle != nil {
+		return lifecycleWire(s.lifecycle)
+	}
 	return appendStreamFrame(make([]byte, 0, 32+len(s.Payload)), s)
 }
 

@@ -54,6 +54,10 @@ type StreamEvent struct {
 	// TenantID is the tenant the event was published for. It is not part of the JSON body: on NATS it travels in the
 	// Flovyn-Tenant-Id header, over HTTP it comes from the request.
 	TenantID uuid.UUID `json:"-"`
+
+	// lifecycle is, for a legacy lifecycle payload received from NATS, the lifecycle event it stands for (see
+	// forTenant): SSE frames and filters it as that event. nil for every other stream event.
+	lifecycle *FlovynEvent
 }
 
 // Key returns the id the stream is keyed by: the workflow execution id, or the task execution id of a standalone task.
