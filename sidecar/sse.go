@@ -24,6 +24,7 @@ type streamSpec struct {
 	replay    bool // without a cursor, start with what the backend holds (workflow and task streams)
 	cursor    *Cursor
 	earliest  bool
+	flovyn    bool // lifecycle events with a legacy name in Flovyn's framing (format=flovyn)
 }
 
 // sseRetry is the reconnection delay suggested to EventSource clients.
@@ -136,6 +137,9 @@ func (s *Server) streamRequest(r *http.Request, lifecycleOnly bool) (streamSpec,
 	}
 	spec.tenant = tenant
 	if spec.types, err = ParseTypes(q.Get("types"), lifecycleOnly); err != nil {
+		return spec, err
+	}
+	if spec.flovyn, err = streamFormat(q, s.cfg.SSE.Format, lifecycleOnly); err != nil {
 		return spec, err
 	}
 	last := r.Header.Get("Last-Event-ID") // the header wins: EventSource re-sends the original URL
@@ -434,11 +438,7 @@ func (c *sseConn) writeEvent(d *Delivery[FlovynEvent]) {
 		return
 	}
 	c.buf = c.appendID(c.buf)
-	if d.Wire != nil {
-		c.buf = append(c.buf, d.Wire...)
-	} else {
-		c.buf = appendLifecycleFrame(c.buf, d.Value)
-	}
+	c.buf = c.appendLifecycle(c.buf, d.Value, d.Wire)
 	c.s.metrics.deliveredLifecycle.Inc()
 }
 
