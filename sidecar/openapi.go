@@ -118,7 +118,8 @@ func operation(rt route) map[string]any {
 			param("tenant_id", "query", "the tenant", false),
 			param("types", "query", "comma list: kinds (events, tokens, progress, data, errors), exact lifecycle types, categories, or prefixes such as workflow.*", false),
 			param("last_event_id", "query", "resume after this cursor (or earliest); the Last-Event-ID header wins", false),
-			param("Last-Event-ID", "header", "resume after this cursor (or earliest)", false),
+			param("Last-Event-ID", "header", "resume after this cursor (or earliest); a value this server cannot read "+
+				"gives a reset gap, then the stream as without a cursor", false),
 			param("access_token", "query", "a bearer token, for EventSource clients", false))
 		format := param("format", "query", "the framing of lifecycle events: eventhook (event: lifecycle, the FlovynEvent) or "+
 			"flovyn (a type with a legacy name as Flovyn's server frames it: event: data, a StateEventPayload); default sse.format", false)
