@@ -131,8 +131,10 @@ func (o *tailOptions) request() (path string, query url.Values, err error) {
 		if o.workflow != "" {
 			query.Set("workflow_execution_id", o.workflow)
 		}
+		query.Set("format", "eventhook") // the framing tail reads, whatever the daemon's sse.format
 		return "/task-executions/" + url.PathEscape(o.task) + "/stream", query, nil
 	case o.workflow != "":
+		query.Set("format", "eventhook")
 		return "/workflow-executions/" + url.PathEscape(o.workflow) + "/stream", query, nil
 	}
 	return "", nil, errors.New("name a stream: -workflow ID, -task ID or -events")

@@ -540,7 +540,7 @@ func TestTailReadable(t *testing.T) {
 		req := rec.all()[0]
 		checks := []struct{ name, got, want string }{
 			{"path", req.Path, "/workflow-executions/" + cmdWF + "/stream"},
-			{"query", req.Query, "types=events%2Ctokens"},
+			{"query", req.Query, "format=eventhook&types=events%2Ctokens"},
 			{"Accept", req.Header.Get("Accept"), "text/event-stream"},
 			{"Authorization", req.Header.Get("Authorization"), "Bearer tok"},
 			{"Flovyn-Tenant-Id", req.Header.Get("Flovyn-Tenant-Id"), cmdTenant},
@@ -588,16 +588,17 @@ func TestTailRequests(t *testing.T) {
 		wantQuery string
 		wantLast  string
 	}{
-		{name: "workflow", args: []string{"-workflow", cmdWF}, wantPath: "/workflow-executions/" + cmdWF + "/stream"},
+		{name: "workflow", args: []string{"-workflow", cmdWF}, wantPath: "/workflow-executions/" + cmdWF + "/stream",
+			wantQuery: "format=eventhook"},
 		{name: "standalone task", args: []string{"-task", cmdTask, "-types", "tokens"},
-			wantPath: "/task-executions/" + cmdTask + "/stream", wantQuery: "types=tokens"},
+			wantPath: "/task-executions/" + cmdTask + "/stream", wantQuery: "format=eventhook&types=tokens"},
 		{name: "task in a workflow", args: []string{"-task", cmdTask, "-workflow", cmdWF},
-			wantPath: "/task-executions/" + cmdTask + "/stream", wantQuery: "workflow_execution_id=" + cmdWF},
+			wantPath: "/task-executions/" + cmdTask + "/stream", wantQuery: "format=eventhook&workflow_execution_id=" + cmdWF},
 		{name: "tenant events filtered", args: []string{"-events", "-source", "system", "-types", "workflow.*", "-workflow", "w", "-task", "k"},
 			wantPath: "/events/stream", wantQuery: "source=system&task_execution_id=k&types=workflow.%2A&workflow_execution_id=w"},
 		{name: "from earliest", args: []string{"-events", "-from", "earliest"}, wantPath: "/events/stream", wantLast: "earliest"},
 		{name: "from a cursor", args: []string{"-workflow", cmdWF, "-from", "7-12"},
-			wantPath: "/workflow-executions/" + cmdWF + "/stream", wantLast: "7-12"},
+			wantPath: "/workflow-executions/" + cmdWF + "/stream", wantQuery: "format=eventhook", wantLast: "7-12"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

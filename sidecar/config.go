@@ -286,6 +286,11 @@ type SSEConfig struct {
 	MaxSubscribersPerTenant int `yaml:"max_subscribers_per_tenant"`
 	// WriteTimeout bounds one write to a subscriber; a subscriber that does not read is disconnected (default 10s).
 	WriteTimeout Duration `yaml:"write_timeout"`
+	// Format is the framing of lifecycle events on workflow and task streams when a request names none (its format
+	// query parameter): eventhook (the default: `event: lifecycle` with the FlovynEvent) or flovyn (Flovyn's server's
+	// framing, `event: data` with a StateEventPayload, for pages written for that server). The tenant stream is always
+	// framed as eventhook.
+	Format string `yaml:"format"`
 }
 
 // AuthConfig holds the bearer tokens and who must present them.
@@ -424,6 +429,7 @@ func DefaultConfig() *Config {
 			MaxSubscribers:          10_000,
 			MaxSubscribersPerTenant: 1000,
 			WriteTimeout:            Duration(10 * time.Second),
+			Format:                  formatEventhook,
 		},
 		Auth: AuthConfig{UnixSocket: cfgSocketTrusted},
 		Log:  LogConfig{Level: "info", Format: "text"},
@@ -485,6 +491,7 @@ func (c *Config) ApplyDefaults() {
 	cfgOrDefault(&c.SSE.MaxSubscribers, d.SSE.MaxSubscribers)
 	cfgOrDefault(&c.SSE.MaxSubscribersPerTenant, d.SSE.MaxSubscribersPerTenant)
 	cfgOrDefault(&c.SSE.WriteTimeout, d.SSE.WriteTimeout)
+	cfgOrDefault(&c.SSE.Format, d.SSE.Format)
 
 	if len(c.Auth.Tokens) == 0 {
 		c.Auth.Tokens = nil
@@ -776,6 +783,10 @@ func (c *Config) validate() []*ConfigError {
 			"sse.max_subscribers", s.MaxSubscribersPerTenant, s.MaxSubscribers)
 	}
 	p.positive("sse.write_timeout", s.WriteTimeout, "10s")
+	if !validFormat(s.Format) {
+		p.add("sse.format", "%q is not a format; use %s (the default) or %s (Flovyn's server's framing of lifecycle "+
+			"events, for pages written for that server)", s.Format, formatEventhook, formatFlovyn)
+	}
 
 	c.validateAuth(&p)
 

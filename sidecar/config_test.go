@@ -77,7 +77,7 @@ func TestDefaultConfig(t *testing.T) {
 		Events:  EventsConfig{DefaultSource: "system", MaxEventBytes: 1048576, MaxBatch: 1000},
 		Streams: StreamsConfig{AcceptUntenanted: false},
 		SSE: SSEConfig{Heartbeat: Duration(15 * time.Second), MaxSubscribers: 10000, MaxSubscribersPerTenant: 1000,
-			WriteTimeout: Duration(10 * time.Second)},
+			WriteTimeout: Duration(10 * time.Second), Format: "eventhook"},
 		Auth: AuthConfig{UnixSocket: "trusted"},
 		Log:  LogConfig{Level: "info", Format: "text"},
 	}
@@ -142,6 +142,7 @@ func TestConfigValidate(t *testing.T) {
 		{name: "nats backend embedded", yaml: "backend: nats"},
 		{name: "socket only", yaml: `http: {listen: ""}`},
 		{name: "tcp only", yaml: `http: {unix_socket: ""}`},
+		{name: "flovyn framing", yaml: `sse: {format: flovyn}`},
 		{name: "cluster", yaml: `nats: {urls: ["nats://a:4222", "tls://b:4443", "ws://c:8080", "wss://d/ws", "nats://e"]}`},
 		{name: "cluster with creds and tls", yaml: `nats: {urls: ["tls://a:4222"], creds_file: "/etc/nats/user.creds",
   tls: {ca_file: ca.pem, cert_file: c.pem, key_file: k.pem}}`},
@@ -226,6 +227,7 @@ func TestConfigValidate(t *testing.T) {
 		{name: "per tenant negative", yaml: `sse: {max_subscribers_per_tenant: -1}`, wantKey: "sse.max_subscribers_per_tenant"},
 		{name: "per tenant above global", yaml: `sse: {max_subscribers: 10, max_subscribers_per_tenant: 11}`, wantKey: "sse.max_subscribers_per_tenant"},
 		{name: "write timeout", yaml: `sse: {write_timeout: -1s}`, wantKey: "sse.write_timeout"},
+		{name: "sse format", yaml: `sse: {format: Flovyn}`, wantKey: "sse.format"},
 		// auth
 		{name: "socket policy", yaml: `auth: {unix_socket: open}`, wantKey: "auth.unix_socket"},
 		{name: "socket token without tokens", yaml: `auth: {unix_socket: token}`, wantKey: "auth.unix_socket"},

@@ -1,6 +1,11 @@
 package sidecar
 
-import "strings"
+import (
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+)
 
 // Cursor is the position of an SSE client in the feeds of its stream: the lifecycle event feed and, for a workflow or
 // task stream, the generic stream feed. Its string form is opaque to clients; it is what the `id:` lines carry and what
@@ -37,10 +42,15 @@ func (c Cursor) AppendTo(dst []byte) []byte {
 }
 
 // ParseCursor decodes the form String gives. It returns a *ValidationError on the field "cursor" when s is malformed
-// (a client must send back a cursor it was given, or "earliest").
+// (a client must send back a cursor it was given, or "earliest"). A string longer than any cursor is refused before it
+// is read, and its error does not quote it.
 func ParseCursor(s string) (Cursor, error) {
+	if len(s) > maxCursorBytes {
+		return Cursor{}, fieldError("cursor", "a value of %d bytes is not a cursor this server issued (at most %d bytes; "+
+			"send back an id: value, or %q)", len(s), maxCursorBytes, CursorEarliest)
+	}
 	ev, st, ok := strings.Cut(s, ".")
-	if !ok || len(s) > maxCursorBytes {
+	if !ok {
 		return Cursor{}, fieldError("cursor", "%q is not a cursor this server issued (send back an id: value, or %q)",
 			s, CursorEarliest)
 	}
@@ -59,4 +69,29 @@ func ParseCursor(s string) (Cursor, error) {
 		c.HasStreams = true
 	}
 	return c, nil
+}
+
+// logCursorBytes bounds how much of an unreadable cursor a debug log shows.
+const logCursorBytes = 64
+
+// unreadableCursor notes a cursor the sidecar cannot read (from names where it came from: the Last-Event-ID header or
+// the last_event_id query parameter). The stream answers it with a reset gap; the value is only ever logged at debug
+// level, escaped and cut to logCursorBytes, since it is whatever a client sent.
+func (s *Server) unreadableCursor(r *http.Request, from, v string) {
+	ctx := r.Context()
+	if !s.log.Enabled(ctx, slog.LevelDebug) {
+		return
+	}
+	s.log.LogAttrs(ctx, slog.LevelDebug, "unreadable cursor: a reset gap, then the stream as without a cursor",
+		slog.String("from", from), slog.String("cursor", escapeForLog(v, logCursorBytes)), slog.Int("bytes", len(v)))
+}
+
+// escapeForLog returns at most the first limit bytes of v with every byte outside printable ASCII escaped as Go
+// escapes it (\x01, \u00e9, \n), without quotes around it.
+func escapeForLog(v string, limit int) string {
+	if len(v) > limit {
+		v = v[:limit]
+	}
+	q := strconv.QuoteToASCII(v)
+	return q[1 : len(q)-1]
 }

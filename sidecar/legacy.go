@@ -160,3 +160,49 @@ func legacyID(s *StreamEvent) uuid.UUID {
 	b = append(b, s.Payload...)
 	return uuid.NewSHA1(legacyNamespace, b)
 }
+
+// legacyNames maps dotted event types back to Flovyn's legacy names: legacyTypes inverted. A type made from an unknown
+// legacy name (FOO_BAR → foo.bar) has no entry: only Flovyn's own names are written back.
+var legacyNames = func() map[string]string {
+	m := make(map[string]string, len(legacyTypes))
+	for name, eventType := range legacyTypes {
+		m[eventType] = name
+	}
+	return m
+}()
+
+// LegacyName returns Flovyn's legacy name of a dotted event type (TASK_COMPLETED for task.completed) and whether the
+// type has one: only the types of Flovyn's name table do, so LegacyName(t) of a type t that LegacyEventType gave for a
+// known name returns that name.
+func LegacyName(eventType string) (name string, ok bool) {
+	name, ok = legacyNames[eventType]
+	return name, ok
+}
+
+// LegacyPayload returns the StateEventPayload that Flovyn's server writes for the lifecycle event e — its legacy name,
+// its data and its time — and false when e's type has no legacy name (see LegacyName).
+func LegacyPayload(e *FlovynEvent) (StateEventPayload, bool) {
+	name, ok := LegacyName(e.EventType)
+	if !ok {
+		return StateEventPayload{}, false
+	}
+	return StateEventPayload{Type: "Event", Event: name, Data: e.Data, TimestampMs: e.TimestampMs}, true
+}
+
+// AppendJSON appends p to dst as Flovyn's server encodes it, on one line:
+// {"type":"Event","event":"TASK_COMPLETED","data":{…},"timestampMs":1700000000000}. The type is always "Event"; data
+// is written as it is (it must be valid JSON without line breaks outside strings, as a FlovynEvent's data is: compact),
+// null when empty.
+func (p *StateEventPayload) AppendJSON(dst []byte) []byte {
+	dst = append(dst, `{"type":"Event","event":`...)
+	dst = appendJSONString(dst, p.Event)
+	dst = append(dst, `,"data":`...)
+	if len(p.Data) == 0 {
+		dst = append(dst, "null"...)
+	} else {
+		dst = append(dst, p.Data...)
+	}
+	dst = append(dst, `,"timestampMs":`...)
+	dst = strconv.AppendInt(dst, p.TimestampMs, 10)
+	return append(dst, '}')
+}

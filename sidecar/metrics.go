@@ -15,6 +15,8 @@ type Metrics struct {
 	publishDuration *prometheus.HistogramVec // endpoint: event|batch|stream
 	subscribers     prometheus.Gauge
 	backendUp       prometheus.Gauge
+	// unreadableCursors counts the streams opened with a cursor the sidecar cannot read (answered with a reset gap)
+	unreadableCursors prometheus.Counter
 
 	deliveredLifecycle prometheus.Counter    // delivered{kind="lifecycle"}, resolved once
 	deliveredStream    [4]prometheus.Counter // by streamKindIndex
@@ -91,13 +93,17 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		backendUp: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "eventhook_backend_ready", Help: "1 when the last readiness check of the backend passed, 0 when not.",
 		}),
+		unreadableCursors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "eventhook_unreadable_cursors_total",
+			Help: "SSE streams opened with a Last-Event-ID this sidecar cannot read (another server's id, a truncated cursor), answered with a reset gap.",
+		}),
 	}
 	m.deliveredLifecycle = m.delivered.WithLabelValues("lifecycle")
 	for _, k := range []StreamEventType{StreamToken, StreamProgress, StreamData, StreamError} {
 		m.deliveredStream[streamKindIndex(k)] = m.delivered.WithLabelValues(k.SSEName())
 	}
 	for _, c := range []prometheus.Collector{m.published, m.duplicates, m.rejected, m.delivered, m.dropped, m.legacy,
-		m.publishDuration, m.subscribers, m.backendUp} {
+		m.publishDuration, m.subscribers, m.backendUp, m.unreadableCursors} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -118,15 +118,23 @@ func operation(rt route) map[string]any {
 			param("tenant_id", "query", "the tenant", false),
 			param("types", "query", "comma list: kinds (events, tokens, progress, data, errors), exact lifecycle types, categories, or prefixes such as workflow.*", false),
 			param("last_event_id", "query", "resume after this cursor (or earliest); the Last-Event-ID header wins", false),
-			param("Last-Event-ID", "header", "resume after this cursor (or earliest)", false),
+			param("Last-Event-ID", "header", "resume after this cursor (or earliest); a value this server cannot read "+
+				"gives a reset gap, then the stream as without a cursor", false),
 			param("access_token", "query", "a bearer token, for EventSource clients", false))
+		format := param("format", "query", "the framing of lifecycle events: eventhook (event: lifecycle, the FlovynEvent) or "+
+			"flovyn (a type with a legacy name as Flovyn's server frames it: event: data, a StateEventPayload); default sse.format", false)
+		format["schema"] = map[string]any{"type": "string", "enum": []string{formatEventhook, formatFlovyn}}
 		switch {
 		case strings.HasPrefix(rt.path, "/task-executions"):
-			params = append(params, param("workflow_execution_id", "query", "the workflow of the task, to get its generic stream events", false))
+			params = append(params, format, param("workflow_execution_id", "query", "the workflow of the task, to get its generic stream events", false))
 		case rt.path == "/events/stream":
-			params = append(params, param("source", "query", "only events of this source", false),
+			format["description"] = "the framing of lifecycle events: always eventhook on the tenant stream (a StateEventPayload names no workflow)"
+			format["schema"] = map[string]any{"type": "string", "enum": []string{formatEventhook}}
+			params = append(params, format, param("source", "query", "only events of this source", false),
 				param("workflow_execution_id", "query", "only events of this workflow", false),
 				param("task_execution_id", "query", "only events of this task", false))
+		default:
+			params = append(params, format)
 		}
 		op["responses"] = map[string]any{
 			"200": map[string]any{"description": "Server-Sent Events: event lifecycle|token|progress|data|error|gap, id = cursor",

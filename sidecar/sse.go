@@ -24,6 +24,10 @@ type streamSpec struct {
 	replay    bool // without a cursor, start with what the backend holds (workflow and task streams)
 	cursor    *Cursor
 	earliest  bool
+	flovyn    bool // lifecycle events with a legacy name in Flovyn's framing (format=flovyn)
+	// unreadable: the client sent a cursor this sidecar cannot read; it gets a reset gap, then the stream as without a
+	// cursor
+	unreadable bool
 }
 
 // sseRetry is the reconnection delay suggested to EventSource clients.
@@ -138,20 +142,26 @@ func (s *Server) streamRequest(r *http.Request, lifecycleOnly bool) (streamSpec,
 	if spec.types, err = ParseTypes(q.Get("types"), lifecycleOnly); err != nil {
 		return spec, err
 	}
-	last := r.Header.Get("Last-Event-ID") // the header wins: EventSource re-sends the original URL
+	if spec.flovyn, err = streamFormat(q, s.cfg.SSE.Format, lifecycleOnly); err != nil {
+		return spec, err
+	}
+	from, last := "Last-Event-ID", r.Header.Get("Last-Event-ID") // the header wins: EventSource re-sends the original URL
 	if last == "" {
-		last = q.Get("last_event_id")
+		from, last = "last_event_id", q.Get("last_event_id")
 	}
 	switch last {
 	case "":
 	case CursorEarliest:
 		spec.earliest = true
 	default:
-		c, err := ParseCursor(last)
-		if err != nil {
-			return spec, err
+		// Never a 400: an EventSource gives up on a non-200, and another server's id (Flovyn numbers its frames) or a
+		// truncated cursor must not end a page's stream for good.
+		if c, err := ParseCursor(last); err == nil {
+			spec.cursor = &c
+		} else {
+			spec.unreadable = true
+			s.unreadableCursor(r, from, last)
 		}
-		spec.cursor = &c
 	}
 	return spec, nil
 }
@@ -249,6 +259,10 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, spec streamSpe
 	c.buf = append(c.buf, "\r\nretry: "...)
 	c.buf = strconv.AppendInt(c.buf, sseRetry.Milliseconds(), 10)
 	c.buf = append(c.buf, "\n\n"...)
+	if spec.unreadable {
+		c.writeGap(&Gap{Reason: GapReset, Missed: -1}) // before anything the feeds give
+		s.metrics.unreadableCursors.Inc()
+	}
 	s.metrics.subscribers.Inc()
 	go c.run(cancel) // ends when the client goes away, the server shuts down or a feed ends
 }
@@ -440,11 +454,7 @@ func (c *sseConn) writeEvent(d *Delivery[FlovynEvent]) {
 // writeLifecycle writes the frame of a lifecycle event at the current cursor; wire is its shared encoding, or nil.
 func (c *sseConn) writeLifecycle(e *FlovynEvent, wire []byte) {
 	c.buf = c.appendID(c.buf)
-	if wire != nil {
-		c.buf = append(c.buf, wire...)
-	} else {
-		c.buf = appendLifecycleFrame(c.buf, e)
-	}
+	c.buf = c.appendLifecycle(c.buf, e, wire)
 	c.s.metrics.deliveredLifecycle.Inc()
 }
 

@@ -1,0 +1,70 @@
+package sidecar
+
+import "net/url"
+
+// Framings of lifecycle events on a workflow or task stream: the query parameter format, whose default is sse.format.
+//
+// Under eventhook (the default) a lifecycle event is `event: lifecycle` with the FlovynEvent JSON. Under flovyn a
+// lifecycle event whose type has a legacy name is framed as Flovyn's own server frames it, so that a page written for
+// that server works unchanged: `event: data` with the StateEventPayload JSON
+// ({"type":"Event","event":"TASK_COMPLETED","data":…,"timestampMs":…}). Every other frame — a lifecycle event without a
+// legacy name, tokens, progress, data, errors, gaps — and every cursor are the same under both.
+const (
+	formatEventhook = "eventhook"
+	formatFlovyn    = "flovyn"
+)
+
+// formatValues lists the valid values of format and sse.format, for error messages.
+const formatValues = formatEventhook + " or " + formatFlovyn
+
+// validFormat reports whether f is a framing.
+func validFormat(f string) bool { return f == formatEventhook || f == formatFlovyn }
+
+// streamFormat reads the format query parameter of a stream request, falling back to def (sse.format): it reports
+// whether the stream uses Flovyn's framing. The tenant stream (tenantStream true) is always framed as eventhook: a
+// StateEventPayload names no workflow or task, so a tenant's events in that framing could not be told apart, and
+// sse.format does not apply to it; an explicit format=flovyn there is a 400. Any other value is a 400 naming the
+// parameter and the valid values.
+func streamFormat(q url.Values, def string, tenantStream bool) (flovyn bool, err error) {
+	f := q.Get("format")
+	switch {
+	case f == "" && tenantStream:
+		return false, nil
+	case f == "":
+		f = def
+	case !validFormat(f):
+		return false, fieldError("format", "%q is not a format; use %s", f, formatValues)
+	}
+	if f == formatFlovyn && tenantStream {
+		return false, fieldError("format", "flovyn frames workflow and task streams only (a StateEventPayload names no "+
+			"workflow or task); the tenant stream is always framed as %s: leave format out", formatEventhook)
+	}
+	return f == formatFlovyn, nil
+}
+
+// appendLifecycle appends the frame of the lifecycle event e after its id line, in the stream's framing. wire is the
+// hub's shared encoding of the eventhook frame, or nil.
+//
+// The default framing copies wire. Flovyn's framing is encoded here, for each subscriber, straight into the
+// connection's write buffer: no allocation, and about the work of copying wire (the event's data is copied either
+// way). It is not cached beside wire: that would cost every event a second encoding and its bytes in the rings
+// whether or not any subscriber asks for this framing.
+func (c *sseConn) appendLifecycle(dst []byte, e *FlovynEvent, wire []byte) []byte {
+	if c.spec.flovyn {
+		if p, ok := LegacyPayload(e); ok {
+			return appendStateEventFrame(dst, &p)
+		}
+	}
+	if wire != nil {
+		return append(dst, wire...)
+	}
+	return appendLifecycleFrame(dst, e)
+}
+
+// appendStateEventFrame appends Flovyn's SSE frame of a lifecycle event after its id line: `event: data` and the
+// StateEventPayload JSON on one data line.
+func appendStateEventFrame(dst []byte, p *StateEventPayload) []byte {
+	dst = append(dst, "event: data\ndata: "...)
+	dst = p.AppendJSON(dst)
+	return append(dst, "\n\n"...)
+}
