@@ -33,6 +33,9 @@ func TestLegacyFromNATSIsALifecycleFrame(t *testing.T) {
 			all := h.stream(t, h.unix, path, q(""), "")
 			completed := h.stream(t, h.unix, path, q("task.completed"), "")
 			tokens := h.stream(t, h.unix, path, q("tokens"), "")
+			fq := q("")
+			fq.Set("format", "flovyn")
+			flovyn := h.stream(t, h.unix, path, fq, "")
 
 			payload := fmt.Sprintf(`{"type":"Event","event":"TASK_COMPLETED","data":{"id":%q,"kind":"llm","status":"COMPLETED","executionCount":1,"maxRetries":3},"timestampMs":1764000000123}`, task)
 			body := fmt.Sprintf(`{"workflowExecutionId":%q,"taskExecutionId":"","sequence":0,"type":"DATA","payload":%q,"timestampMs":1764000000124}`, wf, payload)
@@ -59,6 +62,12 @@ func TestLegacyFromNATSIsALifecycleFrame(t *testing.T) {
 			}
 			if got := completed.next(t); got.Event != "lifecycle" || got.Data != viaHTTP.Data {
 				t.Fatalf("types=task.completed got %+v from NATS", got)
+			}
+			// Under Flovyn's framing both are the server's own frame back: event: data with the StateEventPayload.
+			for _, from := range []string{"HTTP", "NATS"} {
+				if got := flovyn.next(t); got.Event != "data" || !jsonEqual(got.Data, payload) {
+					t.Fatalf("format=flovyn, from %s: %+v; want event: data with %s", from, got, payload)
+				}
 			}
 			// A token after it: the tokens-only subscriber gets it first (no data frame, no lifecycle frame before).
 			tok := fmt.Sprintf(`{"workflowExecutionId":%q,"type":"TOKEN","payload":"after"}`, wf)
