@@ -256,6 +256,9 @@ func TestConfigValidate(t *testing.T) {
 		{name: "section not a mapping", yaml: "http: 5", wantKey: "http"},
 		{name: "list expected", yaml: "nats:\n  urls: nats://a:4222", wantKey: "nats.urls"},
 		{name: "bool expected", yaml: "streams:\n  accept_untenanted: maybe", wantKey: "streams.accept_untenanted"},
+		{name: "untenanted tenant not a uuid", yaml: "streams:\n  untenanted_tenant_id: acme", wantKey: "streams.untenanted_tenant_id"},
+		{name: "untenanted tenant nil", yaml: "streams:\n  untenanted_tenant_id: \"" + cfgNilUUID + "\"", wantKey: "streams.untenanted_tenant_id"},
+		{name: "untenanted tenant", yaml: "streams:\n  untenanted_tenant_id: \"" + cfgTenant + "\""},
 		{name: "tenants mapping", yaml: "auth:\n  tokens:\n  - name: a\n    env: TOK\n    tenants: {a: b}\n    allow: [publish]", wantKey: "auth.tokens[0].tenants"},
 		{name: "key set twice", yaml: "log:\n  level: info\n  level: debug", wantKey: "log.level"},
 	}

@@ -110,8 +110,8 @@ func TestJetStreamForeignPublishers(t *testing.T) {
 	}
 }
 
-// TestJetStreamUntenantedStreams checks the rule for stream events without the Flovyn-Tenant-Id header: dropped and
-// counted, unless streams.accept_untenanted.
+// TestJetStreamUntenantedStreams checks the rule for stream events without the Flovyn-Tenant-Id header whose workflow
+// no lifecycle event names: held back and counted, unless streams.accept_untenanted.
 func TestJetStreamUntenantedStreams(t *testing.T) {
 	for _, accept := range []bool{false, true} {
 		t.Run(fmt.Sprint("accept=", accept), func(t *testing.T) {
