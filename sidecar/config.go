@@ -40,6 +40,8 @@ const (
 	cfgBackendMemory    = "memory"
 	cfgBackendNATS      = "nats"
 	cfgBackendJetStream = "jetstream"
+	cfgStorageMemory    = "memory"
+	cfgStorageFile      = "file"
 	cfgSocketTrusted    = "trusted"
 	cfgSocketToken      = "token"
 	cfgRightPublish     = "publish"
@@ -225,6 +227,9 @@ type JetStreamConfig struct {
 	EventsStream string `yaml:"events_stream"`
 	// StreamsStream is the generic streams stream on flovyn.streams.workflow.> (default FLOVYN_STREAMS).
 	StreamsStream string `yaml:"streams_stream"`
+	// StreamsStorage is the storage the generic streams stream is created with: memory (the default, as Flovyn's
+	// server creates it) or file. A stream that already exists keeps its storage: JetStream cannot change it in place.
+	StreamsStorage string `yaml:"streams_storage"`
 	// Replicas is the replication factor of both streams, 1 to 5 (default 1).
 	Replicas int `yaml:"replicas"`
 	// EventsMaxAge is the retention of lifecycle events (default 168h).
@@ -395,6 +400,7 @@ func DefaultConfig() *Config {
 		JetStream: JetStreamConfig{
 			EventsStream:    "FLOVYN_EVENTS",
 			StreamsStream:   "FLOVYN_STREAMS",
+			StreamsStorage:  cfgStorageMemory,
 			Replicas:        1,
 			EventsMaxAge:    Duration(168 * time.Hour),
 			EventsMaxBytes:  -1,
@@ -456,6 +462,7 @@ func (c *Config) ApplyDefaults() {
 	js := &c.JetStream
 	cfgOrDefault(&js.EventsStream, d.JetStream.EventsStream)
 	cfgOrDefault(&js.StreamsStream, d.JetStream.StreamsStream)
+	cfgOrDefault(&js.StreamsStorage, d.JetStream.StreamsStorage)
 	cfgOrDefault(&js.Replicas, d.JetStream.Replicas)
 	cfgOrDefault(&js.EventsMaxAge, d.JetStream.EventsMaxAge)
 	cfgOrDefault(&js.EventsMaxBytes, d.JetStream.EventsMaxBytes)
@@ -846,6 +853,12 @@ func (c *Config) validateJetStream(p *cfgProblems) {
 	if js.EventsStream != "" && js.EventsStream == js.StreamsStream {
 		p.add("jetstream.streams_stream", "%q is also jetstream.events_stream; the two streams need different names",
 			js.StreamsStream)
+	}
+	switch js.StreamsStorage {
+	case cfgStorageMemory, cfgStorageFile:
+	default:
+		p.add("jetstream.streams_storage", "%q is not a storage type; use memory (as Flovyn's server creates the "+
+			"stream) or file (stream events then survive a restart of the NATS servers)", js.StreamsStorage)
 	}
 	if js.Replicas < 1 || js.Replicas > cfgMaxReplicas {
 		p.add("jetstream.replicas", "is %d; it must be between 1 and %d", js.Replicas, cfgMaxReplicas)
