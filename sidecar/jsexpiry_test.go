@@ -42,7 +42,8 @@ func TestJetStreamSubjectPurgeIsExpiry(t *testing.T) {
 	defer b.Close()
 	tenant, other := uuid.New(), uuid.NewString()
 	otherFirst := publishToken(t, b, tenant, other, "o1") // before: the stream's first sequence stays this one
-	for _, at := range []string{"a", "c"} { // into the purged range, and at its last event
+	// A cursor into the purged range, and one at its last event.
+	for _, at := range []string{"a", "c"} {
 		t.Run("cursor at "+at, func(t *testing.T) {
 			wf := uuid.NewString()
 			cursors := map[string]Position{}
