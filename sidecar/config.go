@@ -240,7 +240,9 @@ type JetStreamConfig struct {
 	StreamsMaxAge Duration `yaml:"streams_max_age"`
 	// DuplicateWindow is how long a published event ID is remembered for deduplication (default 2m).
 	DuplicateWindow Duration `yaml:"duplicate_window"`
-	// ManageStreams creates or updates the streams at start (default true); false requires them to exist.
+	// ManageStreams creates the missing streams at start and adopts the existing ones, updating them as far as eventhook
+	// may (default true; see jsstreams.go); false requires them to exist, and only checks their subjects and the events
+	// stream's duplicate window.
 	ManageStreams *bool `yaml:"manage_streams"`
 	// PublishTimeout bounds the wait for JetStream's acknowledgement of a publish (default 5s).
 	PublishTimeout Duration `yaml:"publish_timeout"`

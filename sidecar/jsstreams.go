@@ -111,6 +111,7 @@ func ensureStreams(ctx context.Context, js jetstream.JetStream, cfg *Config, log
 	return out[0], out[1], out[2], nil
 }
 
+// ensureStream creates, adopts or verifies one stream; see ensureStreams.
 func ensureStream(ctx context.Context, js jetstream.JetStream, spec jsStreamSpec, manage bool, log *slog.Logger) (jetstream.Stream, error) {
 	name := spec.want.Name
 	s, err := js.Stream(ctx, name)
@@ -142,14 +143,16 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, spec jsStreamSpec
 	log.LogAttrs(ctx, slog.LevelInfo, "stream adopted", slog.String("stream", name),
 		slog.String("storage", storageName(have.Storage)), slog.Bool("created_by_eventhook", own))
 	why := "the stream was not created by eventhook (its description does not end in " + streamMark + "): its " +
-		"owner's setting is kept; eventhook changes only the subject and the duplicate window it needs"
+		"owner's setting is kept; eventhook adds only its subject and raises only the events stream's duplicate window"
 	if own {
 		why = ""
 	}
+	// The configured update first; if JetStream refuses it, only what eventhook needs; if that is refused too, nothing.
 	var refused error
-	for _, plan := range []jetstream.StreamConfig{planUpdate(spec, have, own), planUpdate(spec, have, false)} {
-		if streamConfigEqual(plan, have) {
-			break // nothing (more) to change
+	full, needed := planUpdate(spec, have, own), planUpdate(spec, have, false)
+	for i, plan := range []jetstream.StreamConfig{full, needed} {
+		if streamConfigEqual(plan, have) || (i == 1 && streamConfigEqual(plan, full)) {
+			break // nothing (more) to change, or the same update again
 		}
 		updated, err := js.UpdateStream(ctx, plan)
 		if err == nil {
