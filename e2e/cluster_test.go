@@ -385,7 +385,8 @@ func TestClusterFailover(t *testing.T) {
 backend: jetstream
 http: {listen: "", unix_socket: %q}
 nats: {urls: [%s], connect_timeout: 10s}
-jetstream: {replicas: 3, manage_streams: false, publish_timeout: 5s}
+# streams_storage as the deployment's sidecars (workflow-worker.yaml): the Job's FLOVYN_STREAMS is on file storage.
+jetstream: {replicas: 3, manage_streams: false, streams_storage: file, publish_timeout: 5s}
 sse: {heartbeat: 1s}
 log: {level: debug}
 `, dir+"/eh.sock", strings.Join(quoted, ", ")))

@@ -40,6 +40,8 @@ const (
 	cfgBackendMemory    = "memory"
 	cfgBackendNATS      = "nats"
 	cfgBackendJetStream = "jetstream"
+	cfgStorageMemory    = "memory"
+	cfgStorageFile      = "file"
 	cfgSocketTrusted    = "trusted"
 	cfgSocketToken      = "token"
 	cfgRightPublish     = "publish"
@@ -225,6 +227,9 @@ type JetStreamConfig struct {
 	EventsStream string `yaml:"events_stream"`
 	// StreamsStream is the generic streams stream on flovyn.streams.workflow.> (default FLOVYN_STREAMS).
 	StreamsStream string `yaml:"streams_stream"`
+	// StreamsStorage is the storage the generic streams stream is created with: memory (the default, as Flovyn's
+	// server creates it) or file. A stream that already exists keeps its storage: JetStream cannot change it in place.
+	StreamsStorage string `yaml:"streams_storage"`
 	// Replicas is the replication factor of both streams, 1 to 5 (default 1).
 	Replicas int `yaml:"replicas"`
 	// EventsMaxAge is the retention of lifecycle events (default 168h).
@@ -235,7 +240,9 @@ type JetStreamConfig struct {
 	StreamsMaxAge Duration `yaml:"streams_max_age"`
 	// DuplicateWindow is how long a published event ID is remembered for deduplication (default 2m).
 	DuplicateWindow Duration `yaml:"duplicate_window"`
-	// ManageStreams creates or updates the streams at start (default true); false requires them to exist.
+	// ManageStreams creates the missing streams at start and adopts the existing ones, updating them as far as eventhook
+	// may (default true; see jsstreams.go); false requires them to exist, and only checks their subjects and the events
+	// stream's duplicate window.
 	ManageStreams *bool `yaml:"manage_streams"`
 	// PublishTimeout bounds the wait for JetStream's acknowledgement of a publish (default 5s).
 	PublishTimeout Duration `yaml:"publish_timeout"`
@@ -405,6 +412,7 @@ func DefaultConfig() *Config {
 		JetStream: JetStreamConfig{
 			EventsStream:    "FLOVYN_EVENTS",
 			StreamsStream:   "FLOVYN_STREAMS",
+			StreamsStorage:  cfgStorageMemory,
 			Replicas:        1,
 			EventsMaxAge:    Duration(168 * time.Hour),
 			EventsMaxBytes:  -1,
@@ -467,6 +475,7 @@ func (c *Config) ApplyDefaults() {
 	js := &c.JetStream
 	cfgOrDefault(&js.EventsStream, d.JetStream.EventsStream)
 	cfgOrDefault(&js.StreamsStream, d.JetStream.StreamsStream)
+	cfgOrDefault(&js.StreamsStorage, d.JetStream.StreamsStorage)
 	cfgOrDefault(&js.Replicas, d.JetStream.Replicas)
 	cfgOrDefault(&js.EventsMaxAge, d.JetStream.EventsMaxAge)
 	cfgOrDefault(&js.EventsMaxBytes, d.JetStream.EventsMaxBytes)
@@ -877,6 +886,12 @@ func (c *Config) validateJetStream(p *cfgProblems) {
 	if js.EventsStream != "" && js.EventsStream == js.StreamsStream {
 		p.add("jetstream.streams_stream", "%q is also jetstream.events_stream; the two streams need different names",
 			js.StreamsStream)
+	}
+	switch js.StreamsStorage {
+	case cfgStorageMemory, cfgStorageFile:
+	default:
+		p.add("jetstream.streams_storage", "%q is not a storage type; use memory (as Flovyn's server creates the "+
+			"stream) or file (stream events then survive a restart of the NATS servers)", js.StreamsStorage)
 	}
 	if js.Replicas < 1 || js.Replicas > cfgMaxReplicas {
 		p.add("jetstream.replicas", "is %d; it must be between 1 and %d", js.Replicas, cfgMaxReplicas)

@@ -69,7 +69,7 @@ func TestDefaultConfig(t *testing.T) {
 		Backend: "jetstream",
 		NATS: NATSConfig{Embedded: cfgBoolPtr(true), EmbeddedListen: "127.0.0.1:4222", StoreDir: "./data",
 			ConnectTimeout: Duration(10 * time.Second)},
-		JetStream: JetStreamConfig{EventsStream: "FLOVYN_EVENTS", StreamsStream: "FLOVYN_STREAMS", Replicas: 1,
+		JetStream: JetStreamConfig{EventsStream: "FLOVYN_EVENTS", StreamsStream: "FLOVYN_STREAMS", StreamsStorage: "memory", Replicas: 1,
 			EventsMaxAge: Duration(168 * time.Hour), EventsMaxBytes: -1, StreamsMaxAge: Duration(time.Hour),
 			DuplicateWindow: Duration(2 * time.Minute), ManageStreams: cfgBoolPtr(true),
 			PublishTimeout: Duration(5 * time.Second)},
@@ -162,6 +162,8 @@ func TestConfigValidate(t *testing.T) {
 			"sse: {heartbeat: 1s, max_subscribers: 5, max_subscribers_per_tenant: 5}\njetstream: {replicas: 5}"},
 		{name: "duplicate window equal to max age", yaml: `jetstream: {events_max_age: 2m, duplicate_window: 2m}`},
 		{name: "events max bytes", yaml: `jetstream: {events_max_bytes: 1073741824}`},
+		{name: "streams on file storage", yaml: `jetstream: {streams_storage: file}`},
+		{name: "streams on memory storage", yaml: `jetstream: {streams_storage: memory}`},
 		{name: "merge key", yaml: "sse:\n  <<: {heartbeat: 20s}\n  max_subscribers: 50\n  max_subscribers_per_tenant: 5"},
 
 		// backend
@@ -207,6 +209,8 @@ func TestConfigValidate(t *testing.T) {
 		{name: "duplicate window beyond max age", yaml: `jetstream: {duplicate_window: 200h}`, wantKey: "jetstream.duplicate_window"},
 		{name: "events max bytes", yaml: `jetstream: {events_max_bytes: -2}`, wantKey: "jetstream.events_max_bytes"},
 		{name: "negative publish timeout", yaml: `jetstream: {publish_timeout: -5s}`, wantKey: "jetstream.publish_timeout"},
+		{name: "unknown streams storage", yaml: `jetstream: {streams_storage: disk}`, wantKey: "jetstream.streams_storage"},
+		{name: "streams storage in capitals", yaml: `jetstream: {streams_storage: Memory}`, wantKey: "jetstream.streams_storage"},
 		// memory
 		{name: "event buffer", yaml: `memory: {event_buffer: -1}`, wantKey: "memory.event_buffer"},
 		{name: "stream buffer", yaml: `memory: {stream_buffer: -1}`, wantKey: "memory.stream_buffer"},
@@ -584,6 +588,7 @@ nats:
 jetstream:
   events_stream: EVENTS
   streams_stream: STREAMS
+  streams_storage: file
   replicas: 3
   events_max_age: 720h
   events_max_bytes: 10737418240
@@ -637,7 +642,7 @@ log: {level: debug, format: json}
 	}
 	out, _ := c.YAML()
 	for _, want := range []string{"events_max_age: 720h\n", "idle_ttl: 1h0m30s\n", "connect_timeout: 1m30s\n",
-		"read_header_timeout: 2.5s\n", "embedded: false\n", "manage_streams: false\n"} {
+		"read_header_timeout: 2.5s\n", "embedded: false\n", "manage_streams: false\n", "streams_storage: file\n"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("YAML() lacks %q:\n%s", want, out)
 		}

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,12 +12,12 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/flovyn/eventhook/subjects"
 )
 
-// The JetStream backend stores every lifecycle event in the stream FLOVYN_EVENTS (flovyn.events.>) and every generic
-// stream event in FLOVYN_STREAMS (flovyn.streams.workflow.>), acknowledged before the client gets 2xx.
+// The JetStream backend stores every lifecycle event in the stream FLOVYN_EVENTS (flovyn.events.>, file storage) and
+// every generic stream event in FLOVYN_STREAMS (flovyn.streams.workflow.>, memory storage unless
+// jetstream.streams_storage says file), acknowledged before the client gets 2xx. Flovyn's own server may own
+// FLOVYN_STREAMS: jsstreams.go creates, adopts or verifies the streams at start.
 //
 // Live delivery never opens a NATS consumer per SSE client: one ordered consumer per tenant with subscribers (and one
 // per workflow stream with subscribers) feeds the in-process hub, which fans out with the same indexed fan-out as the
@@ -144,7 +142,7 @@ func newJetStreamBus(ctx context.Context, cfg *Config, opts JetStreamOptions, lo
 	}
 	ctx, cancel := context.WithTimeout(ctx, max(cfg.NATS.ConnectTimeout.D(), 5*time.Second))
 	defer cancel()
-	evs, idx, sts, err := ensureStreams(ctx, js, cfg)
+	evs, idx, sts, err := ensureStreams(ctx, js, cfg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -177,71 +175,6 @@ func streamEpoch(s jetstream.Stream) uint64 {
 
 // indexStreamName is the name of the per-workflow index stream.
 func indexStreamName(cfg *Config) string { return cfg.JetStream.EventsStream + "_INDEX" }
-
-// streamConfigs returns the configuration the three streams must have.
-func streamConfigs(cfg *Config) []jetstream.StreamConfig {
-	j := cfg.JetStream
-	dup := j.DuplicateWindow.D()
-	return []jetstream.StreamConfig{
-		{Name: j.EventsStream, Subjects: []string{subjects.AllEvents}, Storage: jetstream.FileStorage,
-			MaxAge: j.EventsMaxAge.D(), MaxBytes: j.EventsMaxBytes, Replicas: j.Replicas, Duplicates: dup,
-			AllowDirect: true, Description: "Flovyn lifecycle events (eventhook)"},
-		{Name: indexStreamName(cfg), Subjects: []string{IndexPrefix + ">"}, Storage: jetstream.FileStorage,
-			MaxAge: j.EventsMaxAge.D(), Replicas: j.Replicas, Duplicates: dup, AllowDirect: true,
-			Description: "per-workflow and per-task index of " + j.EventsStream + " (eventhook)"},
-		{Name: j.StreamsStream, Subjects: []string{subjects.AllStreams}, Storage: jetstream.FileStorage,
-			MaxAge: j.StreamsMaxAge.D(), Replicas: j.Replicas, Duplicates: min(dup, j.StreamsMaxAge.D()),
-			AllowDirect: true, Description: "Flovyn generic streams: tokens, progress, data, errors (eventhook)"},
-	}
-}
-
-// ensureStreams creates or updates the streams (jetstream.manage_streams), or verifies that they exist with the
-// subjects and storage eventhook relies on, naming what differs.
-func ensureStreams(ctx context.Context, js jetstream.JetStream, cfg *Config) (events, index, streams jetstream.Stream, err error) {
-	manage := cfg.JetStream.ManageStreams == nil || *cfg.JetStream.ManageStreams
-	var out []jetstream.Stream
-	for _, want := range streamConfigs(cfg) {
-		var s jetstream.Stream
-		if manage {
-			s, err = js.CreateOrUpdateStream(ctx, want)
-			if err != nil {
-				return nil, nil, nil, fmt.Errorf("create or update stream %s: %w", want.Name, err)
-			}
-		} else {
-			s, err = js.Stream(ctx, want.Name)
-			if err != nil {
-				return nil, nil, nil, fmt.Errorf("stream %s (jetstream.manage_streams is false, so it must exist): %w", want.Name, err)
-			}
-			if err := verifyStream(s.CachedInfo().Config, want); err != nil {
-				return nil, nil, nil, err
-			}
-		}
-		out = append(out, s)
-	}
-	return out[0], out[1], out[2], nil
-}
-
-func verifyStream(got, want jetstream.StreamConfig) error {
-	var diffs []string
-	for _, subj := range want.Subjects {
-		if !slices.Contains(got.Subjects, subj) {
-			diffs = append(diffs, fmt.Sprintf("subjects %v lack %q", got.Subjects, subj))
-		}
-	}
-	if got.Storage != want.Storage {
-		diffs = append(diffs, fmt.Sprintf("storage is %s, want %s", got.Storage, want.Storage))
-	}
-	if got.Duplicates < want.Duplicates {
-		diffs = append(diffs, fmt.Sprintf("duplicate window %v is shorter than jetstream.duplicate_window %v", got.Duplicates, want.Duplicates))
-	}
-	if got.Retention != jetstream.LimitsPolicy {
-		diffs = append(diffs, fmt.Sprintf("retention is %s, want limits", got.Retention))
-	}
-	if len(diffs) > 0 {
-		return fmt.Errorf("stream %s differs from what eventhook needs: %s", want.Name, strings.Join(diffs, "; "))
-	}
-	return nil
-}
 
 // Ping implements Pinger: a stream info round trip to JetStream.
 func (b *JetStreamBus) Ping(ctx context.Context) error {

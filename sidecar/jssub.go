@@ -169,11 +169,11 @@ func (s *jsSub[T]) run(after uint64, checkExpiry bool) {
 
 func (s *jsSub[T]) replay(after uint64, checkExpiry bool) error {
 	if checkExpiry {
-		info, err := s.kind.stream.Info(s.ctx)
+		expired, err := s.cursorExpired(after)
 		if err != nil {
 			return err
 		}
-		if first := info.State.FirstSeq; first > 1 && after+1 < first {
+		if expired {
 			s.mu.Lock()
 			s.gap = &Gap{Reason: GapExpired, Missed: -1}
 			s.mu.Unlock()

@@ -159,3 +159,29 @@ func EventFilter(tenant, typePrefix string) (string, error) {
 	}
 	return base + complete + ">", nil
 }
+
+// Covers reports whether the NATS subject filter captures every subject that sub matches (sub may itself be a filter
+// with the wildcards '*' and '>'): each token of filter is '>' (which takes the rest, at least one token), '*' (any one
+// token that is not '>'), or the same literal token.
+func Covers(filter, sub string) bool {
+	for {
+		ft, frest, fmore := strings.Cut(filter, ".")
+		st, srest, smore := strings.Cut(sub, ".")
+		switch {
+		case ft == ">":
+			return st != ""
+		case st == ">":
+			return false // sub reaches deeper than anything but '>' can
+		case ft == "*":
+			if st == "" {
+				return false
+			}
+		case ft != st:
+			return false
+		}
+		if !fmore || !smore {
+			return fmore == smore
+		}
+		filter, sub = frest, srest
+	}
+}

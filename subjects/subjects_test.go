@@ -189,3 +189,34 @@ func FuzzToken(f *testing.F) {
 		}
 	})
 }
+
+func TestCovers(t *testing.T) {
+	tests := []struct {
+		filter, sub string
+		want        bool
+	}{
+		{"flovyn.streams.workflow.>", "flovyn.streams.workflow.>", true},
+		{"flovyn.streams.workflow.>", "flovyn.streams.workflow.*", true},
+		{"flovyn.streams.workflow.>", "flovyn.streams.workflow.w1", true},
+		{"flovyn.streams.workflow.*", "flovyn.streams.workflow.*", true},
+		{"flovyn.streams.workflow.*", "flovyn.streams.workflow.w1", true},
+		{"flovyn.streams.workflow.*", "flovyn.streams.workflow.>", false}, // '>' reaches deeper
+		{"flovyn.streams.workflow.*", "flovyn.streams.workflow.a.b", false},
+		{"flovyn.>", "flovyn.events.>", true},
+		{">", "flovyn.events.>", true},
+		{"flovyn.*.>", "flovyn.events.>", true},
+		{"flovyn.events.*.>", "flovyn.events.>", false}, // flovyn.events.t (one token) escapes
+		{"flovyn.events.x.>", "flovyn.events.>", false},
+		{"flovyn.events.>", "flovyn.events", false},
+		{"flovyn.events", "flovyn.events.>", false},
+		{"flovyn.events", "flovyn.events", true},
+		{"flovyn.events.>", "flovyn.streams.workflow.>", false},
+		{"flovyn.streams.workflow", "flovyn.streams.workflow.>", false},
+		{"a.b", "a.*", false},
+	}
+	for _, tt := range tests {
+		if got := Covers(tt.filter, tt.sub); got != tt.want {
+			t.Errorf("Covers(%q, %q) = %v; want %v", tt.filter, tt.sub, got, tt.want)
+		}
+	}
+}

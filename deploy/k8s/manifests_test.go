@@ -630,9 +630,10 @@ func TestManifestNATSCluster(t *testing.T) {
 	}
 }
 
-// TestManifestStreams checks the streams the Job creates against what the sidecar of workflow-worker.yaml verifies at
-// start with manage_streams false (sidecar/jetstream.go): subjects, file storage, limits retention, a duplicate
-// window at least jetstream.duplicate_window; and replicas and retention as configured.
+// TestManifestStreams checks the streams the Job creates against the sidecar configuration of workflow-worker.yaml, so
+// that a sidecar starting with manage_streams false (sidecar/jsstreams.go) finds them as configured and logs no
+// difference: subjects, storage (file for the events and the index, jetstream.streams_storage for the generic streams),
+// limits retention, a duplicate window at least jetstream.duplicate_window, replicas and max age as configured.
 func TestManifestStreams(t *testing.T) {
 	objs := manifests(t)
 	cfg := sidecarConfig(t, objs)
@@ -666,8 +667,12 @@ func TestManifestStreams(t *testing.T) {
 		if !slices.Equal(sc.Subjects, []string{w.subject}) {
 			t.Errorf("%s: subjects %v; want [%s]", sc.Name, sc.Subjects, w.subject)
 		}
-		if sc.Storage != jetstream.FileStorage || sc.Retention != jetstream.LimitsPolicy {
-			t.Errorf("%s: storage %s retention %s; want file, limits", sc.Name, sc.Storage, sc.Retention)
+		storage := jetstream.FileStorage
+		if sc.Name == js.StreamsStream && js.StreamsStorage == "memory" {
+			storage = jetstream.MemoryStorage
+		}
+		if sc.Storage != storage || sc.Retention != jetstream.LimitsPolicy {
+			t.Errorf("%s: storage %s retention %s; want %s, limits", sc.Name, sc.Storage, sc.Retention, storage)
 		}
 		if sc.Replicas != js.Replicas {
 			t.Errorf("%s: %d replicas; the sidecars expect %d", sc.Name, sc.Replicas, js.Replicas)
