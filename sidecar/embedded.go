@@ -10,6 +10,9 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 )
 
+// embeddedMaxMemory is the memory the embedded server's JetStream may hold (memory-storage streams).
+const embeddedMaxMemory = 64 << 20
+
 // StartEmbedded starts an in-process NATS server with JetStream and file storage under cfg.StoreDir, for development
 // and tests. With cfg.EmbeddedListen empty it accepts in-process connections only; otherwise it also listens there
 // (port -1 picks a free port). It returns once the server accepts connections, or an error saying what failed. The
@@ -23,7 +26,7 @@ func StartEmbedded(cfg NATSConfig, log *slog.Logger) (*server.Server, error) {
 		NoSigs:             true,
 		NoLog:              true,
 		MaxPayload:         8 << 20,
-		JetStreamMaxMemory: 64 << 20,
+		JetStreamMaxMemory: embeddedMaxMemory,
 	}
 	if cfg.EmbeddedListen == "" {
 		opts.DontListen = true

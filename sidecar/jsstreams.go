@@ -68,7 +68,7 @@ type jsStreamSpec struct {
 func jsStreamSpecs(cfg *Config) []jsStreamSpec {
 	j := cfg.JetStream
 	dup := j.DuplicateWindow.D()
-	return []jsStreamSpec{
+	specs := []jsStreamSpec{
 		{want: jetstream.StreamConfig{Name: j.EventsStream, Subjects: []string{subjects.AllEvents},
 			Storage: jetstream.FileStorage, MaxAge: j.EventsMaxAge.D(), MaxBytes: j.EventsMaxBytes, Replicas: j.Replicas,
 			Duplicates: dup, AllowDirect: true, Description: "Flovyn lifecycle events " + streamMark},
@@ -85,6 +85,12 @@ func jsStreamSpecs(cfg *Config) []jsStreamSpec {
 			Description: "Flovyn generic streams: tokens, progress, data, errors " + streamMark},
 			need: subjects.StreamsPrefix + "*", storageKey: "jetstream.streams_storage", maxAgeKey: "jetstream.streams_max_age"},
 	}
+	if cfg.NATS.IsEmbedded() && specs[2].want.Storage == jetstream.MemoryStorage {
+		// The embedded server holds at most embeddedMaxMemory in memory: bounded below it, the stream gives up its
+		// oldest events (retention: a cursor into them gets an expired gap) rather than refusing publishes when full.
+		specs[2].want.MaxBytes = embeddedMaxMemory * 3 / 4
+	}
+	return specs
 }
 
 // storageType maps jetstream.streams_storage to JetStream's storage type (Validate accepts memory and file only).

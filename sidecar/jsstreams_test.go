@@ -390,3 +390,27 @@ func TestVerifiesStreams(t *testing.T) {
 		})
 	}
 }
+
+// TestEmbeddedMemoryStreamsGiveUpTheOldest: on the embedded server (which holds at most 64 MiB in memory) a memory
+// FLOVYN_STREAMS is bounded below that, so a burst of stream events larger than the memory gives up the oldest ones
+// instead of failing publishes with "insufficient resources".
+func TestEmbeddedMemoryStreamsGiveUpTheOldest(t *testing.T) {
+	b := newJetStreamTestBus(t, nil)
+	t.Cleanup(func() { b.Close() })
+	tenant, wf := uuid.New(), uuid.NewString()
+	payload := strings.Repeat("t", 900<<10)
+	const n = 90 // 90 × 900 KiB: more than the embedded server's 64 MiB
+	for i := range n {
+		if _, err := b.PublishStream(t.Context(), stream(tenant, wf, "", int32(i), StreamData, payload)); err != nil {
+			t.Fatalf("publish %d of %d: %v", i, n, err)
+		}
+	}
+	info, err := b.stream.stream.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Config.Storage != jetstream.MemoryStorage || info.State.Bytes > embeddedMaxMemory*3/4 || info.State.FirstSeq == 1 {
+		t.Fatalf("storage %v, %d bytes held from sequence %d; want memory, at most %d bytes, the oldest given up",
+			info.Config.Storage, info.State.Bytes, info.State.FirstSeq, embeddedMaxMemory*3/4)
+	}
+}
