@@ -266,7 +266,7 @@ func (f *jsFeed) handleStream(msg jetstream.Msg) {
 }
 
 // decodeStreamMsg reads a generic stream event received from NATS, with the tenants it goes to: the one of its
-// Flovyn-Tenant-Id header; without the header, none (dropped and counted) unless streams.accept_untenanted gives it to
+// Flovyn-Tenant-Id (or Flovyn-Org-Id) header; without the header, none (dropped and counted) unless streams.accept_untenanted gives it to
 // every tenant with subscribers of the stream. The caller holds f.mu when it passes a feed's tenants.
 func (b *JetStreamBus) decodeStreamMsg(msg jetstream.Msg, key string) (*StreamEvent, []uuid.UUID, bool) {
 	s, err := DecodeStreamEvent(msg.Data())
@@ -274,7 +274,7 @@ func (b *JetStreamBus) decodeStreamMsg(msg jetstream.Msg, key string) (*StreamEv
 		b.stats.invalid.Add(1)
 		return nil, nil, false
 	}
-	h := msg.Headers().Get(TenantHeader)
+	h := tenantHeader(msg.Headers())
 	if h == "" {
 		b.stats.untenanted.Add(1)
 		if !b.cfg.Streams.AcceptUntenanted {

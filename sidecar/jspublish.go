@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -197,4 +198,20 @@ func streamMsg(s *StreamEvent) (*nats.Msg, error) {
 	m := &nats.Msg{Subject: subjects.StreamsPrefix + key, Header: nats.Header{}, Data: s.AppendJSON(make([]byte, 0, 128+len(s.Payload)))}
 	m.Header.Set(TenantHeader, s.TenantID.String())
 	return m, nil
+}
+
+// tenantHeader returns the tenant a stream message received from NATS names: its Flovyn-Tenant-Id header, else its
+// Flovyn-Org-Id header (the other name, for producers that call the tenant an org); "" when it has neither. When both
+// are set and differ it returns them joined by ", ", which is no UUID: the message is then invalid, never untenanted.
+func tenantHeader(h nats.Header) string {
+	t, o := h.Get(TenantHeader), h.Get(OrgHeader)
+	switch {
+	case o == "":
+		return t
+	case t == "":
+		return o
+	case strings.EqualFold(strings.TrimSpace(t), strings.TrimSpace(o)):
+		return t
+	}
+	return t + ", " + o
 }

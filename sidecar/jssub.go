@@ -437,10 +437,11 @@ func (b *JetStreamBus) SubscribeStream(ctx context.Context, tenant uuid.UUID, ke
 		if err != nil || v.Key() != key {
 			return nil, false
 		}
-		t, err := uuid.Parse(h.Get(TenantHeader))
+		th := tenantHeader(h)
+		t, err := uuid.Parse(th)
 		switch {
 		case err == nil && t == tenant:
-		case h.Get(TenantHeader) == "" && b.cfg.Streams.AcceptUntenanted:
+		case th == "" && b.cfg.Streams.AcceptUntenanted:
 		default:
 			return nil, false
 		}

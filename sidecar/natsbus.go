@@ -332,7 +332,7 @@ func (b *NATSBus) SubscribeStream(ctx context.Context, tenant uuid.UUID, key str
 	return cs, nil
 }
 
-// onStream hands a stream event to the topic of its tenant (from the Flovyn-Tenant-Id header), or, without the header
+// onStream hands a stream event to the topic of its tenant (from the Flovyn-Tenant-Id or Flovyn-Org-Id header), or, without the header
 // and with streams.accept_untenanted, to every tenant subscribed to the stream.
 func (b *NATSBus) onStream(subject, key string, m *nats.Msg) {
 	s, err := DecodeStreamEvent(m.Data)
@@ -341,7 +341,7 @@ func (b *NATSBus) onStream(subject, key string, m *nats.Msg) {
 		return
 	}
 	var tenants []uuid.UUID
-	if h := m.Header.Get(TenantHeader); h != "" {
+	if h := tenantHeader(m.Header); h != "" {
 		t, err := uuid.Parse(h)
 		if err != nil {
 			b.stats.invalid.Add(1)

@@ -116,20 +116,17 @@ func (s *Server) handleTenantStream(w http.ResponseWriter, r *http.Request) {
 func (s *Server) streamRequest(r *http.Request, lifecycleOnly bool) (streamSpec, error) {
 	var spec streamSpec
 	q := r.URL.Query()
-	var body uuid.UUID
-	if v := q.Get("tenant_id"); v != "" {
-		u, err := uuid.Parse(v)
-		if err != nil || len(v) != 36 || u == uuid.Nil {
-			return spec, fieldError("tenant_id", "%q is not a non-nil UUID", v)
-		}
-		body = u
+	param, field, err := tenantOf(q, tenantParams)
+	if err != nil {
+		return spec, err
 	}
-	tenant, err := s.tenantFor(r, body, "tenant_id")
+	tenant, err := s.tenantFor(r, param, field)
 	if err != nil {
 		return spec, err
 	}
 	if tenant == uuid.Nil {
-		return spec, fieldError("tenant_id", "is required: pass ?tenant_id=<uuid> or the %s header (or set events.default_tenant_id)", TenantHeader)
+		return spec, fieldError("tenant_id", "is required: pass ?tenant_id=<uuid> (or ?org_id=) or the %s header (or %s), "+
+			"or set events.default_tenant_id", TenantHeader, OrgHeader)
 	}
 	if err := allow(r, tenant, rightSubscribe); err != nil {
 		return spec, err
