@@ -423,11 +423,33 @@ func camelCase(s string) string {
 	return b.String()
 }
 
-// AppendJSON appends the wire form of e to dst: every field present, absent optionals as null, one line.
-func (e *FlovynEvent) AppendJSON(dst []byte) []byte {
+// TenantKey is the JSON key under which an encoded FlovynEvent carries its tenant: TenantKeyTenantID (the default; the
+// empty TenantKey means it too) or TenantKeyOrgID, the name Flovyn uses since it renamed tenants to orgs. Decoding
+// accepts both whatever the TenantKey; it is the configuration key events.tenant_key.
+type TenantKey string
+
+// The TenantKey values.
+const (
+	// TenantKeyTenantID writes the tenant as "tenant_id".
+	TenantKeyTenantID TenantKey = "tenant_id"
+	// TenantKeyOrgID writes the tenant as "org_id".
+	TenantKeyOrgID TenantKey = "org_id"
+)
+
+// AppendJSON appends the wire form of e to dst: every field present, absent optionals as null, one line. The tenant is
+// written as "tenant_id" (see AppendJSONAs).
+func (e *FlovynEvent) AppendJSON(dst []byte) []byte { return e.AppendJSONAs(dst, TenantKeyTenantID) }
+
+// AppendJSONAs appends the wire form of e to dst as AppendJSON does, with the tenant under key: "org_id" for
+// TenantKeyOrgID, "tenant_id" for any other value.
+func (e *FlovynEvent) AppendJSONAs(dst []byte, key TenantKey) []byte {
 	dst = append(dst, `{"id":"`...)
 	dst = appendUUID(dst, e.ID)
-	dst = append(dst, `","tenant_id":"`...)
+	if key == TenantKeyOrgID {
+		dst = append(dst, `","org_id":"`...)
+	} else {
+		dst = append(dst, `","tenant_id":"`...)
+	}
 	dst = appendUUID(dst, e.TenantID)
 	dst = append(dst, `","workflow_execution_id":`...)
 	dst = appendOptUUID(dst, e.WorkflowExecutionID)
@@ -454,7 +476,7 @@ func (e *FlovynEvent) AppendJSON(dst []byte) []byte {
 	return append(dst, '}')
 }
 
-// MarshalJSON returns the wire form of e (see AppendJSON).
+// MarshalJSON returns the wire form of e, with the tenant as "tenant_id" (see AppendJSON).
 func (e FlovynEvent) MarshalJSON() ([]byte, error) {
 	return e.AppendJSON(make([]byte, 0, 256+len(e.Data))), nil
 }

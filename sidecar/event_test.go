@@ -353,6 +353,10 @@ func FuzzDecodeEvent(f *testing.F) {
 		if string(back.AppendJSON(nil)) != string(out) {
 			t.Fatalf("round trip changed %s", out)
 		}
+		org := e.AppendJSONAs(nil, TenantKeyOrgID) // events.tenant_key: org_id reads back as the same event
+		if back, err := DecodeEvent(org); err != nil || string(back.AppendJSON(nil)) != string(out) {
+			t.Fatalf("re-decoding %s: %v; want %s", org, err, out)
+		}
 		if _, err := e.Subject(); err != nil {
 			t.Fatalf("a valid event has no subject: %v", err)
 		}

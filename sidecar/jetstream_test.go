@@ -43,6 +43,7 @@ func jetstreamContract() contract {
 		refeedsLagged: true,
 		durable:       true,
 		natsFed:       true,
+		backend:       "jetstream",
 	}
 }
 

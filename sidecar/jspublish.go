@@ -14,13 +14,13 @@ import (
 )
 
 // eventMsg builds the NATS message of an event: its subject, Nats-Msg-Id <tenant>:<id> (so one tenant can never
-// suppress another's event), and its JSON.
-func eventMsg(e *FlovynEvent) (*nats.Msg, error) {
+// suppress another's event), and its JSON with the tenant under key (events.tenant_key).
+func eventMsg(e *FlovynEvent, key TenantKey) (*nats.Msg, error) {
 	subj, err := e.Subject()
 	if err != nil {
 		return nil, err
 	}
-	m := &nats.Msg{Subject: subj, Header: nats.Header{}, Data: e.AppendJSON(make([]byte, 0, 256+len(e.Data)))}
+	m := &nats.Msg{Subject: subj, Header: nats.Header{}, Data: e.AppendJSONAs(make([]byte, 0, 256+len(e.Data)), key)}
 	m.Header.Set(jetstream.MsgIDHeader, e.TenantID.String()+":"+e.ID.String())
 	return m, nil
 }
@@ -51,7 +51,7 @@ func (b *JetStreamBus) PublishBatch(ctx context.Context, events []*FlovynEvent, 
 	for i := range n {
 		var err error
 		if i < len(events) && events[i] != nil {
-			msgs[i], err = eventMsg(events[i])
+			msgs[i], err = eventMsg(events[i], b.cfg.Events.TenantKey)
 		} else {
 			msgs[i], err = streamMsg(streams[i])
 		}

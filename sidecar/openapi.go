@@ -69,7 +69,7 @@ var (
 		"properties": map[string]any{
 			"id": map[string]any{"type": "string", "format": "uuid"}, "tenant_id": map[string]any{"type": "string", "format": "uuid"},
 			"org_id": map[string]any{"type": "string", "format": "uuid",
-				"description": "another name of tenant_id (sent with it, it must name the same tenant)"},
+				"description": "another name of tenant_id (sent with it, it must name the same tenant); events.tenant_key: org_id writes it in place of tenant_id"},
 			"workflow_execution_id": nullUUID, "task_execution_id": nullUUID,
 			"event_type": map[string]any{"type": "string", "maxLength": 255, "pattern": `^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`},
 			"source":     map[string]any{"type": "string", "maxLength": 255}, "data": anyJSON,

@@ -185,7 +185,7 @@ func (s *Server) checkSize(e *FlovynEvent) error {
 	if bound <= limit {
 		return nil
 	}
-	if n := len(e.AppendJSON(nil)); n > limit {
+	if n := len(e.AppendJSONAs(nil, s.cfg.Events.TenantKey)); n > limit {
 		return &errTooLarge{detail: fmt.Sprintf("the encoded event is %d bytes; at most %d are allowed (events.max_event_bytes)", n, limit)}
 	}
 	return nil

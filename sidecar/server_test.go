@@ -61,7 +61,8 @@ func newHarness(t testing.TB, cfg *Config, bus Bus) *harness {
 		t.Fatalf("test config: %v", err)
 	}
 	if bus == nil {
-		bus = NewMemoryBus(MemoryOptions{EventBuffer: cfg.Memory.EventBuffer, StreamBuffer: cfg.Memory.StreamBuffer})
+		bus = NewMemoryBus(MemoryOptions{EventBuffer: cfg.Memory.EventBuffer, StreamBuffer: cfg.Memory.StreamBuffer,
+			TenantKey: cfg.Events.TenantKey})
 		t.Cleanup(func() { bus.Close() })
 	}
 	srv, err := NewServer(Options{Config: cfg, Bus: bus, Logger: NewLogger(LogConfig{Level: "error"}, io.Discard),

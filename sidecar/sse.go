@@ -434,7 +434,7 @@ func (c *sseConn) writeEvent(d *Delivery[FlovynEvent]) {
 	if d.Wire != nil {
 		c.buf = append(c.buf, d.Wire...)
 	} else {
-		c.buf = appendLifecycleFrame(c.buf, d.Value)
+		c.buf = appendLifecycleFrame(c.buf, d.Value, c.s.cfg.Events.TenantKey)
 	}
 	c.s.metrics.deliveredLifecycle.Inc()
 }
@@ -473,10 +473,10 @@ func (c *sseConn) appendID(dst []byte) []byte {
 	return append(dst, '\n')
 }
 
-// appendLifecycleFrame appends the SSE frame of a lifecycle event after its id line.
-func appendLifecycleFrame(dst []byte, e *FlovynEvent) []byte {
+// appendLifecycleFrame appends the SSE frame of a lifecycle event after its id line, with the tenant under key.
+func appendLifecycleFrame(dst []byte, e *FlovynEvent, key TenantKey) []byte {
 	dst = append(dst, "event: lifecycle\ndata: "...)
-	dst = e.AppendJSON(dst)
+	dst = e.AppendJSONAs(dst, key)
 	return append(dst, "\n\n"...)
 }
 
@@ -490,9 +490,12 @@ func appendStreamFrame(dst []byte, s *StreamEvent) []byte {
 	return append(dst, '\n')
 }
 
-// lifecycleWire and streamFrameWire are the hubs' shared encodings.
-func lifecycleWire(e *FlovynEvent) []byte {
-	return appendLifecycleFrame(make([]byte, 0, 440+len(e.Data)+len(e.EventType)+len(e.Source)), e)
+// lifecycleWire returns the hubs' shared encoding of lifecycle events, with the tenant under key (events.tenant_key);
+// streamFrameWire is the one of stream events.
+func lifecycleWire(key TenantKey) func(*FlovynEvent) []byte {
+	return func(e *FlovynEvent) []byte {
+		return appendLifecycleFrame(make([]byte, 0, 440+len(e.Data)+len(e.EventType)+len(e.Source)), e, key)
+	}
 }
 
 func streamFrameWire(s *StreamEvent) []byte {
