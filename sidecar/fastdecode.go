@@ -163,9 +163,9 @@ func (e *FlovynEvent) setField(bit uint16, val []byte) bool {
 		case 1 << 1:
 			e.TenantID = id
 		case 1 << 2:
-			e.WorkflowExecutionID = &id
+			e.WorkflowExecutionID = ptr(id)
 		default:
-			e.TaskExecutionID = &id
+			e.TaskExecutionID = ptr(id)
 		}
 	case 1 << 4, 1 << 5, 1 << 8:
 		if isNull {
@@ -182,7 +182,7 @@ func (e *FlovynEvent) setField(bit uint16, val []byte) bool {
 		case 1 << 5:
 			e.Source = str
 		default:
-			e.CorrelationID = &str
+			e.CorrelationID = ptr(str)
 		}
 	case 1 << 6:
 		if !json.Valid(val) {
@@ -204,6 +204,10 @@ func (e *FlovynEvent) setField(bit uint16, val []byte) bool {
 	}
 	return true
 }
+
+// ptr returns a pointer to a copy of v. Taking the address of a local in one branch would move that local to the heap
+// on every path: the id and tenant_id of every event, and its event_type and source, would each cost an allocation.
+func ptr[T any](v T) *T { return &v }
 
 // plainString returns the contents of the JSON string at data[i] and the index after it, when the string has no
 // escapes, no control characters and is valid UTF-8: then its bytes are its value.
