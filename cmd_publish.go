@@ -37,6 +37,10 @@ with POST /v1/events/batch, in chunks of at most -batch events; with -stream, st
 StreamEvents (camelCase) posted to POST /v1/streams. Events are sent as soon as they are
 read, so a producer can pipe a live stream of tokens.
 
+The tenant (-tenant, or -org: Flovyn's name of the tenant) is sent as the Flovyn-Tenant-Id
+header and, with -type, as the event's tenant_id; NDJSON events may name theirs as
+tenant_id or org_id.
+
 One JSON line is printed per event: {"id":…,"sequence":…,"duplicate":…}, or
 {"error":{"status":…,"detail":…}} for an entry the sidecar refused. Errors go to stderr.
 Exit status: 0 all published, 1 a publish failed, 2 bad command line.
@@ -57,6 +61,7 @@ type cliConn struct {
 	url    string
 	token  string
 	tenant string
+	org    string // -org, another name of -tenant; folded into tenant by resolveTenant
 }
 
 func (c *cliConn) register(flags *flag.FlagSet) {
@@ -64,6 +69,19 @@ func (c *cliConn) register(flags *flag.FlagSet) {
 	flags.StringVar(&c.url, "url", "", "base `URL` of the sidecar, such as http://127.0.0.1:8787 (overrides -socket)")
 	flags.StringVar(&c.token, "token", "", "bearer `token` for the sidecar (default $EVENTHOOK_TOKEN)")
 	flags.StringVar(&c.tenant, "tenant", "", "tenant `id`, sent as the Flovyn-Tenant-Id header")
+	flags.StringVar(&c.org, "org", "", "another name of -tenant (Flovyn calls the tenant an org): the tenant `id`")
+}
+
+// resolveTenant folds -org into -tenant after parsing; an error when both are given and name different tenants.
+func (c *cliConn) resolveTenant() error {
+	switch {
+	case c.org == "" || strings.EqualFold(c.org, c.tenant):
+		return nil
+	case c.tenant == "":
+		c.tenant = c.org
+		return nil
+	}
+	return fmt.Errorf("-tenant %s and -org %s name different tenants; -org is another name of -tenant: give one of them", c.tenant, c.org)
 }
 
 // client returns a client of the sidecar the flags name. The token comes from EVENTHOOK_TOKEN when -token is not given
@@ -139,6 +157,9 @@ func runPublish(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	flags.BoolVar(&o.stream, "stream", false, "stdin holds StreamEvents (camelCase), posted to /v1/streams")
 	if code, ok := parseCLIFlags(flags, args); !ok {
 		return code
+	}
+	if err := conn.resolveTenant(); err != nil {
+		return cliUsageError(flags, "%v", err)
 	}
 	if o.batch < 1 || o.batch > 1000 {
 		return cliUsageError(flags, "-batch %d: want 1 to 1000", o.batch)

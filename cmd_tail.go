@@ -22,7 +22,9 @@ import (
 const tailUsage = `Usage: eventhook tail (-workflow ID | -task ID [-workflow ID] | -events) [flags]
 
 Follows an SSE stream of the sidecar and prints one line per event, or one JSON object
-per line with -json. It reconnects by itself when the stream ends or fails, resuming
+per line with -json, whose data is the frame's data as the sidecar sent it (a lifecycle
+event names its tenant tenant_id, or org_id when the sidecar runs with
+events.tenant_key: org_id). It reconnects by itself when the stream ends or fails, resuming
 after the last event received (Last-Event-ID): nothing is missed or printed twice.
 Missed events the sidecar reports are shown as "-- gap: … --" lines. A line starts with a
 time: a lifecycle event's own timestamp_ms; for tokens, progress, data and errors, whose SSE
@@ -35,6 +37,8 @@ Streams:
                           for a task inside a workflow
   -events                 all lifecycle events of the tenant; -workflow, -task and -source
                           filter them
+
+The tenant is -tenant, or -org (another name of it), sent as the Flovyn-Tenant-Id header.
 
 Exit status: 0 at the end (-n reached, interrupted), 1 when the sidecar refuses the stream
 (bad filter, auth), 2 bad command line.
@@ -89,6 +93,9 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	flags.DurationVar(&o.idleTimeout, "idle-timeout", time.Minute, "reconnect when nothing, not even a keep-alive, arrived during a period this `long` (0: never)")
 	if code, ok := parseCLIFlags(flags, args); !ok {
 		return code
+	}
+	if err := conn.resolveTenant(); err != nil {
+		return cliUsageError(flags, "%v", err)
 	}
 	path, query, err := o.request()
 	if err != nil {

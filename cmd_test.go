@@ -186,6 +186,45 @@ func TestPublishFlags(t *testing.T) {
 	})
 }
 
+// TestPublishOrgFlag: -org is another name of -tenant, for the header and the event's tenant_id alike; with -tenant it
+// must name the same tenant.
+func TestPublishOrgFlag(t *testing.T) {
+	var rec cmdTestRecorder
+	conn := cmdTestServe(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec.record(r)
+		w.WriteHeader(http.StatusAccepted)
+		fmt.Fprintf(w, `{"id":%q,"sequence":1,"duplicate":false}`, cmdID)
+	}), true)
+	for _, args := range [][]string{
+		{"-org", cmdTenant},
+		{"-tenant", cmdTenant, "-org", strings.ToUpper(cmdTenant)},
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := runPublish(cmdTestCtx(t), append(append(append([]string(nil), conn...), args...), "-type", "a.b"), nil, &stdout, &stderr); code != 0 {
+			t.Fatalf("runPublish(%q) = %d; want 0 (stderr %q)", args, code, stderr.String())
+		}
+	}
+	for i, req := range rec.all() {
+		if got := req.Header.Get("Flovyn-Tenant-Id"); got != cmdTenant {
+			t.Errorf("request %d: Flovyn-Tenant-Id = %q; want %q", i, got, cmdTenant)
+		}
+		if want := `{"tenant_id":"` + cmdTenant + `","event_type":"a.b","data":null}`; req.Body != want {
+			t.Errorf("request %d: body = %s; want %s", i, req.Body, want)
+		}
+	}
+	// Stdin events are sent as they are: an org_id in them reaches the sidecar unchanged.
+	var stdout, stderr bytes.Buffer
+	line := `{"org_id":"` + cmdTenant + `","event_type":"a.b"}`
+	srv := &cmdTestBatchServer{}
+	batchConn := cmdTestServe(t, srv, false)
+	if code := runPublish(cmdTestCtx(t), append(batchConn, "-org", cmdTenant), strings.NewReader(line+"\n"), &stdout, &stderr); code != 0 {
+		t.Fatalf("runPublish(stdin) = %d; want 0 (stderr %q)", code, stderr.String())
+	}
+	if reqs := srv.rec.all(); len(reqs) != 1 || reqs[0].Body != line+"\n" || reqs[0].Header.Get("Flovyn-Tenant-Id") != cmdTenant {
+		t.Errorf("batch requests %+v; want the line as it was, with the tenant header", reqs)
+	}
+}
+
 func TestPublishMinimalEventTokenFromEnv(t *testing.T) {
 	t.Setenv("EVENTHOOK_TOKEN", "from-env")
 	var rec cmdTestRecorder
@@ -231,6 +270,8 @@ func TestPublishUsageErrors(t *testing.T) {
 		{name: "positional argument", args: []string{"-type", "a.b", "extra"}, wantCode: 2, wantErr: `unexpected argument "extra"`},
 		{name: "bad url", args: []string{"-url", "ftp://x", "-type", "a.b"}, wantCode: 2, wantErr: "unsupported scheme"},
 		{name: "help", args: []string{"-h"}, wantCode: 0, wantErr: "Examples:"},
+		{name: "tenant and org disagree", args: []string{"-tenant", cmdTenant, "-org", cmdWF, "-type", "a.b"}, wantCode: 2,
+			wantErr: "-tenant " + cmdTenant + " and -org " + cmdWF + " name different tenants"},
 	}
 	conn := cmdTestServe(t, cmdTestRefuse(t), false)
 	for _, tt := range tests {
@@ -580,6 +621,36 @@ func TestTailJSON(t *testing.T) {
 	}
 }
 
+// TestTailOrg: -org names the tenant as -tenant does, and -json prints a lifecycle event with the key the sidecar sent
+// (org_id from a sidecar with events.tenant_key: org_id), which the readable output reads too.
+func TestTailOrg(t *testing.T) {
+	lifecycle := `{"id":"` + cmdID + `","org_id":"` + cmdTenant + `","workflow_execution_id":null,"task_execution_id":null,` +
+		`"event_type":"task.completed","source":"system","data":null,"timestamp_ms":1735787045123,"correlation_id":null}`
+	var rec cmdTestRecorder
+	conn := cmdTestServe(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec.record(r)
+		cmdTestSSE(w)("id: c1\nevent: lifecycle\ndata: " + lifecycle + "\n\n")
+		<-r.Context().Done()
+	}), true)
+	var stdout, stderr bytes.Buffer
+	if code := runTail(cmdTestCtx(t), append(conn, "-org", cmdTenant, "-events", "-json", "-n", "1"), &stdout, &stderr); code != 0 {
+		t.Fatalf("runTail() = %d; want 0 (stderr %q)", code, stderr.String())
+	}
+	if want := `{"id":"c1","event":"lifecycle","data":` + lifecycle + "}\n"; stdout.String() != want {
+		t.Errorf("stdout = %q; want %q", stdout.String(), want)
+	}
+	if got := rec.all()[0].Header.Get("Flovyn-Tenant-Id"); got != cmdTenant {
+		t.Errorf("Flovyn-Tenant-Id = %q; want %q", got, cmdTenant)
+	}
+	stdout.Reset()
+	if code := runTail(cmdTestCtx(t), append(conn, "-org", cmdTenant, "-events", "-n", "1"), &stdout, &stderr); code != 0 {
+		t.Fatalf("runTail() = %d; want 0 (stderr %q)", code, stderr.String())
+	}
+	if got := stdout.String(); !strings.Contains(got, " lifecycle task.completed source=system") {
+		t.Errorf("readable output %q; want the lifecycle event", got)
+	}
+}
+
 func TestTailRequests(t *testing.T) {
 	tests := []struct {
 		name      string
@@ -631,6 +702,7 @@ func TestTailUsageErrors(t *testing.T) {
 		{name: "source without events", args: []string{"-workflow", "w", "-source", "s"}, wantErr: "-source"},
 		{name: "negative n", args: []string{"-events", "-n", "-1"}, wantErr: "must not be negative"},
 		{name: "argument", args: []string{"-events", "x"}, wantErr: `unexpected argument "x"`},
+		{name: "tenant and org disagree", args: []string{"-events", "-tenant", cmdTenant, "-org", cmdWF}, wantErr: "name different tenants"},
 	}
 	conn := cmdTestServe(t, cmdTestRefuse(t), false)
 	for _, tt := range tests {

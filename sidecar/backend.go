@@ -20,6 +20,7 @@ func OpenBus(ctx context.Context, cfg *Config, log *slog.Logger) (Bus, error) {
 			IdleTTL:      cfg.Memory.IdleTTL.D(),
 			DedupWindow:  cfg.JetStream.DuplicateWindow.D(),
 			MaxBytes:     cfg.Memory.MaxBytes,
+			TenantKey:    cfg.Events.TenantKey,
 		}), nil
 	case "nats":
 		return NewNATSBus(ctx, cfg, time.Minute, log)

@@ -270,6 +270,9 @@ type EventsConfig struct {
 	MaxEventBytes int `yaml:"max_event_bytes"`
 	// MaxBatch bounds the number of events of one batch publish, 1 to 100000 (default 1000).
 	MaxBatch int `yaml:"max_batch"`
+	// TenantKey is the key under which every lifecycle event the daemon writes (SSE frames, NATS messages) carries its
+	// tenant: tenant_id (the default) or org_id, Flovyn's name of the tenant since 2026-01-12. Input accepts both.
+	TenantKey TenantKey `yaml:"tenant_key"`
 }
 
 // StreamsConfig holds the settings of generic streams.
@@ -431,6 +434,7 @@ func DefaultConfig() *Config {
 			DefaultSource: DefaultSource,
 			MaxEventBytes: 1 << 20,
 			MaxBatch:      1000,
+			TenantKey:     TenantKeyTenantID,
 		},
 		SSE: SSEConfig{
 			Heartbeat:               Duration(15 * time.Second),
@@ -495,6 +499,7 @@ func (c *Config) ApplyDefaults() {
 	cfgOrDefault(&c.Events.DefaultSource, d.Events.DefaultSource)
 	cfgOrDefault(&c.Events.MaxEventBytes, d.Events.MaxEventBytes)
 	cfgOrDefault(&c.Events.MaxBatch, d.Events.MaxBatch)
+	cfgOrDefault(&c.Events.TenantKey, d.Events.TenantKey)
 
 	cfgOrDefault(&c.SSE.Heartbeat, d.SSE.Heartbeat)
 	cfgOrDefault(&c.SSE.MaxSubscribers, d.SSE.MaxSubscribers)
@@ -779,6 +784,11 @@ func (c *Config) validate() []*ConfigError {
 	}
 	if e.MaxBatch < 1 || e.MaxBatch > cfgMaxBatch {
 		p.add("events.max_batch", "is %d; it must be between 1 and %d", e.MaxBatch, cfgMaxBatch)
+	}
+	switch e.TenantKey {
+	case TenantKeyTenantID, TenantKeyOrgID:
+	default:
+		p.add("events.tenant_key", "%q is not a key; use tenant_id (the default) or org_id", e.TenantKey)
 	}
 
 	s := c.SSE
@@ -1303,6 +1313,8 @@ func cfgDescribeType(goType string) string {
 		return "a list of strings"
 	case "[]sidecar.TokenConfig":
 		return "a list of tokens"
+	case "sidecar.TenantKey":
+		return "tenant_id or org_id"
 	}
 	if strings.HasPrefix(goType, "sidecar.") {
 		return "a mapping"

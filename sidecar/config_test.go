@@ -74,7 +74,7 @@ func TestDefaultConfig(t *testing.T) {
 			DuplicateWindow: Duration(2 * time.Minute), ManageStreams: cfgBoolPtr(true),
 			PublishTimeout: Duration(5 * time.Second)},
 		Memory:  MemoryConfig{EventBuffer: 1024, StreamBuffer: 256, IdleTTL: Duration(10 * time.Minute), MaxBytes: 268435456},
-		Events:  EventsConfig{DefaultSource: "system", MaxEventBytes: 1048576, MaxBatch: 1000},
+		Events:  EventsConfig{DefaultSource: "system", MaxEventBytes: 1048576, MaxBatch: 1000, TenantKey: "tenant_id"},
 		Streams: StreamsConfig{AcceptUntenanted: false},
 		SSE: SSEConfig{Heartbeat: Duration(15 * time.Second), MaxSubscribers: 10000, MaxSubscribersPerTenant: 1000,
 			WriteTimeout: Duration(10 * time.Second), Format: "eventhook"},
@@ -158,6 +158,8 @@ func TestConfigValidate(t *testing.T) {
 		{name: "token from env", yaml: cfgTokenDoc(`name: ui, env: EH_UI_TOKEN, tenants: ["` + cfgTenant + `"], allow: [subscribe]`)},
 		{name: "upper-case hash", yaml: cfgTokenDoc(`name: ops, sha256: "` + strings.ToUpper(cfgHash) + `", tenants: "*", allow: [publish]`)},
 		{name: "default tenant", yaml: `events: {default_tenant_id: "` + cfgTenant + `"}`},
+		{name: "tenant key org_id", yaml: `events: {tenant_key: org_id}`},
+		{name: "tenant key tenant_id", yaml: `events: {tenant_key: tenant_id}`},
 		{name: "limits at their bounds", yaml: "events: {max_event_bytes: 1024, max_batch: 100000}\n" +
 			"sse: {heartbeat: 1s, max_subscribers: 5, max_subscribers_per_tenant: 5}\njetstream: {replicas: 5}"},
 		{name: "duplicate window equal to max age", yaml: `jetstream: {events_max_age: 2m, duplicate_window: 2m}`},
@@ -225,6 +227,9 @@ func TestConfigValidate(t *testing.T) {
 		{name: "max event bytes too large", yaml: `events: {max_event_bytes: 67108865}`, wantKey: "events.max_event_bytes"},
 		{name: "max batch too large", yaml: `events: {max_batch: 100001}`, wantKey: "events.max_batch"},
 		{name: "max batch negative", yaml: `events: {max_batch: -1}`, wantKey: "events.max_batch"},
+		{name: "tenant key unknown", yaml: `events: {tenant_key: orgId}`, wantKey: "events.tenant_key"},
+		{name: "tenant key empty", yaml: `events: {tenant_key: ""}`},
+		{name: "tenant key a list", yaml: "events:\n  max_batch: 10\n  tenant_key: [org_id]", wantKey: "events.tenant_key"},
 		// sse
 		{name: "heartbeat too short", yaml: `sse: {heartbeat: 500ms}`, wantKey: "sse.heartbeat"},
 		{name: "max subscribers", yaml: `sse: {max_subscribers: -1}`, wantKey: "sse.max_subscribers"},
@@ -304,6 +309,7 @@ func TestConfigValidateInCode(t *testing.T) {
 		{name: "empty backend", edit: func(c *Config) { c.Backend = "" }, wantKey: "backend", wantErr: ErrInvalidConfig},
 		{name: "empty source", edit: func(c *Config) { c.Events.DefaultSource = "" }, wantKey: "events.default_source", wantErr: ErrInvalidConfig},
 		{name: "zero heartbeat", edit: func(c *Config) { c.SSE.Heartbeat = 0 }, wantKey: "sse.heartbeat", wantErr: ErrInvalidConfig},
+		{name: "tenant key", edit: func(c *Config) { c.Events.TenantKey = "tenant" }, wantKey: "events.tenant_key", wantErr: ErrInvalidConfig},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"runtime"
 	"testing"
 	"time"
@@ -29,6 +30,9 @@ type contract struct {
 	// natsFed is true when live deliveries come through a NATS feed: an event acknowledged just before a live start may
 	// still be on its way, and come.
 	natsFed bool
+	// backend names the backend in a configuration (memory, nats, jetstream), for the cases that build their bus from
+	// one with OpenBus.
+	backend string
 }
 
 // runContract checks every promise of the bus interfaces against one backend. Every backend runs it unchanged.
@@ -51,6 +55,7 @@ func runContract(t *testing.T, c contract) {
 		{"Dedup", testDedup},
 		{"Streams", testStreams},
 		{"StreamIsolation", testStreamIsolation},
+		{"TenantKey", testTenantKey},
 		{"CloseFreesEverything", testCloseFrees},
 		{"ContextCancelCloses", testContextCancel},
 		{"BusCloseEndsSubscriptions", testBusClose},
@@ -61,6 +66,21 @@ func runContract(t *testing.T, c contract) {
 }
 
 // --- helpers ---
+
+// newConfiguredBus opens the contract's backend with OpenBus from a test configuration that edit changes; the test
+// closes it.
+func newConfiguredBus(t testing.TB, c contract, edit func(*Config)) Bus {
+	t.Helper()
+	cfg := jetstreamConfig(t)
+	cfg.Backend = c.backend
+	edit(cfg)
+	b, err := OpenBus(t.Context(), cfg, NewLogger(LogConfig{Level: "error"}, io.Discard))
+	if err != nil {
+		t.Fatalf("OpenBus(%s): %v", c.backend, err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
+}
 
 const waitFor = 5 * time.Second
 
@@ -493,6 +513,28 @@ func testStreamIsolation(t *testing.T, c contract) {
 //
 // With want 0 it waits until the count is steady for a while (background work of an earlier step has ended) and
 // returns it.
+// testTenantKey: a bus opened with events.tenant_key delivers each lifecycle event with its tenant, and the frame it
+// encodes once for every SSE subscriber (Delivery.Wire; every backend of this package encodes) writes the tenant under
+// that key, tenant_id or org_id. A NATS-fed bus reads back its own messages, written with that key.
+func testTenantKey(t *testing.T, c contract) {
+	for _, key := range []TenantKey{TenantKeyTenantID, TenantKeyOrgID} {
+		t.Run(string(key), func(t *testing.T) {
+			b := newConfiguredBus(t, c, func(cfg *Config) { cfg.Events.TenantKey = key })
+			tenant := uuid.New()
+			s := subscribe(t, b, AllEvents(tenant), StartLive())
+			e := ev(tenant, "workflow.completed").WithWorkflow(uuid.New())
+			publishEvent(t, b, e)
+			d := next(t, s)
+			if d.Gap != nil || d.Value.ID != e.ID || d.Value.TenantID != tenant {
+				t.Fatalf("delivered %+v; want the event of tenant %s", d, tenant)
+			}
+			if want := appendLifecycleFrame(nil, e, key); string(d.Wire) != string(want) {
+				t.Fatalf("Wire = %q; want %q", d.Wire, want)
+			}
+		})
+	}
+}
+
 func goroutines(want int) int {
 	deadline := time.Now().Add(waitFor)
 	n := runtime.NumGoroutine()

@@ -161,7 +161,8 @@ func (e *FlovynEvent) Validate() error {
 		v.add("id", "must be a non-nil UUID (omit it to have one generated)")
 	}
 	if e.TenantID == uuid.Nil {
-		v.add("tenant_id", "is required and must be a non-nil UUID (in the body or the Flovyn-Tenant-Id header)")
+		v.add("tenant_id", "is required and must be a non-nil UUID (in the body as tenant_id or org_id, or in the "+
+			"Flovyn-Tenant-Id or Flovyn-Org-Id header)")
 	}
 	if err := subjects.ValidateEventType(e.EventType); err != nil {
 		v.add("event_type", "%s; use dot-separated tokens of letters, digits, '_' and '-', such as \"workflow.completed\"",
@@ -203,6 +204,7 @@ func (e *FlovynEvent) Subject() (string, error) {
 type eventWire struct {
 	ID                  *string         `json:"id"`
 	TenantID            *string         `json:"tenant_id"`
+	OrgID               *string         `json:"org_id"` // Flovyn's newer name of tenant_id
 	WorkflowExecutionID *string         `json:"workflow_execution_id"`
 	TaskExecutionID     *string         `json:"task_execution_id"`
 	EventType           string          `json:"event_type"`
@@ -214,8 +216,10 @@ type eventWire struct {
 
 // DecodeEvent parses one FlovynEvent from its JSON wire form. Optional fields may be omitted; an unknown field is an
 // error that names it (and the snake_case name when it was sent in camelCase). Ids are parsed as UUIDs and canonicalised to
-// lower case. The event is neither stamped nor validated: call Stamp and Validate. Errors are *ValidationError values
-// wrapping ErrInvalidEvent.
+// lower case. The tenant may be given as tenant_id or as org_id (Flovyn's name of the tenant since 2026-01-12), or as
+// both when they are equal; a tenant_id and an org_id that disagree are an error naming both (null counts as absent).
+// The event is neither stamped nor validated: call Stamp and Validate. Errors are *ValidationError values wrapping
+// ErrInvalidEvent.
 func DecodeEvent(data []byte) (*FlovynEvent, error) {
 	if e, ok := decodeEventFast(data); ok {
 		return e, nil
@@ -236,6 +240,17 @@ func decodeEventSlow(data []byte) (*FlovynEvent, error) {
 	}
 	if w.TenantID != nil {
 		e.TenantID = parseUUIDField(v, "tenant_id", *w.TenantID)
+	}
+	if w.OrgID != nil {
+		org := parseUUIDField(v, "org_id", *w.OrgID)
+		switch {
+		case len(v.Errors) > 0: // a bad tenant_id or org_id: already said
+		case w.TenantID != nil && org != e.TenantID:
+			v.add("org_id", "%s disagrees with tenant_id %s; send one of them (org_id is the newer name of tenant_id), "+
+				"or the same tenant in both", org, e.TenantID)
+		default:
+			e.TenantID = org
+		}
 	}
 	if w.WorkflowExecutionID != nil {
 		id := parseUUIDField(v, "workflow_execution_id", *w.WorkflowExecutionID)
@@ -288,8 +303,8 @@ type naming func(string) string
 
 // eventKeys and streamKeys are the exact top-level keys of the two wire formats.
 var (
-	eventKeys = keySet("id", "tenant_id", "workflow_execution_id", "task_execution_id", "event_type", "source", "data",
-		"timestamp_ms", "correlation_id")
+	eventKeys = keySet("id", "tenant_id", "org_id", "workflow_execution_id", "task_execution_id", "event_type", "source",
+		"data", "timestamp_ms", "correlation_id")
 	streamKeys = keySet("workflowExecutionId", "taskExecutionId", "sequence", "type", "payload", "timestampMs")
 )
 
@@ -408,11 +423,33 @@ func camelCase(s string) string {
 	return b.String()
 }
 
-// AppendJSON appends the wire form of e to dst: every field present, absent optionals as null, one line.
-func (e *FlovynEvent) AppendJSON(dst []byte) []byte {
+// TenantKey is the JSON key under which an encoded FlovynEvent carries its tenant: TenantKeyTenantID (the default; the
+// empty TenantKey means it too) or TenantKeyOrgID, the name Flovyn uses since it renamed tenants to orgs. Decoding
+// accepts both whatever the TenantKey; it is the configuration key events.tenant_key.
+type TenantKey string
+
+// The TenantKey values.
+const (
+	// TenantKeyTenantID writes the tenant as "tenant_id".
+	TenantKeyTenantID TenantKey = "tenant_id"
+	// TenantKeyOrgID writes the tenant as "org_id".
+	TenantKeyOrgID TenantKey = "org_id"
+)
+
+// AppendJSON appends the wire form of e to dst: every field present, absent optionals as null, one line. The tenant is
+// written as "tenant_id" (see AppendJSONAs).
+func (e *FlovynEvent) AppendJSON(dst []byte) []byte { return e.AppendJSONAs(dst, TenantKeyTenantID) }
+
+// AppendJSONAs appends the wire form of e to dst as AppendJSON does, with the tenant under key: "org_id" for
+// TenantKeyOrgID, "tenant_id" for any other value.
+func (e *FlovynEvent) AppendJSONAs(dst []byte, key TenantKey) []byte {
 	dst = append(dst, `{"id":"`...)
 	dst = appendUUID(dst, e.ID)
-	dst = append(dst, `","tenant_id":"`...)
+	if key == TenantKeyOrgID {
+		dst = append(dst, `","org_id":"`...)
+	} else {
+		dst = append(dst, `","tenant_id":"`...)
+	}
 	dst = appendUUID(dst, e.TenantID)
 	dst = append(dst, `","workflow_execution_id":`...)
 	dst = appendOptUUID(dst, e.WorkflowExecutionID)
@@ -439,7 +476,7 @@ func (e *FlovynEvent) AppendJSON(dst []byte) []byte {
 	return append(dst, '}')
 }
 
-// MarshalJSON returns the wire form of e (see AppendJSON).
+// MarshalJSON returns the wire form of e, with the tenant as "tenant_id" (see AppendJSON).
 func (e FlovynEvent) MarshalJSON() ([]byte, error) {
 	return e.AppendJSON(make([]byte, 0, 256+len(e.Data))), nil
 }

@@ -324,6 +324,9 @@ func FuzzDecodeEvent(f *testing.F) {
 		`{"id":"9d7c6b5a-4e3f-4a1b-8c2d-1e0f9a8b7c6d","tenant_id":"` + tenantStr + `","workflow_execution_id":"` + wfStr +
 			`","task_execution_id":null,"event_type":"task.completed","source":"w","data":{"a":[1,"\u2028"]},"timestamp_ms":1,"correlation_id":"c"}`,
 		`{"tenantId":"x"}`, `[]`, `{"data":"\ud800"}`, `{"event_type":"a.*"}`, `null`, `{"source":"\u0000"}`,
+		`{"org_id":"` + tenantStr + `","event_type":"workflow.completed"}`,
+		`{"tenant_id":"` + tenantStr + `","org_id":"` + strings.ToUpper(tenantStr) + `","event_type":"a"}`,
+		`{"tenant_id":"` + tenantStr + `","org_id":"` + wfStr + `","event_type":"a"}`, `{"orgId":"x"}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -349,6 +352,10 @@ func FuzzDecodeEvent(f *testing.F) {
 		}
 		if string(back.AppendJSON(nil)) != string(out) {
 			t.Fatalf("round trip changed %s", out)
+		}
+		org := e.AppendJSONAs(nil, TenantKeyOrgID) // events.tenant_key: org_id reads back as the same event
+		if back, err := DecodeEvent(org); err != nil || string(back.AppendJSON(nil)) != string(out) {
+			t.Fatalf("re-decoding %s: %v; want %s", org, err, out)
 		}
 		if _, err := e.Subject(); err != nil {
 			t.Fatalf("a valid event has no subject: %v", err)

@@ -58,7 +58,7 @@ func (c *sseConn) appendLifecycle(dst []byte, e *FlovynEvent, wire []byte) []byt
 	if wire != nil {
 		return append(dst, wire...)
 	}
-	return appendLifecycleFrame(dst, e)
+	return appendLifecycleFrame(dst, e, c.s.cfg.Events.TenantKey)
 }
 
 // appendStateEventFrame appends Flovyn's SSE frame of a lifecycle event after its id line: `event: data` and the

@@ -244,7 +244,7 @@ func BenchmarkLifecycleFrame(b *testing.B) {
 	e := &FlovynEvent{ID: uuid.New(), TenantID: uuid.New(), WorkflowExecutionID: &wf, TaskExecutionID: &task,
 		EventType: "task.completed", Source: "system", TimestampMs: 1767225600123,
 		Data: json.RawMessage(`{"id":"` + task.String() + `","kind":"llm","status":"COMPLETED","executionCount":1,"maxRetries":3}`)}
-	wire := lifecycleWire(e)
+	wire := lifecycleWire("")(e)
 	for _, format := range []string{formatEventhook, formatFlovyn} {
 		b.Run(format, func(b *testing.B) {
 			c := &sseConn{spec: &streamSpec{flovyn: format == formatFlovyn}}

@@ -725,7 +725,9 @@ func fzCheckParseID(t *testing.T, id string) {
 // FuzzEventValidateIsolation checks tenant isolation on the publish path (SPEC §2–§4, §6): whatever the body and the
 // Flovyn-Tenant-Id header, an event that is accepted belongs to the body's tenant, else the header's, else the default
 // tenant, and its subject lies under flovyn.events.<that tenant>. — never in another tenant's namespace. The same holds
-// for stream events and the lifecycle events converted from legacy payloads.
+// for stream events and the lifecycle events converted from legacy payloads. The body's tenant may be named tenant_id
+// or org_id (a body naming two tenants is refused), and the header is tried under both its names, Flovyn-Tenant-Id and
+// Flovyn-Org-Id.
 func FuzzEventValidateIsolation(f *testing.F) {
 	ev := func(extra string) string {
 		return `{"event_type":"workflow.completed"` + extra + `}`
@@ -758,6 +760,14 @@ func FuzzEventValidateIsolation(f *testing.F) {
 		{fzStreamJSON(wfStr, fzTaskStr, 7, "DATA", fzLegacyPayload("TASK_COMPLETED", 1)), fzOtherStr},
 		{fzStreamJSON(fzOtherStr, "", 7, "DATA", fzLegacyPayload("WORKFLOW_COMPLETED", 1)), tenantStr},
 		{fzStreamJSON(wfStr, "", 7, "DATA", `"{\"type\":\"Event\",\"event\":\"X\",\"tenant_id\":\"`+fzOtherStr+`\"}"`), tenantStr},
+		{ev(`,"org_id":"` + tenantStr + `"`), ""},
+		{ev(`,"org_id":"` + tenantStr + `"`), fzOtherStr},
+		{ev(`,"org_id":"` + tenantStr + `","tenant_id":"` + fzOtherStr + `"`), ""},
+		{ev(`,"org_id":"` + tenantStr + `","tenant_id":"` + strings.ToUpper(tenantStr) + `"`), tenantStr},
+		{ev(`,"org_id":null,"tenant_id":"` + tenantStr + `"`), ""},
+		{ev(`,"org_id":"00000000-0000-0000-0000-000000000000"`), fzOtherStr},
+		{ev(`,"tenant_id":"00000000-0000-0000-0000-000000000000","org_id":"` + tenantStr + `"`), fzOtherStr},
+		{ev(`,"orgId":"` + tenantStr + `"`), ""},
 	} {
 		f.Add([]byte(s.body), s.header)
 	}
@@ -780,17 +790,29 @@ func FuzzEventValidateIsolation(f *testing.F) {
 		if id, err := uuid.Parse(header); err == nil && len(header) == 36 {
 			headerTenant = id
 		}
-		var bodyTenant uuid.UUID
+		var bodyTenant, bodyOrg uuid.UUID
 		var named struct {
 			TenantID *string `json:"tenant_id"`
+			OrgID    *string `json:"org_id"`
 		}
-		if json.Unmarshal(body, &named) == nil && named.TenantID != nil {
-			bodyTenant, _ = uuid.Parse(*named.TenantID)
+		twoTenants := false // the body names two tenants
+		if json.Unmarshal(body, &named) == nil {
+			if named.TenantID != nil {
+				bodyTenant, _ = uuid.Parse(*named.TenantID)
+			}
+			if named.OrgID != nil {
+				bodyOrg, _ = uuid.Parse(*named.OrgID)
+			}
+			twoTenants = named.TenantID != nil && named.OrgID != nil && bodyTenant != bodyOrg
+			if bodyTenant == uuid.Nil {
+				bodyTenant = bodyOrg
+			}
 		}
-		for _, srv := range servers {
+		for i := range 2 * len(servers) {
+			srv, headerName := servers[i/2], tenantHeaders[i%2]
 			r := httptest.NewRequest("POST", "/v1/events", nil)
 			if header != "" {
-				r.Header[TenantHeader] = []string{header}
+				r.Header[headerName] = []string{header}
 			}
 			want := bodyTenant
 			if want == uuid.Nil {
@@ -805,6 +827,9 @@ func FuzzEventValidateIsolation(f *testing.F) {
 				}
 				if bodyTenant != uuid.Nil && headerTenant != uuid.Nil && bodyTenant != headerTenant {
 					t.Fatalf("body %q, header %q: accepted a body and a header that disagree", body, header)
+				}
+				if twoTenants {
+					t.Fatalf("body %q: accepted a tenant_id and an org_id that disagree", body)
 				}
 				if header != "" && headerTenant == uuid.Nil {
 					t.Fatalf("accepted the malformed tenant header %q", header)
@@ -882,6 +907,11 @@ func FuzzDecodeEventFast(f *testing.F) {
 			`","task_execution_id":null,"event_type":"task.completed","source":"w","data":{"a": [1, "x"]},"timestamp_ms":1,"correlation_id":"c"}`,
 		`{}`, ` { "data" : null } `, `{"timestamp_ms":1.5}`, `{"timestamp_ms":1e3}`, `{"source":"a","source":"b"}`,
 		`{"TENANT_ID":"` + tenantStr + `"}`, `{"data":{"a":1}} x`, `{"event_type":"\u0061"}`, `{"id":"{` + wfStr + `}"}`,
+		`{"org_id":"` + tenantStr + `"}`, `{"org_id":null,"tenant_id":"` + tenantStr + `"}`,
+		`{"tenant_id":"` + tenantStr + `","org_id":"` + strings.ToUpper(tenantStr) + `"}`,
+		`{"org_id":"` + tenantStr + `","tenant_id":"` + wfStr + `"}`, `{"org_id":"` + tenantStr + `","org_id":"` + tenantStr + `"}`,
+		`{"tenant_id":"00000000-0000-0000-0000-000000000000","org_id":"` + tenantStr + `"}`,
+		`{"tenant_id":"` + tenantStr + `","org_id":"00000000-0000-0000-0000-000000000000"}`,
 	} {
 		f.Add([]byte(s))
 	}

@@ -154,8 +154,8 @@ func newJetStreamBus(ctx context.Context, cfg *Config, opts JetStreamOptions, lo
 	// A subscriber may have 4 × the ring pending before it is overtaken: its queue holds 48-byte references to shared entries,
 	// and an overtaken subscriber is re-fed from the store through a consumer of its own, which under a burst to many
 	// subscribers costs far more than the queue (see README, "Live delivery").
-	evCfg := hubConfig[FlovynEvent]{capacity: cfg.Memory.EventBuffer, pending: 4 * cfg.Memory.EventBuffer, idleTTL: time.Hour, maxBytes: cfg.Memory.MaxBytes / 2, sizeOf: eventSize, encode: lifecycleWire}
-	stCfg := hubConfig[StreamEvent]{capacity: cfg.Memory.StreamBuffer, pending: 4 * cfg.Memory.StreamBuffer, idleTTL: time.Hour, maxBytes: cfg.Memory.MaxBytes / 2, sizeOf: streamSize, encode: streamFrameWire}
+	evCfg := hubConfig[FlovynEvent]{capacity: cfg.Memory.EventBuffer, pending: 4 * cfg.Memory.EventBuffer, idleTTL: time.Hour, maxBytes: cfg.Memory.MaxBytes / 2, sizeOf: eventSize, encode: lifecycleWire(cfg.Events.TenantKey)}
+	stCfg := hubConfig[StreamEvent]{capacity: cfg.Memory.StreamBuffer, pending: 4 * cfg.Memory.StreamBuffer, idleTTL: time.Hour, maxBytes: cfg.Memory.MaxBytes / 2, sizeOf: streamSize, encode: streamFrameWire(cfg.Events.TenantKey)}
 	b.events.hub = newHub[FlovynEvent](evCfg, b.events.epoch, arrival)
 	b.stream = &jsKind[StreamEvent]{stream: sts, name: cfg.JetStream.StreamsStream, epoch: streamEpoch(sts)}
 	b.stream.hub = newHub[StreamEvent](stCfg, b.stream.epoch, arrival)

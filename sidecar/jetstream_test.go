@@ -41,6 +41,7 @@ func jetstreamContract() contract {
 		refeedsLagged: true,
 		durable:       true,
 		natsFed:       true,
+		backend:       "jetstream",
 	}
 }
 

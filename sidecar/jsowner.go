@@ -64,10 +64,10 @@ func (b *JetStreamBus) lookupOwner(ctx context.Context, key string) (owner uuid.
 	return b.owners.claim(key, t), true, nil
 }
 
-// headerTenant reads the tenant header of a stream message: has is false when there is none, valid false when it is
-// not a non-nil UUID.
+// headerTenant reads the tenant header of a stream message (see tenantHeader): has is false when there is none, valid
+// false when it is not a non-nil UUID.
 func headerTenant(h nats.Header) (tenant uuid.UUID, has, valid bool) {
-	v := strings.TrimSpace(h.Get(TenantHeader))
+	v := strings.TrimSpace(tenantHeader(h))
 	if v == "" {
 		return uuid.Nil, false, false
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -13,13 +14,13 @@ import (
 )
 
 // eventMsg builds the NATS message of an event: its subject, Nats-Msg-Id <tenant>:<id> (so one tenant can never
-// suppress another's event), and its JSON.
-func eventMsg(e *FlovynEvent) (*nats.Msg, error) {
+// suppress another's event), and its JSON with the tenant under key (events.tenant_key).
+func eventMsg(e *FlovynEvent, key TenantKey) (*nats.Msg, error) {
 	subj, err := e.Subject()
 	if err != nil {
 		return nil, err
 	}
-	m := &nats.Msg{Subject: subj, Header: nats.Header{}, Data: e.AppendJSON(make([]byte, 0, 256+len(e.Data)))}
+	m := &nats.Msg{Subject: subj, Header: nats.Header{}, Data: e.AppendJSONAs(make([]byte, 0, 256+len(e.Data)), key)}
 	m.Header.Set(jetstream.MsgIDHeader, e.TenantID.String()+":"+e.ID.String())
 	return m, nil
 }
@@ -50,7 +51,7 @@ func (b *JetStreamBus) PublishBatch(ctx context.Context, events []*FlovynEvent, 
 	for i := range n {
 		var err error
 		if i < len(events) && events[i] != nil {
-			msgs[i], err = eventMsg(events[i])
+			msgs[i], err = eventMsg(events[i], b.cfg.Events.TenantKey)
 		} else {
 			msgs[i], err = streamMsg(streams[i])
 		}
@@ -197,4 +198,20 @@ func streamMsg(s *StreamEvent) (*nats.Msg, error) {
 	m := &nats.Msg{Subject: subjects.StreamsPrefix + key, Header: nats.Header{}, Data: s.AppendJSON(make([]byte, 0, 128+len(s.Payload)))}
 	m.Header.Set(TenantHeader, s.TenantID.String())
 	return m, nil
+}
+
+// tenantHeader returns the tenant a stream message received from NATS names: its Flovyn-Tenant-Id header, else its
+// Flovyn-Org-Id header (the other name, for producers that call the tenant an org); "" when it has neither. When both
+// are set and differ it returns them joined by ", ", which is no UUID: the message is then invalid, never untenanted.
+func tenantHeader(h nats.Header) string {
+	t, o := h.Get(TenantHeader), h.Get(OrgHeader)
+	switch {
+	case o == "":
+		return t
+	case t == "":
+		return o
+	case strings.EqualFold(strings.TrimSpace(t), strings.TrimSpace(o)):
+		return t
+	}
+	return t + ", " + o
 }

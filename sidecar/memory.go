@@ -26,6 +26,9 @@ type MemoryOptions struct {
 	// MaxBytes bounds the bytes held in all rings together, approximately (0: no bound beyond the ring sizes). Past
 	// it, a publishing ring gives up its oldest events (a subscriber resuming before them gets a gap).
 	MaxBytes int64
+	// TenantKey is the key of the tenant in the lifecycle frames the bus encodes for SSE (events.tenant_key; empty
+	// means TenantKeyTenantID).
+	TenantKey TenantKey
 
 	// broadcast puts every subscriber of a tenant in one bucket, as the original design's per-tenant broadcast did.
 	// Only benchmarks set it, to compare with the indexed fan-out.
@@ -77,9 +80,9 @@ func NewMemoryBus(opts MemoryOptions) *MemoryBus {
 		opts: opts,
 		events: newHub[FlovynEvent](hubConfig[FlovynEvent]{capacity: opts.EventBuffer, idleTTL: opts.IdleTTL,
 			broadcast: opts.broadcast, dedup: opts.DedupWindow, dedupMax: opts.DedupMax,
-			maxBytes: opts.MaxBytes / 2, sizeOf: eventSize, encode: lifecycleWire}, epoch, arrival),
+			maxBytes: opts.MaxBytes / 2, sizeOf: eventSize, encode: lifecycleWire(opts.TenantKey)}, epoch, arrival),
 		streams: newHub[StreamEvent](hubConfig[StreamEvent]{capacity: opts.StreamBuffer, idleTTL: opts.IdleTTL,
-			maxBytes: opts.MaxBytes / 2, sizeOf: streamSize, encode: streamFrameWire}, epoch, arrival),
+			maxBytes: opts.MaxBytes / 2, sizeOf: streamSize, encode: streamFrameWire(opts.TenantKey)}, epoch, arrival),
 		stop: make(chan struct{}),
 	}
 	b.wg.Add(1)

@@ -14,6 +14,7 @@ func memoryContract() contract {
 	return contract{
 		newBus:      func(testing.TB) Bus { return NewMemoryBus(MemoryOptions{EventBuffer: 64, StreamBuffer: 32}) },
 		eventBuffer: 64,
+		backend:     "memory",
 	}
 }
 
@@ -21,7 +22,7 @@ func TestMemoryContract(t *testing.T) { runContract(t, memoryContract()) }
 
 // TestMemoryDefaultsContract runs the suite once with the default ring sizes (1024 events, 256 stream events).
 func TestMemoryDefaultsContract(t *testing.T) {
-	runContract(t, contract{newBus: func(testing.TB) Bus { return NewMemoryBus(MemoryOptions{}) }, eventBuffer: 1024})
+	runContract(t, contract{newBus: func(testing.TB) Bus { return NewMemoryBus(MemoryOptions{}) }, eventBuffer: 1024, backend: "memory"})
 }
 
 // TestMemoryCleanup is the design's test_cleanup_event_channels: rings no one uses are removed, for both kinds, and a

@@ -80,9 +80,9 @@ func NewNATSBus(ctx context.Context, cfg *Config, linger time.Duration, log *slo
 	epoch := b.epochs.Load()
 	arrival := new(atomic.Uint64)
 	b.events = newHub[FlovynEvent](hubConfig[FlovynEvent]{capacity: cfg.Memory.EventBuffer, idleTTL: time.Hour,
-		maxBytes: cfg.Memory.MaxBytes / 2, sizeOf: eventSize, encode: lifecycleWire}, epoch, arrival)
+		maxBytes: cfg.Memory.MaxBytes / 2, sizeOf: eventSize, encode: lifecycleWire(cfg.Events.TenantKey)}, epoch, arrival)
 	b.streams = newHub[StreamEvent](hubConfig[StreamEvent]{capacity: cfg.Memory.StreamBuffer, idleTTL: time.Hour,
-		maxBytes: cfg.Memory.MaxBytes / 2, sizeOf: streamSize, encode: streamFrameWire}, epoch, arrival)
+		maxBytes: cfg.Memory.MaxBytes / 2, sizeOf: streamSize, encode: streamFrameWire(cfg.Events.TenantKey)}, epoch, arrival)
 	conn.nc.SetReconnectHandler(func(nc *nats.Conn) {
 		conn.setUp(true)
 		log.Info("NATS reconnected; open streams get a reset gap", slog.String("server", nc.ConnectedUrlRedacted()))
@@ -157,7 +157,7 @@ func (b *NATSBus) publish(ctx context.Context, m *nats.Msg) error {
 // PublishEvent implements EventPublisher: publish and flush. An id this sidecar published for the tenant within the
 // dedup window is answered as a duplicate without publishing.
 func (b *NATSBus) PublishEvent(ctx context.Context, e *FlovynEvent) (PublishResult, error) {
-	m, err := eventMsg(e)
+	m, err := eventMsg(e, b.cfg.Events.TenantKey)
 	if err != nil {
 		return PublishResult{}, err
 	}

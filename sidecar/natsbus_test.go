@@ -25,5 +25,6 @@ func TestNATSContract(t *testing.T) {
 		noHistory:   true,
 		asyncFeed:   true,
 		natsFed:     true,
+		backend:     "nats",
 	})
 }

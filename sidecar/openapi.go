@@ -68,6 +68,8 @@ var (
 	flovynEventSchema = map[string]any{"type": "object", "additionalProperties": false, "required": []string{"event_type"},
 		"properties": map[string]any{
 			"id": map[string]any{"type": "string", "format": "uuid"}, "tenant_id": map[string]any{"type": "string", "format": "uuid"},
+			"org_id": map[string]any{"type": "string", "format": "uuid",
+				"description": "another name of tenant_id (sent with it, it must name the same tenant); events.tenant_key: org_id writes it in place of tenant_id"},
 			"workflow_execution_id": nullUUID, "task_execution_id": nullUUID,
 			"event_type": map[string]any{"type": "string", "maxLength": 255, "pattern": `^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`},
 			"source":     map[string]any{"type": "string", "maxLength": 255}, "data": anyJSON,
@@ -93,9 +95,10 @@ func operation(rt route) map[string]any {
 		params = append(params, param(m[1], "path", "a workflow or task execution id (a UUID, or another subject-safe id)", true))
 	}
 	tenant := param(TenantHeader, "header", "the tenant, when the body or query does not name it", false)
+	org := param(OrgHeader, "header", "another name of "+TenantHeader+" (sent with it, it must name the same tenant)", false)
 	switch rt.kind {
 	case routePublish:
-		params = append(params, tenant)
+		params = append(params, tenant, org)
 		body := map[string]any{"$ref": "#/components/schemas/FlovynEvent"}
 		if strings.HasPrefix(rt.path, "/v1/streams") {
 			body = map[string]any{"$ref": "#/components/schemas/StreamEvent"}
@@ -114,8 +117,9 @@ func operation(rt route) map[string]any {
 		}
 		op["security"] = []any{map[string]any{}, map[string]any{"bearer": []any{}}}
 	case routeStream:
-		params = append(params, tenant,
+		params = append(params, tenant, org,
 			param("tenant_id", "query", "the tenant", false),
+			param("org_id", "query", "another name of tenant_id (sent with it, it must name the same tenant)", false),
 			param("types", "query", "comma list: kinds (events, tokens, progress, data, errors), exact lifecycle types, categories, or prefixes such as workflow.*", false),
 			param("last_event_id", "query", "resume after this cursor (or earliest); the Last-Event-ID header wins", false),
 			param("Last-Event-ID", "header", "resume after this cursor (or earliest); a value this server cannot read "+

@@ -21,6 +21,44 @@ const maxBatchBodyBytes = 32 << 20
 // TenantHeader carries the tenant of a request when the body does not.
 const TenantHeader = "Flovyn-Tenant-Id"
 
+// OrgHeader is another name of TenantHeader, for producers that follow Flovyn's renaming of tenants to orgs. A request
+// may send either, or both when they name the same tenant; on NATS, a stream message may carry either too.
+const OrgHeader = "Flovyn-Org-Id"
+
+// tenantParams and tenantHeaders are the names of the tenant, each followed by its alias: in a query and in headers.
+var (
+	tenantParams  = [2]string{"tenant_id", "org_id"}
+	tenantHeaders = [2]string{TenantHeader, OrgHeader}
+)
+
+// tenantOf reads a tenant given under a name or its alias (names) in m, a query or a header (whose keys are canonical,
+// as names are). It returns the tenant and the name it was read from, or uuid.Nil and "" when neither is set. A value
+// that is not a non-nil UUID, and a name and its alias that disagree, are errors naming the fields.
+func tenantOf(m map[string][]string, names [2]string) (uuid.UUID, string, error) {
+	var id uuid.UUID
+	from := ""
+	for _, name := range names {
+		vs := m[name]
+		if len(vs) == 0 || vs[0] == "" {
+			continue
+		}
+		v := vs[0]
+		u, err := uuid.Parse(v)
+		if err != nil || len(v) != 36 || u == uuid.Nil {
+			return uuid.Nil, "", fieldError(name, "%q is not a non-nil UUID", v)
+		}
+		if from != "" {
+			if u != id {
+				return uuid.Nil, "", fieldError(name, "%s disagrees with %s %s; send one of them (%s is another name of %s), "+
+					"or the same tenant in both", u, from, id, name, from)
+			}
+			continue
+		}
+		id, from = u, name
+	}
+	return id, from, nil
+}
+
 // BatchPublisher is implemented by backends that publish many entries faster together than one by one (JetStream
 // pipelines them). Entry i is events[i] when that is set, else streams[i] (either slice may be nil when the other has
 // every entry). PublishBatch returns one result and one error per entry, in order; a nil error means stored. Entries
@@ -95,20 +133,17 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 	return body, nil
 }
 
-// tenantFor resolves the tenant of an entry: the body's, else the Flovyn-Tenant-Id header, else the only tenant of the
-// caller's token, else events.default_tenant_id. A body and a header that disagree are an error; uuid.Nil means none was given.
+// tenantFor resolves the tenant of an entry: the body's, else the Flovyn-Tenant-Id header (or its other name
+// Flovyn-Org-Id), else the only tenant of the caller's token, else events.default_tenant_id. A body and a header that
+// disagree are an error naming field (the body's), and so are the two headers; uuid.Nil means none was given.
 func (s *Server) tenantFor(r *http.Request, body uuid.UUID, field string) (uuid.UUID, error) {
-	var header uuid.UUID
-	if h := r.Header.Get(TenantHeader); h != "" {
-		id, err := uuid.Parse(h)
-		if err != nil || len(h) != 36 || id == uuid.Nil {
-			return uuid.Nil, fieldError(TenantHeader, "%q is not a non-nil UUID", h)
-		}
-		header = id
+	header, name, err := tenantOf(r.Header, tenantHeaders)
+	if err != nil {
+		return uuid.Nil, err
 	}
 	switch {
 	case body != uuid.Nil && header != uuid.Nil && body != header:
-		return uuid.Nil, fieldError(field, "%s disagrees with the %s header %s; send one, or the same in both", body, TenantHeader, header)
+		return uuid.Nil, fieldError(field, "%s disagrees with the %s header %s; send one, or the same in both", body, name, header)
 	case body != uuid.Nil:
 		return body, nil
 	case header != uuid.Nil:
@@ -150,7 +185,7 @@ func (s *Server) checkSize(e *FlovynEvent) error {
 	if bound <= limit {
 		return nil
 	}
-	if n := len(e.AppendJSON(nil)); n > limit {
+	if n := len(e.AppendJSONAs(nil, s.cfg.Events.TenantKey)); n > limit {
 		return &errTooLarge{detail: fmt.Sprintf("the encoded event is %d bytes; at most %d are allowed (events.max_event_bytes)", n, limit)}
 	}
 	return nil
@@ -498,7 +533,7 @@ func (s *Server) readStreams(w http.ResponseWriter, r *http.Request) ([]streamEn
 	}
 	tenant, err := s.tenantFor(r, uuid.Nil, TenantHeader)
 	if err == nil && tenant == uuid.Nil {
-		err = fieldError(TenantHeader, "is required for stream events (or set events.default_tenant_id)")
+		err = fieldError(TenantHeader, "is required for stream events (or its other name %s, or set events.default_tenant_id)", OrgHeader)
 	}
 	if err == nil {
 		err = allow(r, tenant, rightPublish)

@@ -61,7 +61,8 @@ func newHarness(t testing.TB, cfg *Config, bus Bus) *harness {
 		t.Fatalf("test config: %v", err)
 	}
 	if bus == nil {
-		bus = NewMemoryBus(MemoryOptions{EventBuffer: cfg.Memory.EventBuffer, StreamBuffer: cfg.Memory.StreamBuffer})
+		bus = NewMemoryBus(MemoryOptions{EventBuffer: cfg.Memory.EventBuffer, StreamBuffer: cfg.Memory.StreamBuffer,
+			TenantKey: cfg.Events.TenantKey})
 		t.Cleanup(func() { bus.Close() })
 	}
 	srv, err := NewServer(Options{Config: cfg, Bus: bus, Logger: NewLogger(LogConfig{Level: "error"}, io.Discard),
@@ -144,6 +145,29 @@ func (h *harness) stream(t testing.TB, c *Client, path string, q url.Values, las
 	if err != nil {
 		t.Fatalf("GET %s?%s: %v", path, q.Encode(), err)
 	}
+	return newSSE(t, r, closer)
+}
+
+// streamHeader opens a stream as stream does, with extra request headers given as name, value pairs.
+func (h *harness) streamHeader(t testing.TB, c *Client, path string, q url.Values, header ...string) *sse {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, (&url.URL{Path: path, RawQuery: q.Encode()}).String(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	r, closer, err := c.OpenStream(req)
+	if err != nil {
+		t.Fatalf("GET %s?%s %v: %v", path, q.Encode(), header, err)
+	}
+	return newSSE(t, r, closer)
+}
+
+// newSSE reads the stream r in a goroutine, which ends when the stream ends or is closed (at the latest by the test's
+// cleanup).
+func newSSE(t testing.TB, r *SSEReader, closer io.Closer) *sse {
 	s := &sse{r: r, closer: closer, events: make(chan SSEEvent, 1024), errc: make(chan error, 1)}
 	go func() { // ends when the stream ends or is closed
 		for {

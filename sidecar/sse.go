@@ -120,20 +120,17 @@ func (s *Server) handleTenantStream(w http.ResponseWriter, r *http.Request) {
 func (s *Server) streamRequest(r *http.Request, lifecycleOnly bool) (streamSpec, error) {
 	var spec streamSpec
 	q := r.URL.Query()
-	var body uuid.UUID
-	if v := q.Get("tenant_id"); v != "" {
-		u, err := uuid.Parse(v)
-		if err != nil || len(v) != 36 || u == uuid.Nil {
-			return spec, fieldError("tenant_id", "%q is not a non-nil UUID", v)
-		}
-		body = u
+	param, field, err := tenantOf(q, tenantParams)
+	if err != nil {
+		return spec, err
 	}
-	tenant, err := s.tenantFor(r, body, "tenant_id")
+	tenant, err := s.tenantFor(r, param, field)
 	if err != nil {
 		return spec, err
 	}
 	if tenant == uuid.Nil {
-		return spec, fieldError("tenant_id", "is required: pass ?tenant_id=<uuid> or the %s header (or set events.default_tenant_id)", TenantHeader)
+		return spec, fieldError("tenant_id", "is required: pass ?tenant_id=<uuid> (or ?org_id=) or the %s header (or %s), "+
+			"or set events.default_tenant_id", TenantHeader, OrgHeader)
 	}
 	if err := allow(r, tenant, rightSubscribe); err != nil {
 		return spec, err
@@ -501,10 +498,10 @@ func (c *sseConn) appendID(dst []byte) []byte {
 	return append(dst, '\n')
 }
 
-// appendLifecycleFrame appends the SSE frame of a lifecycle event after its id line.
-func appendLifecycleFrame(dst []byte, e *FlovynEvent) []byte {
+// appendLifecycleFrame appends the SSE frame of a lifecycle event after its id line, with the tenant under key.
+func appendLifecycleFrame(dst []byte, e *FlovynEvent, key TenantKey) []byte {
 	dst = append(dst, "event: lifecycle\ndata: "...)
-	dst = e.AppendJSON(dst)
+	dst = e.AppendJSONAs(dst, key)
 	return append(dst, "\n\n"...)
 }
 
@@ -518,16 +515,22 @@ func appendStreamFrame(dst []byte, s *StreamEvent) []byte {
 	return append(dst, '\n')
 }
 
-// lifecycleWire and streamFrameWire are the hubs' shared encodings.
-func lifecycleWire(e *FlovynEvent) []byte {
-	return appendLifecycleFrame(make([]byte, 0, 440+len(e.Data)+len(e.EventType)+len(e.Source)), e)
+// lifecycleWire returns the hubs' shared encoding of lifecycle events, with the tenant under key (events.tenant_key);
+// streamFrameWire is the one of stream events.
+func lifecycleWire(key TenantKey) func(*FlovynEvent) []byte {
+	return func(e *FlovynEvent) []byte {
+		return appendLifecycleFrame(make([]byte, 0, 440+len(e.Data)+len(e.EventType)+len(e.Source)), e, key)
+	}
 }
 
-func streamFrameWire(s *StreamEvent) []byte {
-	if s.lifecycle != nil {
-		return lifecycleWire(s.lifecycle)
+func streamFrameWire(key TenantKey) func(*StreamEvent) []byte {
+	lifecycle := lifecycleWire(key)
+	return func(s *StreamEvent) []byte {
+		if s.lifecycle != nil { // a legacy lifecycle payload from NATS: its lifecycle frame
+			return lifecycle(s.lifecycle)
+		}
+		return appendStreamFrame(make([]byte, 0, 32+len(s.Payload)), s)
 	}
-	return appendStreamFrame(make([]byte, 0, 32+len(s.Payload)), s)
 }
 
 // appendData appends payload as data: lines, one per line of the payload (CRLF, LF or CR end a line), as the SSE

@@ -24,7 +24,9 @@ type SSEEvent struct {
 	ID string
 	// Event is the event type, "message" when the event named none.
 	Event string
-	// Data is the event's data: its data lines joined with "\n".
+	// Data is the event's data: its data lines joined with "\n". A lifecycle frame's data is a FlovynEvent, which
+	// DecodeEvent reads whichever name of the tenant the sidecar writes (tenant_id, or org_id with
+	// events.tenant_key: org_id).
 	Data string
 }
 
