@@ -16,8 +16,9 @@ import (
 	"github.com/flovyn/eventhook/sidecar"
 )
 
-// flovynServer publishes as Flovyn's own server does: lifecycle events on flovyn.events.<tenant>.<type>, and stream
-// events (tokens, and lifecycle events in their legacy form) on flovyn.streams.workflow.<id> with no tenant header.
+// flovynServer publishes as Flovyn's own server does: lifecycle events on flovyn.events.<tenant>.<type> (saying org_id,
+// as it has since tenants became orgs), and stream events (tokens, and lifecycle events in their legacy form) on
+// flovyn.streams.workflow.<id> with no tenant header.
 type flovynServer struct {
 	t  *testing.T
 	js jetstream.JetStream
@@ -25,7 +26,7 @@ type flovynServer struct {
 
 func (f flovynServer) lifecycle(tenant, wf uuid.UUID, eventType string) {
 	f.t.Helper()
-	body := fmt.Sprintf(`{"id":%q,"tenant_id":%q,"workflow_execution_id":%q,"task_execution_id":null,"event_type":%q,`+
+	body := fmt.Sprintf(`{"id":%q,"org_id":%q,"workflow_execution_id":%q,"task_execution_id":null,"event_type":%q,`+
 		`"source":"flovyn-server","data":null,"timestamp_ms":%d,"correlation_id":null}`,
 		uuid.New(), tenant, wf, eventType, time.Now().UnixMilli())
 	if _, err := f.js.Publish(f.t.Context(), "flovyn.events."+tenant.String()+"."+eventType, []byte(body)); err != nil {
