@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -39,12 +38,7 @@ Flags:
 
 // runBench runs "eventhook bench" with args, the arguments after the word bench, and returns the exit code.
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	flags := flag.NewFlagSet("eventhook bench", flag.ContinueOnError)
-	flags.SetOutput(stderr)
-	flags.Usage = func() {
-		fmt.Fprint(flags.Output(), benchUsage)
-		flags.PrintDefaults()
-	}
+	flags := cliFlags("eventhook bench", benchUsage, stdout, stderr)
 	var conn cliConn
 	conn.register(flags)
 	var o bench.Options

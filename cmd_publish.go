@@ -106,24 +106,44 @@ func (c *cliConn) target() string {
 	return c.socket
 }
 
-// parseCLIFlags parses args and reports whether to go on; when not, code is the exit code: 0 after -h, 2 for a bad
-// command line (the flag package has printed why).
-func parseCLIFlags(flags *flag.FlagSet, args []string) (code int, ok bool) {
-	if err := flags.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK, false
-		}
-		return exitUsage, false
+// cliFlags returns the flag set of a command named name: -h or -help prints usage and then the flags on stdout; the
+// errors of a bad command line go to stderr, one line each (see parseCLIFlags and cliUsageError).
+func cliFlags(name, usage string, stdout, stderr io.Writer) *flag.FlagSet {
+	flags := flag.NewFlagSet(name, flag.ContinueOnError)
+	flags.SetOutput(stderr)
+	flags.Usage = func() {
+		fmt.Fprint(stdout, usage)
+		flags.SetOutput(stdout)
+		flags.PrintDefaults()
+		flags.SetOutput(stderr)
 	}
-	if flags.NArg() > 0 {
+	return flags
+}
+
+// parseCLIFlags parses args and reports whether to go on; when not, code is the exit code: 0 after -h (the usage is
+// printed on stdout), 2 for a bad command line (one line on stderr says what is wrong and how to get help).
+func parseCLIFlags(flags *flag.FlagSet, args []string) (code int, ok bool) {
+	out, usage := flags.Output(), flags.Usage
+	flags.SetOutput(io.Discard) // the flag package would print the error and the whole usage
+	flags.Usage = func() {}
+	err := flags.Parse(args)
+	flags.SetOutput(out)
+	flags.Usage = usage
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		flags.Usage()
+		return exitOK, false
+	case err != nil:
+		return cliUsageError(flags, "%v", err), false
+	case flags.NArg() > 0:
 		return cliUsageError(flags, "unexpected argument %q", flags.Arg(0)), false
 	}
 	return 0, true
 }
 
-// cliUsageError prints a usage error and returns the exit code of one.
+// cliUsageError prints a usage error, one line, and returns the exit code of one.
 func cliUsageError(flags *flag.FlagSet, format string, args ...any) int {
-	fmt.Fprintf(flags.Output(), "%s: %s\nRun '%s -h' for help.\n", flags.Name(), fmt.Sprintf(format, args...), flags.Name())
+	fmt.Fprintf(flags.Output(), "%s: %s (run '%s -h' for help)\n", flags.Name(), fmt.Sprintf(format, args...), flags.Name())
 	return exitUsage
 }
 
@@ -137,12 +157,7 @@ type publishOptions struct {
 // runPublish runs "eventhook publish" with args, the arguments after the word publish, and returns the exit code: 0 when
 // every event was published, 1 when a publish failed (the problem is printed to stderr), 2 for a bad command line.
 func runPublish(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	flags := flag.NewFlagSet("eventhook publish", flag.ContinueOnError)
-	flags.SetOutput(stderr)
-	flags.Usage = func() {
-		fmt.Fprint(flags.Output(), publishUsage)
-		flags.PrintDefaults()
-	}
+	flags := cliFlags("eventhook publish", publishUsage, stdout, stderr)
 	var conn cliConn
 	conn.register(flags)
 	var o publishOptions

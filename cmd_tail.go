@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -73,12 +72,7 @@ type tailOptions struct {
 // were printed or ctx was cancelled, 1 when the sidecar refused the stream, 2 for a bad command line. Failures the stream
 // may recover from (network errors, the end of the stream, 429 and 5xx) are retried with backoff.
 func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	flags := flag.NewFlagSet("eventhook tail", flag.ContinueOnError)
-	flags.SetOutput(stderr)
-	flags.Usage = func() {
-		fmt.Fprint(flags.Output(), tailUsage)
-		flags.PrintDefaults()
-	}
+	flags := cliFlags("eventhook tail", tailUsage, stdout, stderr)
 	var conn cliConn
 	conn.register(flags)
 	var o tailOptions

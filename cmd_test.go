@@ -269,7 +269,6 @@ func TestPublishUsageErrors(t *testing.T) {
 		{name: "unknown flag", args: []string{"-nope"}, wantCode: 2, wantErr: "flag provided but not defined"},
 		{name: "positional argument", args: []string{"-type", "a.b", "extra"}, wantCode: 2, wantErr: `unexpected argument "extra"`},
 		{name: "bad url", args: []string{"-url", "ftp://x", "-type", "a.b"}, wantCode: 2, wantErr: "unsupported scheme"},
-		{name: "help", args: []string{"-h"}, wantCode: 0, wantErr: "Examples:"},
 		{name: "tenant and org disagree", args: []string{"-tenant", cmdTenant, "-org", cmdWF, "-type", "a.b"}, wantCode: 2,
 			wantErr: "-tenant " + cmdTenant + " and -org " + cmdWF + " name different tenants"},
 	}
@@ -287,8 +286,18 @@ func TestPublishUsageErrors(t *testing.T) {
 			if stdout.Len() != 0 {
 				t.Errorf("stdout = %q; want nothing", stdout.String())
 			}
+			if n := strings.Count(strings.TrimSpace(stderr.String()), "\n"); n != 0 {
+				t.Errorf("stderr = %q; want one line", stderr.String())
+			}
 		})
 	}
+	t.Run("help", func(t *testing.T) { // on stdout, and exit 0
+		var stdout, stderr bytes.Buffer
+		if code := runPublish(cmdTestCtx(t), []string{"-h"}, strings.NewReader(""), &stdout, &stderr); code != 0 ||
+			!strings.Contains(stdout.String(), "Examples:") || stderr.Len() != 0 {
+			t.Errorf("publish -h: exit %d, stdout %q, stderr %q; want 0 and the usage on stdout", code, stdout.String(), stderr.String())
+		}
+	})
 }
 
 // cmdTestBatchServer is a fake batch endpoint: it numbers the events it receives and answers one result per line, the

@@ -8,6 +8,7 @@
 //	eventhook tail …                          follow a stream in the terminal
 //	eventhook config check [-config …]        print the effective configuration, or what is wrong with it
 //	eventhook version                         print the version
+//	eventhook help [command]                  print the usage (also -h, --help, <command> -h)
 package main
 
 import (
@@ -23,11 +24,13 @@ import (
 	"os"
 	"os/signal"
 	"reflect"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"gopkg.in/yaml.v3"
 
 	"github.com/flovyn/eventhook/sidecar"
@@ -42,23 +45,33 @@ func main() {
 
 const usage = `eventhook: Flovyn's event sidecar (NATS JetStream).
 
+Usage: eventhook [command] [flags]
+
 Commands:
   serve [-config config.yaml]   run the daemon (the default); SIGTERM stops it, SIGHUP reloads auth
-  publish                       publish events (eventhook publish -h)
-  tail                          follow a stream (eventhook tail -h)
-  bench                         benchmark a running sidecar (eventhook bench -h)
-  config check [-config ...]    print the effective configuration or the error
-  version                       print the version
+  publish                       publish events
+  tail                          follow a stream in the terminal
+  bench                         benchmark a running sidecar
+  config check [-config ...]    print the effective configuration or every mistake in it
+  version                       print the version (also --version)
+  help [command]                print this, or the usage of a command (also <command> -h)
 `
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	cmd := "serve"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, args = args[0], args[1:]
+	} else if len(args) > 0 {
+		switch args[0] { // the program's own flags; any other flag is serve's
+		case "-h", "-help", "--help":
+			cmd, args = "help", args[1:]
+		case "-version", "--version":
+			cmd, args = "version", args[1:]
+		}
 	}
 	switch cmd {
 	case "serve":
-		return runServe(ctx, args, stderr)
+		return runServe(ctx, args, stdout, stderr)
 	case "publish":
 		return runPublish(ctx, args, stdin, stdout, stderr)
 	case "bench":
@@ -67,42 +80,80 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runTail(ctx, args, stdout, stderr)
 	case "config":
 		if len(args) == 0 || args[0] != "check" {
-			fmt.Fprintln(stderr, "usage: eventhook config check [-config config.yaml]")
-			return 2
+			return usageError(stderr, "eventhook config", "the only subcommand is check (eventhook config check [-config config.yaml])")
 		}
 		return runConfigCheck(args[1:], stdout, stderr)
-	case "version", "-version", "--version":
-		fmt.Fprintln(stdout, "eventhook", sidecar.Version)
+	case "version":
+		if len(args) > 0 {
+			return usageError(stderr, "eventhook version", fmt.Sprintf("unexpected argument %q", args[0]))
+		}
+		fmt.Fprintf(stdout, "eventhook %s (%s, nats-server v%s)\n", sidecar.Version, runtime.Version(), server.VERSION)
 		return 0
-	case "help", "-h", "-help", "--help":
-		fmt.Fprint(stdout, usage)
-		return 0
+	case "help":
+		switch {
+		case len(args) == 0:
+			fmt.Fprint(stdout, usage)
+			return 0
+		case len(args) == 1 && args[0] == "config":
+			return runConfigCheck([]string{"-h"}, stdout, stderr)
+		case len(args) == 1 && args[0] != "help" && args[0] != "version":
+			return run(ctx, []string{args[0], "-h"}, stdin, stdout, stderr)
+		case len(args) == 1:
+			fmt.Fprint(stdout, usage)
+			return 0
+		}
+		return usageError(stderr, "eventhook help", fmt.Sprintf("unexpected argument %q", args[1]))
 	}
-	fmt.Fprintf(stderr, "eventhook: unknown command %q\n\n%s", cmd, usage)
-	return 2
+	return usageError(stderr, "eventhook", fmt.Sprintf("unknown command %q", cmd))
 }
 
-// loadConfig reads the configuration named by -config. The default path may be absent (the defaults apply); a path
-// given explicitly must exist.
-func loadConfig(fset *flag.FlagSet, args []string) (*sidecar.Config, string, error) {
-	path := fset.String("config", "config.yaml", "configuration file (YAML)")
-	if err := fset.Parse(args); err != nil {
-		return nil, "", err
+// usageError prints one line saying what was wrong with the command line and how to get help, and returns exit code 2.
+func usageError(stderr io.Writer, name, what string) int {
+	fmt.Fprintf(stderr, "%s: %s (run 'eventhook help' for help)\n", name, what)
+	return exitUsage
+}
+
+const serveUsage = `Usage: eventhook [serve] [-config config.yaml]
+
+Runs the daemon: HTTP on http.listen and the Unix socket http.unix_socket, the backend named in the configuration
+(jetstream on an embedded NATS server by default). SIGTERM or SIGINT stops it gracefully; SIGHUP reloads the tokens
+of the auth section. Without -config, ./config.yaml is read when it exists, else the defaults apply.
+
+Flags:
+`
+
+const configCheckUsage = `Usage: eventhook config check [-config config.yaml]
+
+Prints the effective configuration (defaults filled in, secrets redacted), or every mistake in the file with its line
+and key. Exit status: 0 valid, 1 invalid, 2 bad command line.
+
+Flags:
+`
+
+// loadConfig reads the configuration named by -config, after the flags in args. The default path may be absent (the
+// defaults apply); a path given explicitly must exist. ok is false when the command must end with code (after -h, or
+// a bad command line).
+func loadConfig(fset *flag.FlagSet, args []string) (cfg *sidecar.Config, path string, code int, ok bool, err error) {
+	p := fset.String("config", "config.yaml", "configuration file (YAML)")
+	if code, ok := parseCLIFlags(fset, args); !ok {
+		return nil, "", code, false, nil
 	}
 	explicit := false
 	fset.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "config" })
-	cfg, err := sidecar.LoadConfig(*path)
+	cfg, err = sidecar.LoadConfig(*p)
 	if errors.Is(err, fs.ErrNotExist) && !explicit {
 		cfg = sidecar.DefaultConfig()
-		return cfg, "(defaults: no config.yaml here)", cfg.Validate()
+		return cfg, "(defaults: no config.yaml here)", 0, true, cfg.Validate()
 	}
-	return cfg, *path, err
+	return cfg, *p, 0, true, err
 }
 
 func runConfigCheck(args []string, stdout, stderr io.Writer) int {
-	fset := flag.NewFlagSet("config check", flag.ContinueOnError)
-	fset.SetOutput(stderr)
-	cfg, path, err := loadConfig(fset, args)
+	fset := cliFlags("eventhook config check", configCheckUsage, stdout, stderr)
+	cfg, path, code, ok, err := loadConfig(fset, args)
+	if !ok {
+		return code
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "eventhook: config:", err)
 		return 1
@@ -116,10 +167,12 @@ func runConfigCheck(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func runServe(ctx context.Context, args []string, stderr io.Writer) int {
-	fset := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fset.SetOutput(stderr)
-	cfg, path, err := loadConfig(fset, args)
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fset := cliFlags("eventhook serve", serveUsage, stdout, stderr)
+	cfg, path, code, ok, err := loadConfig(fset, args)
+	if !ok {
+		return code
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "eventhook: config:", err)
 		return 1
