@@ -32,7 +32,8 @@ var (
 func binaries(t testing.TB) (eventhook, natsServer string) {
 	t.Helper()
 	buildOnce.Do(func() {
-		binDir, buildErr = os.MkdirTemp("", "eh-e2e-bin")
+		removeStaleBinaries()
+		binDir, buildErr = os.MkdirTemp("", fmt.Sprintf("eh-e2e-bin-%d-", os.Getpid()))
 		if buildErr != nil {
 			return
 		}
@@ -52,6 +53,21 @@ func binaries(t testing.TB) (eventhook, natsServer string) {
 		t.Fatal(buildErr)
 	}
 	return filepath.Join(binDir, "eventhook"), filepath.Join(binDir, "nats-server")
+}
+
+// removeStaleBinaries removes the binaries of earlier runs whose test binary is gone without its cleanup (it was
+// killed): their directory names the pid that made them.
+func removeStaleBinaries() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "eh-e2e-bin-*"))
+	for _, d := range dirs {
+		var pid int
+		if _, err := fmt.Sscanf(filepath.Base(d), "eh-e2e-bin-%d-", &pid); err != nil || pid <= 0 {
+			continue
+		}
+		if syscall.Kill(pid, 0) == syscall.ESRCH { // no such process
+			os.RemoveAll(d)
+		}
+	}
 }
 
 // freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
@@ -89,6 +105,7 @@ type proc struct {
 func start(t testing.TB, name string, bin string, args ...string) *proc {
 	t.Helper()
 	p := &proc{name: name, cmd: exec.Command(bin, args...), done: make(chan struct{})}
+	dieWithTest(p.cmd)
 	pipe, err := p.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
