@@ -141,7 +141,7 @@ func operation(rt route) map[string]any {
 			params = append(params, format)
 		}
 		op["responses"] = map[string]any{
-			"200": map[string]any{"description": "Server-Sent Events: event lifecycle|token|progress|data|error|gap, id = cursor",
+			"200": map[string]any{"description": "Server-Sent Events: event lifecycle|token|progress|data|stream-error|gap, id = cursor (a stream ERROR is stream-error, not error, which EventSource reserves for a lost connection; format=flovyn frames it error, as Flovyn's server does)",
 				"content": map[string]any{"text/event-stream": map[string]any{"schema": str}}},
 			"400": problemRef, "401": problemRef, "403": problemRef, "429": problemRef, "503": problemRef,
 		}

@@ -475,9 +475,12 @@ func (c *sseConn) writeStream(d *Delivery[StreamEvent]) {
 		return
 	}
 	c.buf = c.appendID(c.buf)
-	if d.Wire != nil {
+	switch {
+	case c.spec.flovyn && se.Type == StreamError:
+		c.buf = appendNamedFrame(c.buf, "error", se) // Flovyn's name, for pages written for its server
+	case d.Wire != nil:
 		c.buf = append(c.buf, d.Wire...)
-	} else {
+	default:
 		c.buf = appendStreamFrame(c.buf, se)
 	}
 	c.s.metrics.deliveredStream[streamKindIndex(se.Type)].Inc()
@@ -505,11 +508,29 @@ func appendLifecycleFrame(dst []byte, e *FlovynEvent, key TenantKey) []byte {
 	return append(dst, "\n\n"...)
 }
 
+// streamErrorFrame is the SSE event name of a stream ERROR event in the default framing. It is not "error": an
+// EventSource dispatches an event named error to its onerror handler, meant for a broken connection, so every page would
+// take a stream error for a lost connection. Flovyn's framing (format=flovyn) keeps "error", as Flovyn's server sends it.
+const streamErrorFrame = "stream-error"
+
+// frameName is the SSE event name of a stream event of kind t: token, progress, data, or streamErrorFrame.
+func frameName(t StreamEventType) string {
+	if t == StreamError {
+		return streamErrorFrame
+	}
+	return t.SSEName()
+}
+
 // appendStreamFrame appends the SSE frame of a generic stream event after its id line: its kind, and its payload
 // verbatim as data lines.
 func appendStreamFrame(dst []byte, s *StreamEvent) []byte {
+	return appendNamedFrame(dst, frameName(s.Type), s)
+}
+
+// appendNamedFrame appends the frame of a generic stream event under the event name name.
+func appendNamedFrame(dst []byte, name string, s *StreamEvent) []byte {
 	dst = append(dst, "event: "...)
-	dst = append(dst, s.Type.SSEName()...)
+	dst = append(dst, name...)
 	dst = append(dst, '\n')
 	dst = appendData(dst, s.Payload)
 	return append(dst, '\n')
