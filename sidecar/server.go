@@ -104,7 +104,7 @@ func NewServer(opts Options) (*Server, error) {
 	s.subs = newSubscriberLimits(opts.Config.SSE.MaxSubscribers, opts.Config.SSE.MaxSubscribersPerTenant)
 	s.streamsCtx, s.stopStreams = context.WithCancel(context.Background())
 	s.routes = s.buildRoutes()
-	s.handler = s.withAuth(s.buildHandler())
+	s.handler = s.withCORS(s.withAuth(s.buildHandler()))
 	m.backendUp.Set(1)
 	return s, nil
 }
@@ -169,9 +169,6 @@ func (s *Server) buildHandler() http.Handler {
 	for _, p := range paths {
 		rts := byPath[p]
 		mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) {
-			if s.cors(w, r) {
-				return
-			}
 			var allow []string
 			for _, rt := range rts {
 				if r.Method == rt.method {
@@ -192,24 +189,29 @@ func (s *Server) buildHandler() http.Handler {
 	return mux
 }
 
-// cors sets the CORS headers for an allowed origin and answers a preflight request; it returns true when it answered.
-func (s *Server) cors(w http.ResponseWriter, r *http.Request) bool {
-	origin := r.Header.Get("Origin")
-	if origin == "" || !s.originAllowed(origin) {
-		return false
-	}
-	h := w.Header()
-	h.Set("Access-Control-Allow-Origin", origin)
-	h.Add("Vary", "Origin")
-	h.Set("Access-Control-Expose-Headers", "Retry-After")
-	if r.Method != http.MethodOptions || r.Header.Get("Access-Control-Request-Method") == "" {
-		return false
-	}
-	h.Set("Access-Control-Allow-Methods", "GET, POST")
-	h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Flovyn-Tenant-Id, Flovyn-Org-Id, Last-Event-ID")
-	h.Set("Access-Control-Max-Age", "600")
-	w.WriteHeader(http.StatusNoContent)
-	return true
+// withCORS sets the CORS headers on every answer to a request from an allowed origin — 2xx, every 4xx (401 and 404
+// included), 429, 503 and the SSE stream — so that a page can read why a request failed rather than see a network error;
+// and it answers preflight requests, for any path.
+func (s *Server) withCORS(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		origin := r.Header.Get("Origin")
+		if origin == "" || !s.originAllowed(origin) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		h := w.Header()
+		h.Set("Access-Control-Allow-Origin", origin)
+		h.Add("Vary", "Origin")
+		h.Set("Access-Control-Expose-Headers", "Retry-After, WWW-Authenticate")
+		if r.Method != http.MethodOptions || r.Header.Get("Access-Control-Request-Method") == "" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		h.Set("Access-Control-Allow-Methods", "GET, POST")
+		h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Flovyn-Tenant-Id, Flovyn-Org-Id, Last-Event-ID")
+		h.Set("Access-Control-Max-Age", "600")
+		w.WriteHeader(http.StatusNoContent)
+	})
 }
 
 func (s *Server) originAllowed(origin string) bool {
