@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/flovyn/eventhook/internal/holder"
 )
 
 // embeddedMaxMemory is the memory the embedded server's JetStream may hold (memory-storage streams).
@@ -39,6 +41,13 @@ func StartEmbedded(cfg NATSConfig, log *slog.Logger) (*server.Server, error) {
 			return nil, fmt.Errorf("nats.embedded_listen %q: port: %w", cfg.EmbeddedListen, err)
 		}
 		opts.Host = host
+		if opts.Port > 0 { // a port that is taken fails now, not after waiting for a server that cannot start
+			l, err := net.Listen("tcp", cfg.EmbeddedListen)
+			if err != nil {
+				return nil, fmt.Errorf("nats.embedded_listen: %w", holder.ListenError(cfg.EmbeddedListen, err))
+			}
+			l.Close()
+		}
 	}
 	s, err := server.NewServer(opts)
 	if err != nil {

@@ -12,14 +12,17 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"github.com/flovyn/eventhook/internal/holder"
 )
 
 // natsConn is a connection to NATS, embedded or external, that keeps reconnecting forever and tells whether it is up.
 type natsConn struct {
-	nc       *nats.Conn
-	embedded *server.Server // nil with an external cluster
-	up       atomic.Bool
-	log      *slog.Logger
+	nc        *nats.Conn
+	embedded  *server.Server // nil with an external cluster
+	storeLock *holder.Lock   // the embedded server's store, held while it runs
+	up        atomic.Bool
+	log       *slog.Logger
 
 	mu     sync.Mutex
 	lostCh chan struct{} // closed when the connection drops; a new one after a reconnect
@@ -95,11 +98,16 @@ func connectNATS(ctx context.Context, cfg NATSConfig, name string, log *slog.Log
 	}
 	var url string
 	if cfg.IsEmbedded() {
+		lock, err := holder.LockDir(cfg.StoreDir) // one daemon per store: two would both write it
+		if err != nil {
+			return nil, fmt.Errorf("nats.store_dir: %w", err)
+		}
 		s, err := StartEmbedded(cfg, log)
 		if err != nil {
+			lock.Unlock()
 			return nil, err
 		}
-		c.embedded = s
+		c.embedded, c.storeLock = s, lock
 		opts = append(opts, nats.InProcessServer(s))
 	} else {
 		url = strings.Join(cfg.URLs, ",")
@@ -182,5 +190,6 @@ func (c *natsConn) closeServer() {
 		c.embedded.Shutdown()
 		c.embedded.WaitForShutdown()
 		c.embedded = nil
+		c.storeLock.Unlock()
 	}
 }

@@ -20,6 +20,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/flovyn/eventhook/internal/holder"
 )
 
 // Options are what NewServer needs.
@@ -296,7 +298,7 @@ func (s *Server) Listen() error {
 	if addr := s.cfg.HTTP.Listen; addr != "" {
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
-			return fmt.Errorf("listen on %s: %w", addr, err)
+			return fmt.Errorf("http.listen: %w", holder.ListenError(addr, err))
 		}
 		s.tcp = l
 	}
