@@ -16,7 +16,7 @@ import (
 const LockFile = "eventhook.lock"
 
 // ErrLocked is returned by LockDir when another process holds the directory.
-var ErrLocked = errors.New("holder: directory in use by another process")
+var ErrLocked = errors.New("holder: directory locked")
 
 // Lock is an exclusive lock on a directory, held until Unlock or the end of the process.
 type Lock struct{ f *os.File }
@@ -43,8 +43,8 @@ func LockDir(dir string) (*Lock, error) {
 		}
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%w: %s is held by %s (one daemon per store: stop it, or give this one another nats.store_dir)",
-				ErrLocked, dir, holder)
+			return nil, fmt.Errorf("%s is held by %s; one daemon per store: stop it, or give this one another nats.store_dir: %w",
+				dir, holder, ErrLocked)
 		}
 		return nil, fmt.Errorf("lock %s: %w", dir, err)
 	}

@@ -11,7 +11,7 @@ import (
 const LockFile = "eventhook.lock"
 
 // ErrLocked is returned by LockDir when another process holds the directory.
-var ErrLocked = errors.New("holder: directory in use by another process")
+var ErrLocked = errors.New("holder: directory locked")
 
 // Lock is an exclusive lock on a directory; on this system it is not enforced.
 type Lock struct{}
