@@ -20,6 +20,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/flovyn/eventhook/sidecar/console"
 )
 
 // Options are what NewServer needs.
@@ -105,6 +107,9 @@ func NewServer(opts Options) (*Server, error) {
 	s.streamsCtx, s.stopStreams = context.WithCancel(context.Background())
 	s.routes = s.buildRoutes()
 	s.handler = s.withAuth(s.buildHandler())
+	if opts.Config.HTTP.ConsoleEnabled() { // the console's static files, before auth: they hold no data
+		s.handler = console.Handler(s.handler)
+	}
 	m.backendUp.Set(1)
 	return s, nil
 }
