@@ -587,9 +587,12 @@ function draw() {
   if (!earlierBtn.hidden && !earlierOpen) earlierBtn.textContent = 'show earlier (' + stats.earlier + ' not on screen)';
   stats.cursor = feed ? feed.cursor : '';
   $('counts').textContent = stats.lifecycle + ' events · ' + stats.tokens + ' tokens · ' + shown.length + ' rows' +
-    (stats.gaps ? ' · ' + stats.gaps + ' gaps' : '') + (stats.errors ? ' · ' + stats.errors + ' errors' : '') +
-    (stats.duplicates ? ' · ' + stats.duplicates + ' duplicates' : '');
+    count(stats.gaps, 'gap') + count(stats.errors, 'error') + count(stats.duplicates, 'duplicate');
   if (pending.length || dirty.size) schedule();
+}
+
+function count(n, what) {
+  return n ? ' · ' + n + ' ' + what + (n === 1 ? '' : 's') : '';
 }
 
 rowsEl.addEventListener('scroll', () => {
