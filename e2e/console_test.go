@@ -295,3 +295,94 @@ func TestConsoleAuth(t *testing.T) {
 	}
 	checkPageLogs(t, pg)
 }
+
+// consoleVolume is what TestConsoleVolume measures in the page.
+type consoleVolume struct {
+	consoleStats
+	FirstFrameMs float64 `json:"firstFrameMs"`
+	LastFrameMs  float64 `json:"lastFrameMs"`
+	DrawnMs      float64 `json:"drawnMs"`
+}
+
+// TestConsoleVolume: 10,000 lifecycle events and 100,000 tokens reach an open console without freezing it: rows are
+// drawn in batches per animation frame and at most 2000 stay on the page, the running text keeps its last 100,000
+// characters, "show earlier" brings back the 1000 rows before the oldest on screen from the stream's replay, and a
+// reload replays the whole workflow. The figures (time to draw, long tasks) are logged.
+func TestConsoleVolume(t *testing.T) {
+	const events, tokens, batch = 10_000, 100_000, 1000
+	b := startBrowser(t)
+	d := startConsoleDaemon(t, "")
+	pg := b.page(t)
+	tenant, wf := uuid.New(), uuid.New()
+	url := fmt.Sprintf("%s/#view=workflow&tenant=%s&workflow=%s", d.base, tenant, wf)
+	pg.goto_(url)
+	pg.wait(`window.eventhookConsole.stats.state === 'live'`, 10*time.Second)
+
+	start := time.Now()
+	var body strings.Builder
+	for i := range events {
+		fmt.Fprintf(&body, `{"tenant_id":%q,"workflow_execution_id":%q,"event_type":"load.e%d","data":{"i":%d}}`+"\n", tenant, wf, i, i)
+		if (i+1)%batch == 0 {
+			d.post("/v1/events/batch", "application/x-ndjson", body.String())
+			body.Reset()
+		}
+	}
+	for i := range tokens {
+		fmt.Fprintf(&body, `{"workflowExecutionId":%q,"type":"TOKEN","payload":"t%d "}`+"\n", wf, i)
+		if (i+1)%batch == 0 {
+			d.post("/v1/streams", "application/x-ndjson", body.String(), "Flovyn-Tenant-Id", tenant.String())
+			body.Reset()
+		}
+	}
+	published := time.Since(start)
+	done := fmt.Sprintf(`(s => s.lifecycle === %d && s.tokens === %d && s.drawnMs > s.lastFrameMs)(window.eventhookConsole.stats)`, events, tokens)
+	pg.wait(done, 60*time.Second)
+	shown := time.Since(start)
+	var live consoleVolume
+	pg.evalInto("window.eventhookConsole.stats", &live)
+	t.Logf("live: %d events and %d tokens published in %v, all on the page %v after the first publish; "+
+		"in the page: %.0f ms from the first frame to the last drawn, %d long tasks, the longest %d ms",
+		events, tokens, published.Round(time.Millisecond), shown.Round(time.Millisecond),
+		live.DrawnMs-live.FirstFrameMs, live.LongTasks, live.LongestTaskMs)
+	checkVolume(t, pg, events, tokens)
+	if live.LongestTaskMs > 2000 {
+		t.Errorf("the longest task took %d ms: the tab froze", live.LongestTaskMs)
+	}
+
+	// Show earlier: the 1000 rows before the oldest on screen, from the stream's replay.
+	pg.click("#earlier")
+	pg.wait(fmt.Sprintf(`document.querySelector('#rows .row.lifecycle .type').textContent === 'load.e%d'`, events-3000), 20*time.Second)
+	if n := pg.evalInt(`document.querySelectorAll('#rows .row.lifecycle').length`); n != 3000 {
+		t.Errorf("%d rows after show earlier; want 3000", n)
+	}
+
+	// A reload replays the workflow: every event and token again, from JetStream.
+	pg.goto_("about:blank")
+	reload := time.Now()
+	pg.goto_(url)
+	pg.wait(done, 60*time.Second)
+	var replay consoleVolume
+	pg.evalInto("window.eventhookConsole.stats", &replay)
+	t.Logf("replay: all on the page %v after the reload; in the page: %.0f ms from the first frame to the last drawn, "+
+		"%d long tasks, the longest %d ms", time.Since(reload).Round(time.Millisecond), replay.DrawnMs-replay.FirstFrameMs,
+		replay.LongTasks, replay.LongestTaskMs)
+	checkVolume(t, pg, events, tokens)
+	checkPageLogs(t, pg)
+}
+
+func checkVolume(t *testing.T, pg *page, events, tokens int) {
+	t.Helper()
+	if n := pg.evalInt(`document.querySelectorAll('#rows .row').length`); n != 2000 {
+		t.Errorf("%d rows on the page; want the newest 2000", n)
+	}
+	if got := pg.evalString(`[...document.querySelectorAll('#rows .row.lifecycle .type')].pop().textContent`); got != fmt.Sprintf("load.e%d", events-1) {
+		t.Errorf("the newest row is %q; want load.e%d", got, events-1)
+	}
+	text := pg.evalString(`document.querySelector('[data-key="main"] .text').textContent`)
+	if len(text) > 100_000 || !strings.HasSuffix(text, fmt.Sprintf("t%d ", tokens-1)) {
+		t.Errorf("the running text has %d characters, ending %q; want at most 100000 ending with the last token", len(text), text[max(0, len(text)-20):])
+	}
+	if s := stats(pg); s.Duplicates != 0 {
+		t.Errorf("%d duplicates", s.Duplicates)
+	}
+}

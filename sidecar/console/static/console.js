@@ -21,7 +21,7 @@ const rowTpl = $('row-tpl').content.firstElementChild, paneTpl = $('pane-tpl').c
 // What the page did, for people (the counters) and for tests (window.eventhookConsole).
 const stats = {
   state: 'idle', frames: 0, lifecycle: 0, rows: 0, trimmed: 0, earlier: 0, duplicates: 0, tokens: 0, gaps: 0, errors: 0,
-  resumes: 0, lastResume: null, longTasks: 0, longestTaskMs: 0, cursor: '', problem: null,
+  resumes: 0, lastResume: null, firstFrameMs: 0, lastFrameMs: 0, drawnMs: 0, longTasks: 0, longestTaskMs: 0, cursor: '', problem: null,
 };
 window.eventhookConsole = { stats, panes: () => paneStats(), curl: () => curlCommand(view) };
 try {
@@ -302,7 +302,7 @@ function lifecycleRow(data) {
   else if (/\.completed$/.test(type)) cls += ' completed';
   return {
     cls, id: e.id, time: clock(e.timestamp_ms || Date.now()), type, wf: e.workflow_execution_id || '',
-    task: e.task_execution_id || '', src: e.source || '', json: JSON.stringify(e, null, 2), event: e,
+    task: e.task_execution_id || '', src: e.source || '', json: data, event: e,
   };
 }
 
@@ -317,7 +317,7 @@ function streamRow(kind, data) {
   const v = view || {};
   const base = { time: clock(Date.now()), wf: v.workflow || '', task: v.view === 'task' ? v.task : '', src: 'stream' };
   if (kind === 'error') return { ...base, cls: 'error', type: 'stream error: ' + data, json: data };
-  return { ...base, cls: 'data', type: 'data: ' + data, json: prettyJSON(data) };
+  return { ...base, cls: 'data', type: 'data: ' + data, json: data };
 }
 
 function prettyJSON(s) {
@@ -326,6 +326,8 @@ function prettyJSON(s) {
 
 function onFrame(kind, data) {
   stats.frames++;
+  stats.lastFrameMs = performance.now();
+  if (!stats.firstFrameMs) stats.firstFrameMs = stats.lastFrameMs;
   switch (kind) {
     case 'lifecycle': {
       const r = lifecycleRow(data);
@@ -412,10 +414,11 @@ function pane(key, name, info) {
   const el = paneTpl.cloneNode(true);
   el.querySelector('.name').textContent = name;
   el.dataset.key = key;
-  const text = document.createTextNode('');
-  el.querySelector('.text').appendChild(text);
-  p = { key, el, text, buf: [], bufLen: 0, len: 0, cut: 0, progress: null, bar: el.querySelector('.bar'),
-    pinfo: el.querySelector('.pinfo'), pre: el.querySelector('.text'), follow: el.querySelector('.follow'), info: info || '' };
+  p = { key, el, chunks: [], buf: [], bufLen: 0, len: 0, cut: 0, progress: null, bar: el.querySelector('.bar'),
+    pinfo: el.querySelector('.pinfo'), pre: el.querySelector('.text'), follow: el.querySelector('.follow'), info: info || '',
+    stick: true };
+  const pre = p.pre;
+  pre.addEventListener('scroll', () => { p.stick = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4; });
   paneInfo(p);
   panes.set(key, p);
   panesEl.appendChild(el);
@@ -442,22 +445,51 @@ function setProgress(p, data) {
   dirty.add(p);
 }
 
+// The running text is kept in blocks of about CHUNK characters, so that appending lays out only the last block (one
+// text of 100,000 characters would be laid out again at every frame) and the oldest text goes a block at a time. A
+// block is closed at its last space or newline, where a line may break anyway.
+const CHUNK = 4096;
+
 function drawPane(p) {
   if (p.bufLen) {
-    const pre = p.pre;
-    const follow = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
-    const s = p.buf.join('');
+    let s = p.buf.join('');
     p.buf = [];
     p.bufLen = 0;
-    if (p.reset) { p.text.data = s; p.reset = false; } else p.text.appendData(s);
-    if (p.text.length > MAX_TEXT) {
-      const drop = p.text.length - Math.floor(MAX_TEXT * 0.8);
-      p.text.deleteData(0, drop);
-      p.cut += drop;
+    if (p.reset) {
+      p.pre.textContent = '';
+      p.chunks = [];
+      p.len = 0;
+      p.reset = false;
     }
-    p.len = p.text.length;
+    let last = p.chunks[p.chunks.length - 1];
+    if (last && last.node.length >= CHUNK) { // close it: what follows its last blank starts the next block
+      const d = last.node.data;
+      const cut = Math.max(d.lastIndexOf(' '), d.lastIndexOf('\n')) + 1;
+      if (cut > 0 && cut < d.length) {
+        s = d.slice(cut) + s;
+        last.node.deleteData(cut, d.length - cut);
+        p.len -= d.length - cut;
+      }
+      last = null;
+    }
+    if (!last) {
+      const span = document.createElement('span');
+      span.className = 'chunk';
+      last = { span, node: document.createTextNode('') };
+      span.appendChild(last.node);
+      p.pre.appendChild(span);
+      p.chunks.push(last);
+    }
+    last.node.appendData(s);
+    p.len += s.length;
+    while (p.len > MAX_TEXT && p.chunks.length > 1) {
+      const first = p.chunks.shift();
+      p.len -= first.node.length;
+      p.cut += first.node.length;
+      first.span.remove();
+    }
     paneInfo(p);
-    if (follow) pre.scrollTop = pre.scrollHeight;
+    if (p.stick) p.pre.scrollTop = p.pre.scrollHeight;
   }
   if (p.progress) {
     p.bar.hidden = false;
@@ -473,7 +505,7 @@ function paneInfo(p) {
 function paneStats() {
   const out = {};
   for (const [k, p] of panes) {
-    out[k] = { chars: p.len + p.bufLen, cut: p.cut, progress: p.progress ? p.progress.value : null, text: p.text.data.slice(-200),
+    out[k] = { chars: p.len + p.bufLen, cut: p.cut, progress: p.progress ? p.progress.value : null, text: p.chunks.length ? p.chunks[p.chunks.length - 1].node.data.slice(-200) : '',
       followed: p.feed ? !p.feed.closed : false };
   }
   return out;
@@ -588,7 +620,7 @@ function draw() {
   stats.cursor = feed ? feed.cursor : '';
   $('counts').textContent = stats.lifecycle + ' events · ' + stats.tokens + ' tokens · ' + shown.length + ' rows' +
     count(stats.gaps, 'gap') + count(stats.errors, 'error') + count(stats.duplicates, 'duplicate');
-  if (pending.length || dirty.size) schedule();
+  if (pending.length || dirty.size) schedule(); else stats.drawnMs = performance.now();
 }
 
 function count(n, what) {
@@ -612,7 +644,7 @@ rowsEl.addEventListener('click', (e) => {
   for (const s of rowsEl.querySelectorAll('.row.sel')) s.classList.remove('sel');
   row.classList.add('sel');
   $('detail-title').textContent = 'JSON of the row';
-  jsonEl.textContent = json;
+  jsonEl.textContent = prettyJSON(json);
 });
 
 // rowTypes is the types parameter of a replay that gives the rows of view (no tokens, no progress), or null when
@@ -701,7 +733,8 @@ function reset() {
   dirty = new Set();
   panesEl.textContent = '';
   for (const r of rowsEl.querySelectorAll('.row')) r.remove();
-  for (const k of ['frames', 'lifecycle', 'rows', 'trimmed', 'earlier', 'duplicates', 'tokens', 'gaps', 'errors', 'resumes']) stats[k] = 0;
+  for (const k of ['frames', 'lifecycle', 'rows', 'trimmed', 'earlier', 'duplicates', 'tokens', 'gaps', 'errors', 'resumes',
+    'firstFrameMs', 'lastFrameMs', 'drawnMs']) stats[k] = 0;
   stats.lastResume = null;
   stats.problem = null;
   stick = true;
