@@ -7,7 +7,7 @@ package e2e
 //
 //	b := startBrowser(t)         // Chromium with a fresh profile; skips the test when it or Node cannot be had
 //	pg := b.page(t)              // one page driven command by command (e2e/browser/driver.mjs):
-//	pg.goto(url); pg.click("#open"); pg.typeText("#tenant", id)
+//	pg.open(url); pg.click("#open"); pg.typeText("#tenant", id)
 //	n := pg.evalInt("document.querySelectorAll('.row').length")
 //	pg.wait("window.done === true", 10*time.Second)       // polls the expression until it is truthy
 //	out := runBrowser(t, "smoke.mjs", map[string]string{"PAGE_URL": u}) // a one-shot script of e2e/browser: its JSON
@@ -298,7 +298,7 @@ func (p *page) must(timeout time.Duration, op string, args map[string]any) json.
 	return v
 }
 
-func (p *page) goto_(url string) {
+func (p *page) open(url string) {
 	p.t.Helper()
 	p.must(15*time.Second, "goto", map[string]any{"url": url})
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +17,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/flovyn/eventhook/sidecar/console"
 )
 
 // consoleDaemon is an eventhook daemon serving HTTP on a fixed 127.0.0.1 port (so that a page can reconnect to it
@@ -143,7 +146,7 @@ func TestConsole(t *testing.T) {
 
 	// An event before the page opens: the workflow stream replays it.
 	d.event(tenant, wf, nil, "workflow.started")
-	pg.goto_(fmt.Sprintf("%s/#view=workflow&tenant=%s&workflow=%s", d.base, tenant, wf))
+	pg.open(fmt.Sprintf("%s/#view=workflow&tenant=%s&workflow=%s", d.base, tenant, wf))
 	pg.wait(`window.eventhookConsole.stats.state === 'live' && document.querySelectorAll('#rows .row.lifecycle').length === 1`, 10*time.Second)
 	if got := pg.evalString(`document.getElementById('workflow').value`); got != wf.String() {
 		t.Errorf("the form's workflow is %q; want the URL's %s", got, wf)
@@ -202,6 +205,8 @@ func TestConsole(t *testing.T) {
 	if got := pg.evalString(`document.getElementById('state').textContent`); !strings.HasPrefix(got, "reconnecting") {
 		t.Errorf("while the daemon is down the page says %q; want reconnecting…", got)
 	}
+	// EventSource tries again every 2 s (the retry: the daemon sends); let it fail once against the closed port.
+	pg.wait(`window.eventhookConsole.stats.attempts >= 2`, 15*time.Second)
 	d.start()
 	pg.wait(`window.eventhookConsole.stats.state === 'live' && window.eventhookConsole.stats.resumes >= 1`, 20*time.Second)
 	if got := pg.evalString(`document.getElementById('state').textContent`); !strings.HasPrefix(got, "live · resumed after ") {
@@ -262,7 +267,7 @@ func TestConsoleAuth(t *testing.T) {
     - {name: elsewhere, sha256: %q, tenants: [%q], allow: [subscribe]}
     - {name: worker, sha256: %q, tenants: "*", allow: [publish]}`, hash("ui-secret"), tenant, hash("other-secret"), other, hash("worker-secret")))
 	pg := b.page(t)
-	pg.goto_(fmt.Sprintf("%s/#view=workflow&tenant=%s&workflow=%s", d.base, tenant, wf))
+	pg.open(fmt.Sprintf("%s/#view=workflow&tenant=%s&workflow=%s", d.base, tenant, wf))
 	pg.wait(`window.eventhookConsole.stats.state === 'failed'`, 10*time.Second)
 	s := stats(pg)
 	if s.Problem == nil || s.Problem.Status != 401 || !strings.Contains(s.Problem.Detail, "token") {
@@ -315,7 +320,7 @@ func TestConsoleVolume(t *testing.T) {
 	pg := b.page(t)
 	tenant, wf := uuid.New(), uuid.New()
 	url := fmt.Sprintf("%s/#view=workflow&tenant=%s&workflow=%s", d.base, tenant, wf)
-	pg.goto_(url)
+	pg.open(url)
 	pg.wait(`window.eventhookConsole.stats.state === 'live'`, 10*time.Second)
 
 	start := time.Now()
@@ -357,9 +362,9 @@ func TestConsoleVolume(t *testing.T) {
 	}
 
 	// A reload replays the workflow: every event and token again, from JetStream.
-	pg.goto_("about:blank")
+	pg.open("about:blank")
 	reload := time.Now()
-	pg.goto_(url)
+	pg.open(url)
 	pg.wait(done, 60*time.Second)
 	var replay consoleVolume
 	pg.evalInto("window.eventhookConsole.stats", &replay)
@@ -385,4 +390,72 @@ func checkVolume(t *testing.T, pg *page, events, tokens int) {
 	if s := stats(pg); s.Duplicates != 0 {
 		t.Errorf("%d duplicates", s.Duplicates)
 	}
+}
+
+// TestConsoleViews: the tenant view with types, a click on a workflow id that opens that workflow's view (and says so
+// in the page's URL), and the task view, whose tokens are the task's own.
+func TestConsoleViews(t *testing.T) {
+	b := startBrowser(t)
+	d := startConsoleDaemon(t, "")
+	pg := b.page(t)
+	tenant, wf, task := uuid.New(), uuid.New(), uuid.New()
+	pg.open(fmt.Sprintf("%s/#view=tenant&org=%s&types=task", d.base, tenant))
+	pg.wait(`window.eventhookConsole.stats.state === 'live'`, 10*time.Second)
+	d.event(tenant, wf, nil, "workflow.started")
+	d.event(tenant, wf, &task, "task.started")
+	d.stream(tenant, wf, &task, "TOKEN", "only ", "mine")
+	d.stream(tenant, wf, nil, "TOKEN", "not the task's")
+	d.event(tenant, wf, &task, "task.completed")
+	pg.wait(`document.querySelectorAll('#rows .row.lifecycle').length === 2`, 10*time.Second)
+	var types []string
+	pg.evalInto(lifecycleTypes, &types)
+	if fmt.Sprint(types) != "[task.started task.completed]" {
+		t.Errorf("the tenant view with types=task shows %q; want the two task events", types)
+	}
+	if got := pg.evalString(`window.eventhookConsole.curl()`); !strings.Contains(got, "/events/stream?tenant_id="+tenant.String()+"&types=task'") {
+		t.Errorf("copy as curl of the tenant view: %q", got)
+	}
+
+	pg.click("#rows .row.lifecycle .wf")
+	// The workflow's view, with the same types: its task events (replayed), and its stream's pane.
+	pg.wait(`window.eventhookConsole.stats.state === 'live' && document.querySelector('[data-key="main"]') && document.querySelectorAll('#rows .row.lifecycle').length === 2`, 10*time.Second)
+	if got, want := pg.evalString(`location.hash`), fmt.Sprintf("#view=workflow&tenant=%s&workflow=%s&types=task", tenant, wf); got != want {
+		t.Errorf("after a click on the workflow the page's URL says %q; want %q", got, want)
+	}
+
+	pg.eval(fmt.Sprintf(`location.hash = '#view=task&tenant=%s&task=%s&workflow=%s'`, tenant, task, wf))
+	pane := fmt.Sprintf(`[data-key="task:%s"] .text`, task)
+	pg.wait(fmt.Sprintf(`document.querySelector('%s') && document.querySelector('%s').textContent === 'only mine'`, pane, pane), 10*time.Second)
+	pg.wait(`document.querySelectorAll('#rows .row.lifecycle').length === 2`, 10*time.Second)
+	checkPageLogs(t, pg)
+}
+
+// TestConsoleStreamErrorNames: stream errors framed `event: error` (the name EventSource also gives its connection
+// errors) and `event: stream-error` are both shown as stream errors, and neither is taken for a lost connection. The
+// stream is a stand-in for the daemon, on the console's own handler.
+func TestConsoleStreamErrorNames(t *testing.T) {
+	b := startBrowser(t)
+	wf := uuid.New()
+	api := http.NewServeMux()
+	api.HandleFunc("GET /workflow-executions/{id}/stream", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprintf(w, "retry: 60000\n\nid: a-1.\nevent: lifecycle\ndata: {\"id\":%q,\"event_type\":\"workflow.started\",\"workflow_execution_id\":%q,\"source\":\"system\",\"timestamp_ms\":1}\n\n"+
+			"id: a-1.b-1\nevent: error\ndata: the old name\n\nid: a-1.b-2\nevent: stream-error\ndata: the new name\n\n", uuid.New(), wf)
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	})
+	srv := httptest.NewServer(console.Handler(api))
+	t.Cleanup(srv.Close)
+	pg := b.page(t)
+	pg.open(fmt.Sprintf("%s/#view=workflow&workflow=%s", srv.URL, wf))
+	pg.wait(`document.querySelectorAll('#rows .row.error').length === 2`, 10*time.Second)
+	var errs []string
+	pg.evalInto(`[...document.querySelectorAll('#rows .row.error .type')].map(e => e.textContent)`, &errs)
+	if fmt.Sprint(errs) != "[stream error: the old name stream error: the new name]" {
+		t.Errorf("error rows %q", errs)
+	}
+	if s := stats(pg); s.State != "live" || s.Errors != 2 {
+		t.Errorf("state %q with %d stream errors; want live and 2", s.State, s.Errors)
+	}
+	srv.CloseClientConnections() // before Close, which waits for the open stream
 }

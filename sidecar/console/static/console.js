@@ -21,7 +21,7 @@ const rowTpl = $('row-tpl').content.firstElementChild, paneTpl = $('pane-tpl').c
 // What the page did, for people (the counters) and for tests (window.eventhookConsole).
 const stats = {
   state: 'idle', frames: 0, lifecycle: 0, rows: 0, trimmed: 0, earlier: 0, duplicates: 0, tokens: 0, gaps: 0, errors: 0,
-  resumes: 0, lastResume: null, firstFrameMs: 0, lastFrameMs: 0, drawnMs: 0, longTasks: 0, longestTaskMs: 0, cursor: '', problem: null,
+  resumes: 0, attempts: 0, lastResume: null, firstFrameMs: 0, lastFrameMs: 0, drawnMs: 0, longTasks: 0, longestTaskMs: 0, cursor: '', problem: null,
 };
 window.eventhookConsole = { stats, panes: () => paneStats(), curl: () => curlCommand(view) };
 try {
@@ -375,6 +375,7 @@ function onState(name, info) {
     pending.push({ cls: 'notice', text: '↻ reconnected after ' + r.seconds.toFixed(1) + ' s: resumed after ' + (r.cursor || 'the start') });
     schedule();
   } else if (name === 'reconnecting') {
+    stats.attempts = info.attempts;
     text = 'reconnecting… (attempt ' + info.attempts + (info.status ? ', ' + info.status : '') + ')';
   } else if (name === 'failed') {
     const what = info.status === 401 ? 'unauthorized' : info.status === 403 ? 'forbidden' : 'refused';
@@ -515,7 +516,7 @@ function paneStats() {
 // token frames do not say which task they belong to.
 function taskSeen(e) {
   const id = e.task_execution_id;
-  if (!view || view.view !== 'workflow' || !id) return;
+  if (!view || view.view !== 'workflow' || !id || !taskTypes(view)) return;
   let p = panes.get('task:' + id);
   if (!p) {
     if (panes.size > MAX_PANES) return;
@@ -527,6 +528,13 @@ function taskSeen(e) {
   p.info = e.event_type;
   paneInfo(p);
   if (TERMINAL.test(e.event_type)) p.done = true;
+}
+
+// taskTypes is the types of a task pane's stream: the tokens and progress that the view's types ask for ('' if none).
+function taskTypes(v) {
+  const items = v.types.split(',').map((s) => s.trim().toLowerCase()).filter(Boolean);
+  if (!items.length) return 'tokens,progress';
+  return ['tokens', 'progress'].filter((k) => items.includes(k) || items.includes(k.replace(/s$/, ''))).join(',');
 }
 
 function liveTaskFeeds() {
@@ -543,7 +551,7 @@ function followTask(p) {
     victim.follow.hidden = false;
     victim.el.classList.add('off');
   }
-  const v = { view: 'task', tenant: view.tenant, task: p.taskId, workflow: view.workflow, types: 'tokens,progress' };
+  const v = { view: 'task', tenant: view.tenant, task: p.taskId, workflow: view.workflow, types: taskTypes(view) };
   const f = new Feed(streamURL(v), {
     frame(kind, data) {
       if (kind === 'token') appendText(p, tokenText(data));
