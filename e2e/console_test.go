@@ -137,7 +137,8 @@ const lifecycleTypes = `[...document.querySelectorAll('#rows .row.lifecycle .typ
 // TestConsole opens the console on a workflow in headless Chromium, publishes lifecycle events, tokens, progress and a
 // stream error over HTTP, and checks what the page shows; then kills the daemon (SIGKILL) and starts it again, and
 // checks that the page resumed by itself with no duplicate row. It saves a screenshot of the page (to the path in
-// EVENTHOOK_CONSOLE_SCREENSHOT when set: that is how docs/console.png is made).
+// EVENTHOOK_CONSOLE_SCREENSHOT when set: docs/console.png is made with
+// `EVENTHOOK_CONSOLE_SCREENSHOT=../docs/console.png go test -run 'TestConsole$' ./e2e/`).
 func TestConsole(t *testing.T) {
 	b := startBrowser(t)
 	d := startConsoleDaemon(t, "")

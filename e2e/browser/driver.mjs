@@ -19,8 +19,8 @@ const browser = await puppeteer.connect({ browserWSEndpoint: process.env.BROWSER
 const context = await browser.createBrowserContext(); // fresh storage for every driver
 const page = await context.newPage();
 await page.setViewport({
-  width: Number(process.env.VIEWPORT_WIDTH || 1280),
-  height: Number(process.env.VIEWPORT_HEIGHT || 760),
+  width: Number(process.env.VIEWPORT_WIDTH || 1120),
+  height: Number(process.env.VIEWPORT_HEIGHT || 560),
   deviceScaleFactor: 1,
 });
 const logs = [];

@@ -334,6 +334,7 @@ function onFrame(kind, data) {
       stats.lifecycle++;
       if (r.id) {
         if (seen.has(r.id)) { stats.duplicates++; r.cls += ' dup'; } else seen.add(r.id);
+        if (seen.size > 200000) seen = new Set([...seen].slice(-100000)); // a day-long stream: keep the newest ids
       }
       pending.push(r);
       if (r.event) taskSeen(r.event);
@@ -741,7 +742,7 @@ function reset() {
   dirty = new Set();
   panesEl.textContent = '';
   for (const r of rowsEl.querySelectorAll('.row')) r.remove();
-  for (const k of ['frames', 'lifecycle', 'rows', 'trimmed', 'earlier', 'duplicates', 'tokens', 'gaps', 'errors', 'resumes',
+  for (const k of ['frames', 'lifecycle', 'rows', 'trimmed', 'earlier', 'duplicates', 'tokens', 'gaps', 'errors', 'resumes', 'attempts',
     'firstFrameMs', 'lastFrameMs', 'drawnMs']) stats[k] = 0;
   stats.lastResume = null;
   stats.problem = null;
