@@ -101,7 +101,7 @@ func startBrowser(t testing.TB) *browser {
 		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-extensions",
 		"--disable-default-apps", "--no-default-browser-check", "--disable-dev-shm-usage", "--mute-audio",
 		"--user-data-dir="+profile, "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0", "about:blank")
-	b.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	b.cmd.SysProcAttr = browserProcAttr()
 	stderr, err := b.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -162,7 +162,7 @@ func (b *browser) nodeCmd(t testing.TB, script string, env map[string]string) *e
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = browserProcAttr()
 	return cmd
 }
 
