@@ -100,8 +100,11 @@ func startBrowser(t testing.TB) *browser {
 	b.cmd = exec.Command(chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
 		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-extensions",
 		"--disable-default-apps", "--no-default-browser-check", "--disable-dev-shm-usage", "--mute-audio",
+		"--disable-breakpad", "--disable-crash-reporter",
 		"--user-data-dir="+profile, "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0", "about:blank")
 	b.cmd.SysProcAttr = browserProcAttr()
+	// Everything Chromium writes (its crash handler's database too) goes under the profile, not the home directory.
+	b.cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+profile, "XDG_CACHE_HOME="+profile)
 	stderr, err := b.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
