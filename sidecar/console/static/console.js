@@ -454,7 +454,7 @@ const CHUNK = 4096;
 
 function drawPane(p) {
   if (p.bufLen) {
-    let s = p.buf.join('');
+    const s = p.buf.join('');
     p.buf = [];
     p.bufLen = 0;
     if (p.reset) {
@@ -463,27 +463,31 @@ function drawPane(p) {
       p.len = 0;
       p.reset = false;
     }
-    let last = p.chunks[p.chunks.length - 1];
-    if (last && last.node.length >= CHUNK) { // close it: what follows its last blank starts the next block
-      const d = last.node.data;
-      const cut = Math.max(d.lastIndexOf(' '), d.lastIndexOf('\n')) + 1;
-      if (cut > 0 && cut < d.length) {
-        s = d.slice(cut) + s;
-        last.node.deleteData(cut, d.length - cut);
-        p.len -= d.length - cut;
+    let i = 0;
+    while (i < s.length) {
+      let last = p.chunks[p.chunks.length - 1];
+      let carry = '';
+      if (!last || last.node.length >= CHUNK) {
+        if (last) { // close it: the word it ends with, when short, starts the next block
+          const d = last.node.data;
+          const cut = Math.max(d.lastIndexOf(' '), d.lastIndexOf('\n')) + 1;
+          if (cut > 0 && d.length - cut < 200) {
+            carry = d.slice(cut);
+            last.node.deleteData(cut, carry.length);
+          }
+        }
+        const span = document.createElement('span');
+        span.className = 'chunk';
+        last = { span, node: document.createTextNode(carry) };
+        span.appendChild(last.node);
+        p.pre.appendChild(span);
+        p.chunks.push(last);
       }
-      last = null;
+      const piece = s.slice(i, i + CHUNK - last.node.length);
+      last.node.appendData(piece);
+      p.len += piece.length;
+      i += piece.length;
     }
-    if (!last) {
-      const span = document.createElement('span');
-      span.className = 'chunk';
-      last = { span, node: document.createTextNode('') };
-      span.appendChild(last.node);
-      p.pre.appendChild(span);
-      p.chunks.push(last);
-    }
-    last.node.appendData(s);
-    p.len += s.length;
     while (p.len > MAX_TEXT && p.chunks.length > 1) {
       const first = p.chunks.shift();
       p.len -= first.node.length;
