@@ -152,7 +152,12 @@ type HTTPConfig struct {
 	ReadHeaderTimeout Duration `yaml:"read_header_timeout"`
 	// CORSOrigins are the origins allowed to call the API from a browser: "*" or scheme://host[:port] (default none).
 	CORSOrigins []string `yaml:"cors_origins"`
+	// Console serves the event console, a page that shows streams live in a browser, at / (default true).
+	Console *bool `yaml:"console"`
 }
+
+// ConsoleEnabled reports whether the event console is served: true unless http.console is false.
+func (h HTTPConfig) ConsoleEnabled() bool { return h.Console == nil || *h.Console }
 
 // SocketMode returns UnixSocketMode parsed as an octal file mode, or 0660 when it does not parse (Validate rejects such
 // a value).
@@ -404,6 +409,7 @@ func DefaultConfig() *Config {
 			UnixSocket:        "./eventhook.sock",
 			UnixSocketMode:    "0660",
 			ReadHeaderTimeout: Duration(5 * time.Second),
+			Console:           &yes,
 		},
 		Backend: cfgBackendJetStream,
 		NATS: NATSConfig{
@@ -461,6 +467,10 @@ func (c *Config) ApplyDefaults() {
 	cfgOrDefault(&c.HTTP.ReadHeaderTimeout, d.HTTP.ReadHeaderTimeout)
 	if len(c.HTTP.CORSOrigins) == 0 {
 		c.HTTP.CORSOrigins = nil
+	}
+	if c.HTTP.Console == nil {
+		console := *d.HTTP.Console
+		c.HTTP.Console = &console
 	}
 
 	cfgOrDefault(&c.Backend, d.Backend)

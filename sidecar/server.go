@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/flovyn/eventhook/internal/holder"
+	"github.com/flovyn/eventhook/sidecar/console"
 )
 
 // Options are what NewServer needs.
@@ -107,6 +108,9 @@ func NewServer(opts Options) (*Server, error) {
 	s.streamsCtx, s.stopStreams = context.WithCancel(context.Background())
 	s.routes = s.buildRoutes()
 	s.handler = s.withCORS(s.withAuth(s.buildHandler()))
+	if opts.Config.HTTP.ConsoleEnabled() { // the console's static files, before auth: they hold no data
+		s.handler = console.Handler(s.handler)
+	}
 	m.backendUp.Set(1)
 	return s, nil
 }
