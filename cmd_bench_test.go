@@ -44,7 +44,7 @@ func newBenchTestDaemon(t *testing.T) *benchTestDaemon {
 		t.Fatal(err)
 	}
 	log := sidecar.NewLogger(cfg.Log, io.Discard)
-	bus, err := sidecar.OpenBus(t.Context(), cfg, log)
+	bus, err := sidecar.OpenBus(t.Context(), cfg, sidecar.FrameEncoders(cfg.Events.TenantKey), log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -140,7 +140,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 // the HTTP server (ending the SSE streams and waiting for in-flight publishes), then the bus. SIGHUP reloads the auth
 // section of the configuration file at path.
 func serve(ctx context.Context, cfg *sidecar.Config, path string, log *slog.Logger) error {
-	bus, err := sidecar.OpenBus(ctx, cfg, log)
+	bus, err := sidecar.OpenBus(ctx, cfg, sidecar.FrameEncoders(cfg.Events.TenantKey), log)
 	if err != nil {
 		return err
 	}

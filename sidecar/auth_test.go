@@ -111,13 +111,13 @@ func TestAuthTokens(t *testing.T) {
 		})
 	}
 	// Nothing of tenant B reached the bus through token-a's batch.
-	sub := subscribe(t, h.bus, AllEvents(b), StartEarliest())
+	sub := Subscribe(t, h.bus, AllEvents(b), StartEarliest())
 	// The env token published one lifecycle event (x.y) for tenant B, and a stream event, which is not on this bus.
-	if e := nextEvent(t, sub); e.EventType != "x.y" || e.TenantID != b {
+	if e := NextEvent(t, sub); e.EventType != "x.y" || e.TenantID != b {
 		t.Fatalf("tenant B holds %s", e.AppendJSON(nil))
 	}
 	h.publish(t, eventJSON(b, "sentinel", "")) // over the trusted socket
-	expectNext(t, sub, "sentinel")
+	ExpectNext(t, sub, "sentinel")
 }
 
 func TestAuthUnixSocket(t *testing.T) {

@@ -7,27 +7,59 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"time"
 )
 
-// OpenBus builds the backend named by cfg.Backend. The caller closes it.
-func OpenBus(ctx context.Context, cfg *Config, log *slog.Logger) (Bus, error) {
+// OpenBus builds the backend named by cfg.Backend with the options cfg gives it (MemoryOptions or NATSOptions), and enc,
+// the HTTP side's encoders of the SSE frames. The caller closes it. It returns the backend's error when it cannot start
+// (NATS unreachable, streams refused).
+func OpenBus(ctx context.Context, cfg *Config, enc Encoders, log *slog.Logger) (Bus, error) {
 	switch cfg.Backend {
-	case "memory":
-		return NewMemoryBus(MemoryOptions{
-			EventBuffer:  cfg.Memory.EventBuffer,
-			StreamBuffer: cfg.Memory.StreamBuffer,
-			IdleTTL:      cfg.Memory.IdleTTL.D(),
-			DedupWindow:  cfg.JetStream.DuplicateWindow.D(),
-			MaxBytes:     cfg.Memory.MaxBytes,
-			TenantKey:    cfg.Events.TenantKey,
-		}), nil
-	case "nats":
-		return NewNATSBus(ctx, cfg, time.Minute, log)
-	case "jetstream":
-		return NewJetStreamBus(ctx, cfg, JetStreamOptions{}, log)
+	case cfgBackendMemory:
+		return NewMemoryBus(cfg.MemoryOptions(enc)), nil
+	case cfgBackendNATS:
+		return NewNATSBus(ctx, cfg.NATSOptions(enc), log)
+	case cfgBackendJetStream:
+		return NewJetStreamBus(ctx, cfg.NATSOptions(enc), log)
 	}
-	return nil, fmt.Errorf("backend %q is not available in this build", cfg.Backend)
+	return nil, fmt.Errorf("open bus: backend %q is not available in this build", cfg.Backend)
+}
+
+// MemoryOptions returns the options of the memory backend.
+func (cfg *Config) MemoryOptions(enc Encoders) MemoryOptions {
+	return MemoryOptions{Feed: cfg.FeedOptions(enc), IdleTTL: cfg.Memory.IdleTTL.D()}
+}
+
+// FeedOptions returns the settings every backend shares, with enc. Their keys sit in the memory and jetstream
+// sections for compatibility: memory.event_buffer, memory.stream_buffer and memory.max_bytes size the live rings of
+// every backend, and jetstream.duplicate_window is every backend's dedup window.
+func (cfg *Config) FeedOptions(enc Encoders) FeedOptions {
+	return FeedOptions{
+		EventBuffer:  cfg.Memory.EventBuffer,
+		StreamBuffer: cfg.Memory.StreamBuffer,
+		MaxBytes:     cfg.Memory.MaxBytes,
+		DedupWindow:  cfg.JetStream.DuplicateWindow.D(),
+		Encoders:     enc,
+	}
+}
+
+// NATSOptions returns the options of the nats and jetstream backends, with enc.
+func (cfg *Config) NATSOptions(enc Encoders) NATSOptions {
+	n, j := &cfg.NATS, &cfg.JetStream
+	return NATSOptions{
+		Conn: ConnOptions{Embedded: n.IsEmbedded(), EmbeddedListen: n.EmbeddedListen, StoreDir: n.StoreDir,
+			SyncAlways: n.SyncAlways, URLs: n.URLs, CredsFile: n.CredsFile, Token: n.Token,
+			TLS:            TLSOptions{CAFile: n.TLS.CAFile, CertFile: n.TLS.CertFile, KeyFile: n.TLS.KeyFile},
+			ConnectTimeout: n.ConnectTimeout.D()},
+		Streams: StreamOptions{EventsStream: j.EventsStream, StreamsStream: j.StreamsStream,
+			StreamsStorage: j.StreamsStorage, Replicas: j.Replicas, EventsMaxAge: j.EventsMaxAge.D(),
+			EventsMaxBytes: j.EventsMaxBytes, StreamsMaxAge: j.StreamsMaxAge.D(),
+			VerifyOnly: j.ManageStreams != nil && !*j.ManageStreams, PublishTimeout: j.PublishTimeout.D()},
+		Feed:             cfg.FeedOptions(enc),
+		TenantKey:        cfg.Events.TenantKey,
+		DefaultSource:    cfg.Events.DefaultSource,
+		AcceptUntenanted: cfg.Streams.AcceptUntenanted,
+		UntenantedTenant: cfg.UntenantedTenant(),
+	}
 }
 
 // NewLogger returns the logger that log configures, writing to w (os.Stderr when nil).

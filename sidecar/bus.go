@@ -3,9 +3,7 @@ package sidecar
 import (
 	"context"
 	"errors"
-	"fmt"
-	"strconv"
-	"strings"
+	"time"
 
 	"github.com/google/uuid"
 )
@@ -71,23 +69,76 @@ type Bus interface {
 	Close() error
 }
 
+// Encoders are the encodings a bus makes of each item once, for every subscriber: Delivery.Wire. The HTTP side
+// provides them (its SSE frames, after the id line); the bus treats them as opaque. A nil function means no shared
+// encoding: Delivery.Wire is then nil, and the reader encodes.
+type Encoders struct {
+	// Event encodes a lifecycle event.
+	Event func(*FlovynEvent) []byte
+	// Stream encodes a stream event.
+	Stream func(*StreamEvent) []byte
+}
+
+// FeedOptions are the settings every backend gives its live feeds (the hub), whatever stores the events behind them.
+// The zero value means the defaults.
+type FeedOptions struct {
+	// EventBuffer is the number of lifecycle events held per tenant (0: DefaultEventBuffer).
+	EventBuffer int
+	// StreamBuffer is the number of stream events held per workflow stream (0: DefaultStreamBuffer).
+	StreamBuffer int
+	// MaxBytes bounds the bytes held in all rings together, approximately (0: no bound beyond the ring sizes). Past
+	// it, a publishing ring gives up its oldest events (a subscriber resuming before them gets a gap).
+	MaxBytes int64
+	// DedupWindow is how long a published event id is remembered per tenant (0: DefaultDedupWindow). JetStream's
+	// streams are created with it as their duplicate window.
+	DedupWindow time.Duration
+	// Encoders are the shared encodings of the items (Delivery.Wire).
+	Encoders Encoders
+}
+
+// The defaults of FeedOptions.
+const (
+	DefaultEventBuffer  = 1024
+	DefaultStreamBuffer = 256
+	DefaultDedupWindow  = 2 * time.Minute
+)
+
+// WithDefaults returns o with its zero fields set to the defaults.
+func (o FeedOptions) WithDefaults() FeedOptions {
+	if o.EventBuffer <= 0 {
+		o.EventBuffer = DefaultEventBuffer
+	}
+	if o.StreamBuffer <= 0 {
+		o.StreamBuffer = DefaultStreamBuffer
+	}
+	if o.DedupWindow <= 0 {
+		o.DedupWindow = DefaultDedupWindow
+	}
+	return o
+}
+
 // Subscription is a live feed of deliveries. It is safe for one reader; Close may be called from any goroutine.
+//
+// A reader is woken only through SetNotify: it sets its wake-up, calls Next until it reports false, and waits to be
+// woken before it calls Next again. A Subscription that wraps another must pass SetNotify (and Settled) on, or its
+// reader would see new deliveries only when something else wakes it (the SSE heartbeat).
 type Subscription[T any] interface {
-	// Ready returns a channel that receives a value after new deliveries arrive. It is never closed.
-	Ready() <-chan struct{}
+	// SetNotify sets the reader's wake-up, replacing any earlier one: f is called whenever new deliveries become
+	// pending and when the subscription ends, from the goroutine of whoever made them pending (a publisher, a feed), so
+	// it must return at once and never block; it may be called concurrently and more often than deliveries arrive.
+	// Deliveries already pending when SetNotify is called are not announced: the reader calls Next after setting it.
+	SetNotify(f func())
+	// Settled reports whether nothing older than what Next returns next can still come: it is false while the
+	// subscription replays from a store before it joins the live feed (a JetStream cursor), and the reader is woken
+	// when that changes. A reader that merges two subscriptions in arrival order holds one's next delivery while the
+	// other is not settled. A subscription that never replays from a store is always settled.
+	Settled() bool
 	// Done returns a channel that is closed when the subscription ends.
 	Done() <-chan struct{}
 	// Next returns the next delivery without blocking, and false when nothing is pending.
 	Next() (Delivery[T], bool)
 	// Close ends the subscription and frees what it holds. It returns nil when called again.
 	Close() error
-}
-
-// notifier is implemented by every subscription of this package: f is called (from the publisher's goroutine, so it
-// must not block) whenever Ready would receive a value, and when the subscription ends. An SSE connection uses it to
-// wake its goroutine, which waits in a read on the client's connection rather than on channels.
-type notifier interface {
-	setNotify(f func())
 }
 
 // Delivery is one item of a subscription: an event, or a gap notice.
@@ -103,70 +154,6 @@ type Delivery[T any] struct {
 	// Wire is the event's SSE frame after its id line, encoded once for every subscriber; nil when the bus does not
 	// encode (the SSE writer then encodes).
 	Wire []byte
-}
-
-// GapReason says why a subscriber missed events.
-type GapReason string
-
-// The reasons of a gap notice (SPEC §4).
-const (
-	// GapLagged: the subscriber was too slow and was overtaken.
-	GapLagged GapReason = "lagged"
-	// GapExpired: the cursor is older than what the backend still holds.
-	GapExpired GapReason = "expired"
-	// GapReset: the cursor comes from an earlier process of a backend that keeps nothing across restarts.
-	GapReset GapReason = "reset"
-)
-
-// Gap tells a subscriber it missed events. Delivery goes on from the oldest event still held.
-type Gap struct {
-	// Reason says why.
-	Reason GapReason `json:"reason"`
-	// Missed is the number of positions skipped, or -1 when unknown (JSON null).
-	Missed int64 `json:"-"`
-}
-
-// AppendJSON appends {"reason":…,"missed":N|null} to dst.
-func (g *Gap) AppendJSON(dst []byte) []byte {
-	dst = append(dst, `{"reason":"`...)
-	dst = append(dst, g.Reason...)
-	dst = append(dst, `","missed":`...)
-	if g.Missed < 0 {
-		dst = append(dst, "null"...)
-	} else {
-		dst = strconv.AppendInt(dst, g.Missed, 10)
-	}
-	return append(dst, '}')
-}
-
-// Position is a place in one feed: the feed's sequence, and the epoch it belongs to. The memory backend's epoch is its
-// boot epoch, so a position of an earlier process is recognised; a durable backend uses a fixed epoch.
-type Position struct {
-	// Epoch identifies the run of the feed's numbering.
-	Epoch uint64
-	// Seq is the sequence of an event within the feed; 0 is before the first event.
-	Seq uint64
-}
-
-// String encodes p as "<epoch base 36>-<seq>".
-func (p Position) String() string { return string(p.AppendTo(nil)) }
-
-// AppendTo appends the form String gives to dst.
-func (p Position) AppendTo(dst []byte) []byte {
-	dst = strconv.AppendUint(dst, p.Epoch, 36)
-	dst = append(dst, '-')
-	return strconv.AppendUint(dst, p.Seq, 10)
-}
-
-// ParsePosition decodes the form String gives. It returns an error wrapping ErrInvalidEvent when s is malformed.
-func ParsePosition(s string) (Position, error) {
-	e, q, ok := strings.Cut(s, "-")
-	epoch, err1 := strconv.ParseUint(e, 36, 64)
-	seq, err2 := strconv.ParseUint(q, 10, 64)
-	if !ok || err1 != nil || err2 != nil || e == "" || q == "" || e[0] == '+' || q[0] == '+' {
-		return Position{}, fieldError("cursor", "%q is not a cursor this server issued", s)
-	}
-	return Position{Epoch: epoch, Seq: seq}, nil
 }
 
 // Start says where a subscription begins.
@@ -192,6 +179,12 @@ func StartEarliest() Start { return Start{kind: startEarliest} }
 // StartAfter begins right after the event at p. A position the backend no longer holds gives a gap notice first.
 func StartAfter(p Position) Start { return Start{kind: startAfter, after: p} }
 
+// After returns the position a StartAfter start begins after, and true; false for the other starts.
+func (s Start) After() (Position, bool) { return s.after, s.kind == startAfter }
+
+// IsLive reports whether s is StartLive.
+func (s Start) IsLive() bool { return s.kind == startLive }
+
 // String describes s for logs and errors.
 func (s Start) String() string {
 	switch s.kind {
@@ -204,20 +197,17 @@ func (s Start) String() string {
 }
 
 // validatePattern checks what a subscription needs of a pattern.
-func validatePattern(p *EventPattern) error {
+func ValidatePattern(p *EventPattern) error {
 	if p.TenantID == uuid.Nil {
-		return fieldError("tenant_id", "is required and must be a non-nil UUID")
+		return Invalid("tenant_id", "is required and must be a non-nil UUID")
 	}
 	return nil
 }
 
 // streamKey checks a stream's tenant and key and returns the key in canonical form.
-func streamKey(tenant uuid.UUID, key string) (string, error) {
+func StreamKey(tenant uuid.UUID, key string) (string, error) {
 	if tenant == uuid.Nil {
-		return "", fieldError("tenant_id", "is required and must be a non-nil UUID")
+		return "", Invalid("tenant_id", "is required and must be a non-nil UUID")
 	}
 	return ParseID("id", key)
 }
-
-// errorf wraps err with an operation, for the bus' own errors.
-func errorf(op string, err error) error { return fmt.Errorf("%s: %w", op, err) }

@@ -40,8 +40,8 @@ const (
 	cfgBackendMemory    = "memory"
 	cfgBackendNATS      = "nats"
 	cfgBackendJetStream = "jetstream"
-	cfgStorageMemory    = "memory"
-	cfgStorageFile      = "file"
+	StorageMemory       = "memory"
+	StorageFile         = "file"
 	cfgSocketTrusted    = "trusted"
 	cfgSocketToken      = "token"
 	cfgRightPublish     = "publish"
@@ -415,7 +415,7 @@ func DefaultConfig() *Config {
 		JetStream: JetStreamConfig{
 			EventsStream:    "FLOVYN_EVENTS",
 			StreamsStream:   "FLOVYN_STREAMS",
-			StreamsStorage:  cfgStorageMemory,
+			StreamsStorage:  StorageMemory,
 			Replicas:        1,
 			EventsMaxAge:    Duration(168 * time.Hour),
 			EventsMaxBytes:  -1,
@@ -441,7 +441,7 @@ func DefaultConfig() *Config {
 			MaxSubscribers:          10_000,
 			MaxSubscribersPerTenant: 1000,
 			WriteTimeout:            Duration(10 * time.Second),
-			Format:                  formatEventhook,
+			Format:                  FormatEventhook,
 		},
 		Auth: AuthConfig{UnixSocket: cfgSocketTrusted},
 		Log:  LogConfig{Level: "info", Format: "text"},
@@ -802,9 +802,9 @@ func (c *Config) validate() []*ConfigError {
 			"sse.max_subscribers", s.MaxSubscribersPerTenant, s.MaxSubscribers)
 	}
 	p.positive("sse.write_timeout", s.WriteTimeout, "10s")
-	if !validFormat(s.Format) {
+	if !ValidFormat(s.Format) {
 		p.add("sse.format", "%q is not a format; use %s (the default) or %s (Flovyn's server's framing of lifecycle "+
-			"events, for pages written for that server)", s.Format, formatEventhook, formatFlovyn)
+			"events, for pages written for that server)", s.Format, FormatEventhook, FormatFlovyn)
 	}
 
 	c.validateAuth(&p)
@@ -898,7 +898,7 @@ func (c *Config) validateJetStream(p *cfgProblems) {
 			js.StreamsStream)
 	}
 	switch js.StreamsStorage {
-	case cfgStorageMemory, cfgStorageFile:
+	case StorageMemory, StorageFile:
 	default:
 		p.add("jetstream.streams_storage", "%q is not a storage type; use memory (as Flovyn's server creates the "+
 			"stream) or file (stream events then survive a restart of the NATS servers)", js.StreamsStorage)

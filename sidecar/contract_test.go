@@ -12,34 +12,48 @@ import (
 	"github.com/google/uuid"
 )
 
-// contract describes a backend to the contract suite: how to build one, and the few things SPEC §1 lets backends differ in.
-type contract struct {
-	// newBus returns a fresh bus; the suite closes it.
-	newBus func(t testing.TB) Bus
+// contract describes a backend to the contract suite: how to build one, and the few things backends may differ in (the
+// delivery promises of each backend: see the package documentation).
+type Contract struct {
+	// newBus returns a fresh bus built with o; the suite closes it.
+	NewBus func(t testing.TB, o Options) Bus
 	// eventBuffer is the number of lifecycle events the bus holds per tenant for live subscribers.
-	eventBuffer int
+	EventBuffer int
 	// refeedsLagged is true when an overtaken subscriber is re-fed from a store instead of getting a lagged gap.
-	refeedsLagged bool
+	RefeedsLagged bool
 	// durable is true when cursors survive restarts, so no reset gap exists.
-	durable bool
+	Durable bool
 	// noHistory is true when the backend holds nothing published before a subscriber asked for it (core NATS).
-	noHistory bool
+	NoHistory bool
 	// asyncFeed is true when deliveries reach the hub asynchronously after the publish returns, so a test cannot make a
 	// reader fall behind on purpose (core NATS; the hub's overtaking logic is the memory backend's, tested there).
-	asyncFeed bool
+	AsyncFeed bool
 	// natsFed is true when live deliveries come through a NATS feed: an event acknowledged just before a live start may
 	// still be on its way, and come.
-	natsFed bool
-	// backend names the backend in a configuration (memory, nats, jetstream), for the cases that build their bus from
-	// one with OpenBus.
-	backend string
+	NATSFed bool
+}
+
+// contractOptions are what the suite asks of a bus it builds.
+type Options struct {
+	// TenantKey is the key under which the bus writes the tenant of a lifecycle event where it writes events (NATS).
+	TenantKey TenantKey
+	// Encoders are the encoders the bus makes Delivery.Wire with.
+	Encoders Encoders
+}
+
+// contractEncoders are the encoders the suite gives a bus: each item's JSON, lifecycle events with the tenant under key.
+func contractEncoders(key TenantKey) Encoders {
+	return Encoders{
+		Event:  func(e *FlovynEvent) []byte { return e.AppendJSONAs(nil, key) },
+		Stream: func(s *StreamEvent) []byte { return s.AppendJSON(nil) },
+	}
 }
 
 // runContract checks every promise of the bus interfaces against one backend. Every backend runs it unchanged.
-func runContract(t *testing.T, c contract) {
+func Run(t *testing.T, c Contract) {
 	tests := []struct {
 		name string
-		fn   func(*testing.T, contract)
+		fn   func(*testing.T, Contract)
 	}{
 		{"PublishSubscribe", testPublishSubscribe},
 		{"FilterByType", testFilterByType},
@@ -67,63 +81,55 @@ func runContract(t *testing.T, c contract) {
 
 // --- helpers ---
 
-// newConfiguredBus opens the contract's backend with OpenBus from a test configuration that edit changes; the test
-// closes it.
-func newConfiguredBus(t testing.TB, c contract, edit func(*Config)) Bus {
-	t.Helper()
-	cfg := jetstreamConfig(t)
-	cfg.Backend = c.backend
-	edit(cfg)
-	b, err := OpenBus(t.Context(), cfg, NewLogger(LogConfig{Level: "error"}, io.Discard))
-	if err != nil {
-		t.Fatalf("OpenBus(%s): %v", c.backend, err)
-	}
-	t.Cleanup(func() { b.Close() })
-	return b
-}
+const WaitFor = 5 * time.Second
 
-const waitFor = 5 * time.Second
-
-func newTestBus(t testing.TB, c contract) Bus {
+func newTestBus(t testing.TB, c Contract) Bus {
 	t.Helper()
-	b := c.newBus(t)
+	b := c.NewBus(t, Options{Encoders: contractEncoders(TenantKeyTenantID)})
 	t.Cleanup(func() { b.Close() })
 	return b
 }
 
 // next waits for the next delivery of s, failing the test after a deadline.
-func next[T any](t testing.TB, s Subscription[T]) Delivery[T] {
+func Next[T any](t testing.TB, s Subscription[T]) Delivery[T] {
 	t.Helper()
-	deadline := time.NewTimer(waitFor)
+	deadline := time.NewTimer(WaitFor)
 	defer deadline.Stop()
+	woken := make(chan struct{}, 1)
+	s.SetNotify(func() { // the wake-up the SSE writer relies on, and nothing else
+		select {
+		case woken <- struct{}{}:
+		default:
+		}
+	})
 	for {
 		if d, ok := s.Next(); ok {
 			return d
 		}
 		select {
-		case <-s.Ready():
+		case <-woken:
 		case <-s.Done():
 			if d, ok := s.Next(); ok {
 				return d
 			}
 			t.Fatalf("subscription ended while waiting for a delivery")
 		case <-deadline.C:
-			t.Fatalf("no delivery within %v", waitFor)
+			t.Fatalf("no delivery within %v", WaitFor)
 		}
 	}
 }
 
 // nextEvent waits for the next delivery and requires it to be an event.
-func nextEvent(t testing.TB, s Subscription[FlovynEvent]) *FlovynEvent {
+func NextEvent(t testing.TB, s Subscription[FlovynEvent]) *FlovynEvent {
 	t.Helper()
-	d := next(t, s)
+	d := Next(t, s)
 	if d.Gap != nil {
 		t.Fatalf("got gap %+v; want an event", *d.Gap)
 	}
 	return d.Value
 }
 
-func publishEvent(t testing.TB, b Bus, e *FlovynEvent) PublishResult {
+func PublishEvent(t testing.TB, b Bus, e *FlovynEvent) PublishResult {
 	t.Helper()
 	r, err := b.PublishEvent(t.Context(), e)
 	if err != nil {
@@ -132,7 +138,7 @@ func publishEvent(t testing.TB, b Bus, e *FlovynEvent) PublishResult {
 	return r
 }
 
-func subscribe(t testing.TB, b Bus, p EventPattern, from Start) Subscription[FlovynEvent] {
+func Subscribe(t testing.TB, b Bus, p EventPattern, from Start) Subscription[FlovynEvent] {
 	t.Helper()
 	s, err := b.SubscribeEvents(t.Context(), p, from)
 	if err != nil {
@@ -142,16 +148,16 @@ func subscribe(t testing.TB, b Bus, p EventPattern, from Start) Subscription[Flo
 	return s
 }
 
-func ev(tenant uuid.UUID, eventType string) *FlovynEvent {
+func Event(tenant uuid.UUID, eventType string) *FlovynEvent {
 	e, _ := NewEvent(tenant, eventType, "system", map[string]string{"t": eventType})
 	return e
 }
 
 // expectNext requires the next event to have the given type; a sentinel published after events that must not arrive
 // proves, by arriving first, that they did not.
-func expectNext(t testing.TB, s Subscription[FlovynEvent], eventType string) *FlovynEvent {
+func ExpectNext(t testing.TB, s Subscription[FlovynEvent], eventType string) *FlovynEvent {
 	t.Helper()
-	got := nextEvent(t, s)
+	got := NextEvent(t, s)
 	if got.EventType != eventType {
 		t.Fatalf("next event type = %q; want %q", got.EventType, eventType)
 	}
@@ -160,13 +166,13 @@ func expectNext(t testing.TB, s Subscription[FlovynEvent], eventType string) *Fl
 
 // --- the promises ---
 
-func testPublishSubscribe(t *testing.T, c contract) {
+func testPublishSubscribe(t *testing.T, c Contract) {
 	b := newTestBus(t, c)
 	tenant := uuid.New()
-	s := subscribe(t, b, AllEvents(tenant), StartLive())
-	e := ev(tenant, "workflow.completed")
-	r := publishEvent(t, b, e)
-	got := nextEvent(t, s)
+	s := Subscribe(t, b, AllEvents(tenant), StartLive())
+	e := Event(tenant, "workflow.completed")
+	r := PublishEvent(t, b, e)
+	got := NextEvent(t, s)
 	if got.ID != e.ID || got.EventType != "workflow.completed" || string(got.Data) != `{"t":"workflow.completed"}` {
 		t.Fatalf("got %s; want %s", got.AppendJSON(nil), e.AppendJSON(nil))
 	}
@@ -174,78 +180,78 @@ func testPublishSubscribe(t *testing.T, c contract) {
 		t.Fatalf("PublishResult = %+v; want a fresh sequence", r)
 	}
 	// Publishing to a tenant with no subscriber is not an error.
-	publishEvent(t, b, ev(uuid.New(), "workflow.started"))
+	PublishEvent(t, b, Event(uuid.New(), "workflow.started"))
 }
 
-func testFilterByType(t *testing.T, c contract) {
+func testFilterByType(t *testing.T, c Contract) {
 	b := newTestBus(t, c)
 	tenant := uuid.New()
-	wf := subscribe(t, b, ByType(tenant, "workflow"), StartLive())
-	comp := subscribe(t, b, ByType(tenant, "workflow.comp"), StartLive())
+	wf := Subscribe(t, b, ByType(tenant, "workflow"), StartLive())
+	comp := Subscribe(t, b, ByType(tenant, "workflow.comp"), StartLive())
 	for _, typ := range []string{"task.started", "workflow.started", "workflowx.other", "workflow.completed", "end"} {
-		publishEvent(t, b, ev(tenant, typ))
+		PublishEvent(t, b, Event(tenant, typ))
 	}
-	expectNext(t, wf, "workflow.started")
-	expectNext(t, wf, "workflowx.other") // a plain string prefix, as Matches says
-	expectNext(t, wf, "workflow.completed")
-	expectNext(t, comp, "workflow.completed") // the design's dotted-prefix bug missed this one
-	publishEvent(t, b, ev(tenant, "workflow.comp.sentinel"))
-	expectNext(t, comp, "workflow.comp.sentinel")
+	ExpectNext(t, wf, "workflow.started")
+	ExpectNext(t, wf, "workflowx.other") // a plain string prefix, as Matches says
+	ExpectNext(t, wf, "workflow.completed")
+	ExpectNext(t, comp, "workflow.completed") // the design's dotted-prefix bug missed this one
+	PublishEvent(t, b, Event(tenant, "workflow.comp.sentinel"))
+	ExpectNext(t, comp, "workflow.comp.sentinel")
 }
 
-func testFilterByIDs(t *testing.T, c contract) {
+func testFilterByIDs(t *testing.T, c Contract) {
 	b := newTestBus(t, c)
 	tenant, wfA, wfB, task := uuid.New(), uuid.New(), uuid.New(), uuid.New()
-	byWF := subscribe(t, b, ForWorkflow(tenant, wfA), StartLive())
-	byTask := subscribe(t, b, ForTask(tenant, task), StartLive())
-	bySource := subscribe(t, b, AllEvents(tenant).WithSource("worker:1"), StartLive())
+	byWF := Subscribe(t, b, ForWorkflow(tenant, wfA), StartLive())
+	byTask := Subscribe(t, b, ForTask(tenant, task), StartLive())
+	bySource := Subscribe(t, b, AllEvents(tenant).WithSource("worker:1"), StartLive())
 
-	publishEvent(t, b, ev(tenant, "workflow.started").WithWorkflow(wfB))
-	publishEvent(t, b, ev(tenant, "no.ids"))
-	publishEvent(t, b, ev(tenant, "task.started").WithWorkflow(wfA).WithTask(task))
-	other := ev(tenant, "from.worker").WithWorkflow(wfA)
+	PublishEvent(t, b, Event(tenant, "workflow.started").WithWorkflow(wfB))
+	PublishEvent(t, b, Event(tenant, "no.ids"))
+	PublishEvent(t, b, Event(tenant, "task.started").WithWorkflow(wfA).WithTask(task))
+	other := Event(tenant, "from.worker").WithWorkflow(wfA)
 	other.Source = "worker:1"
-	publishEvent(t, b, other)
+	PublishEvent(t, b, other)
 
-	expectNext(t, byWF, "task.started")
-	expectNext(t, byWF, "from.worker")
-	expectNext(t, byTask, "task.started")
-	expectNext(t, bySource, "from.worker")
-	sentinel := ev(tenant, "sentinel").WithWorkflow(wfA).WithTask(task)
+	ExpectNext(t, byWF, "task.started")
+	ExpectNext(t, byWF, "from.worker")
+	ExpectNext(t, byTask, "task.started")
+	ExpectNext(t, bySource, "from.worker")
+	sentinel := Event(tenant, "sentinel").WithWorkflow(wfA).WithTask(task)
 	sentinel.Source = "worker:1"
-	publishEvent(t, b, sentinel)
-	expectNext(t, byWF, "sentinel")
-	expectNext(t, byTask, "sentinel")
-	expectNext(t, bySource, "sentinel")
+	PublishEvent(t, b, sentinel)
+	ExpectNext(t, byWF, "sentinel")
+	ExpectNext(t, byTask, "sentinel")
+	ExpectNext(t, bySource, "sentinel")
 }
 
-func testTenantIsolation(t *testing.T, c contract) {
+func testTenantIsolation(t *testing.T, c Contract) {
 	b := newTestBus(t, c)
 	a, other := uuid.New(), uuid.New()
 	wf := uuid.New()
-	all := subscribe(t, b, AllEvents(a), StartEarliest())
-	byWF := subscribe(t, b, ForWorkflow(a, wf), StartEarliest())
-	publishEvent(t, b, ev(other, "test.event").WithWorkflow(wf)) // same workflow id, other tenant
-	publishEvent(t, b, ev(a, "sentinel").WithWorkflow(wf))
-	expectNext(t, all, "sentinel")
-	expectNext(t, byWF, "sentinel")
-	late := subscribe(t, b, AllEvents(a), StartEarliest())
-	expectNext(t, late, "sentinel")
+	all := Subscribe(t, b, AllEvents(a), StartEarliest())
+	byWF := Subscribe(t, b, ForWorkflow(a, wf), StartEarliest())
+	PublishEvent(t, b, Event(other, "test.event").WithWorkflow(wf)) // same workflow id, other tenant
+	PublishEvent(t, b, Event(a, "sentinel").WithWorkflow(wf))
+	ExpectNext(t, all, "sentinel")
+	ExpectNext(t, byWF, "sentinel")
+	late := Subscribe(t, b, AllEvents(a), StartEarliest())
+	ExpectNext(t, late, "sentinel")
 }
 
-func testOrder(t *testing.T, c contract) {
+func testOrder(t *testing.T, c Contract) {
 	b := newTestBus(t, c)
 	tenant, wf := uuid.New(), uuid.New()
-	all := subscribe(t, b, AllEvents(tenant), StartLive())
-	byWF := subscribe(t, b, ForWorkflow(tenant, wf), StartLive())
-	n := min(200, c.eventBuffer)
+	all := Subscribe(t, b, AllEvents(tenant), StartLive())
+	byWF := Subscribe(t, b, ForWorkflow(tenant, wf), StartLive())
+	n := min(200, c.EventBuffer)
 	for i := range n {
-		publishEvent(t, b, ev(tenant, fmt.Sprintf("e.n%d", i)).WithWorkflow(wf))
+		PublishEvent(t, b, Event(tenant, fmt.Sprintf("e.n%d", i)).WithWorkflow(wf))
 	}
 	var last uint64
 	for i := range n {
 		for _, s := range []Subscription[FlovynEvent]{all, byWF} {
-			d := next(t, s)
+			d := Next(t, s)
 			if d.Gap != nil || d.Value.EventType != fmt.Sprintf("e.n%d", i) {
 				t.Fatalf("delivery %d = %+v; want e.n%d", i, d, i)
 			}
@@ -259,19 +265,19 @@ func testOrder(t *testing.T, c contract) {
 	}
 }
 
-func testGapWhenOvertaken(t *testing.T, c contract) {
-	if c.refeedsLagged {
+func testGapWhenOvertaken(t *testing.T, c Contract) {
+	if c.RefeedsLagged {
 		t.Skip("this backend re-feeds an overtaken subscriber from its store: no lagged gap")
 	}
-	if c.asyncFeed {
+	if c.AsyncFeed {
 		t.Skip("deliveries are asynchronous: the reader cannot be made to fall behind on purpose")
 	}
 	b := newTestBus(t, c)
 	tenant := uuid.New()
-	s := subscribe(t, b, AllEvents(tenant), StartLive())
-	total := c.eventBuffer + 10
+	s := Subscribe(t, b, AllEvents(tenant), StartLive())
+	total := c.EventBuffer + 10
 	for i := range total {
-		publishEvent(t, b, ev(tenant, fmt.Sprintf("e.n%d", i)))
+		PublishEvent(t, b, Event(tenant, fmt.Sprintf("e.n%d", i)))
 	}
 	// Every position is accounted for: delivered in order, or counted in a lagged gap; and the reader was told.
 	checkAccounted(t, s, 0, total, GapLagged)
@@ -283,7 +289,7 @@ func checkAccounted(t *testing.T, s Subscription[FlovynEvent], from, total int, 
 	t.Helper()
 	want, gaps := from, 0
 	for want < total {
-		d := next(t, s)
+		d := Next(t, s)
 		if d.Gap != nil {
 			if d.Gap.Reason != reason || d.Gap.Missed <= 0 {
 				t.Fatalf("gap %+v; want %s with a count", *d.Gap, reason)
@@ -302,29 +308,29 @@ func checkAccounted(t *testing.T, s Subscription[FlovynEvent], from, total int, 
 	}
 }
 
-func testPublishNeverBlocks(t *testing.T, c contract) {
+func testPublishNeverBlocks(t *testing.T, c Contract) {
 	b := newTestBus(t, c)
 	tenant := uuid.New()
-	subscribe(t, b, AllEvents(tenant), StartLive()) // never read
+	Subscribe(t, b, AllEvents(tenant), StartLive()) // never read
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	for i := range 3 * c.eventBuffer {
-		if _, err := b.PublishEvent(ctx, ev(tenant, "flood")); err != nil {
+	for i := range 3 * c.EventBuffer {
+		if _, err := b.PublishEvent(ctx, Event(tenant, "flood")); err != nil {
 			t.Fatalf("publish %d with a stalled subscriber: %v", i, err)
 		}
 	}
 }
 
-func testCursorResume(t *testing.T, c contract) {
+func testCursorResume(t *testing.T, c Contract) {
 	b := newTestBus(t, c)
 	tenant := uuid.New()
-	s := subscribe(t, b, AllEvents(tenant), StartLive())
+	s := Subscribe(t, b, AllEvents(tenant), StartLive())
 	for i := range 5 {
-		publishEvent(t, b, ev(tenant, fmt.Sprintf("e.n%d", i)))
+		PublishEvent(t, b, Event(tenant, fmt.Sprintf("e.n%d", i)))
 	}
 	var cursor Position
 	for i := range 3 {
-		d := next(t, s)
+		d := Next(t, s)
 		if d.Gap != nil || d.Value.EventType != fmt.Sprintf("e.n%d", i) {
 			t.Fatalf("delivery %d = %+v", i, d)
 		}
@@ -335,111 +341,111 @@ func testCursorResume(t *testing.T, c contract) {
 	if err != nil || parsed != cursor {
 		t.Fatalf("ParsePosition(%q) = %v, %v; want %v", cursor.String(), parsed, err, cursor)
 	}
-	publishEvent(t, b, ev(tenant, "e.n5"))
-	r := subscribe(t, b, AllEvents(tenant), StartAfter(parsed))
+	PublishEvent(t, b, Event(tenant, "e.n5"))
+	r := Subscribe(t, b, AllEvents(tenant), StartAfter(parsed))
 	for _, want := range []string{"e.n3", "e.n4", "e.n5"} {
-		expectNext(t, r, want)
+		ExpectNext(t, r, want)
 	}
-	publishEvent(t, b, ev(tenant, "e.n6")) // and then live, with no hole at the seam
-	expectNext(t, r, "e.n6")
+	PublishEvent(t, b, Event(tenant, "e.n6")) // and then live, with no hole at the seam
+	ExpectNext(t, r, "e.n6")
 }
 
-func testCursorBeyondRing(t *testing.T, c contract) {
-	if c.durable {
+func testCursorBeyondRing(t *testing.T, c Contract) {
+	if c.Durable {
 		t.Skip("a durable backend still holds the events a small ring would have dropped")
 	}
 	b := newTestBus(t, c)
 	tenant := uuid.New()
-	s := subscribe(t, b, AllEvents(tenant), StartLive())
-	publishEvent(t, b, ev(tenant, "e.first"))
-	cursor := next(t, s).Pos
-	total := c.eventBuffer + 7
+	s := Subscribe(t, b, AllEvents(tenant), StartLive())
+	PublishEvent(t, b, Event(tenant, "e.first"))
+	cursor := Next(t, s).Pos
+	total := c.EventBuffer + 7
 	for i := range total {
-		publishEvent(t, b, ev(tenant, fmt.Sprintf("e.n%d", i)))
+		PublishEvent(t, b, Event(tenant, fmt.Sprintf("e.n%d", i)))
 	}
 	// Read on to the end, so that the ring surely holds the last ones before the client comes back.
 	last := fmt.Sprintf("e.n%d", total-1)
-	for d := next(t, s); d.Value == nil || d.Value.EventType != last; d = next(t, s) {
+	for d := Next(t, s); d.Value == nil || d.Value.EventType != last; d = Next(t, s) {
 	}
 	s.Close()
-	r := subscribe(t, b, AllEvents(tenant), StartAfter(cursor))
+	r := Subscribe(t, b, AllEvents(tenant), StartAfter(cursor))
 	checkAccounted(t, r, 0, total, GapExpired)
 }
 
-func testCursorReset(t *testing.T, c contract) {
-	if c.durable {
+func testCursorReset(t *testing.T, c Contract) {
+	if c.Durable {
 		t.Skip("a durable backend's cursors survive restarts")
 	}
-	if c.noHistory {
+	if c.NoHistory {
 		t.Skip("core NATS holds nothing published before a subscriber")
 	}
 	b := newTestBus(t, c)
 	tenant := uuid.New()
-	publishEvent(t, b, ev(tenant, "e.held"))
+	PublishEvent(t, b, Event(tenant, "e.held"))
 	stale := Position{Epoch: 12345, Seq: 1} // from an earlier process
-	r := subscribe(t, b, AllEvents(tenant), StartAfter(stale))
-	d := next(t, r)
+	r := Subscribe(t, b, AllEvents(tenant), StartAfter(stale))
+	d := Next(t, r)
 	if d.Gap == nil || d.Gap.Reason != GapReset {
 		t.Fatalf("first delivery = %+v; want a reset gap", d)
 	}
-	expectNext(t, r, "e.held") // then what is held
+	ExpectNext(t, r, "e.held") // then what is held
 }
 
-func testLateSubscriber(t *testing.T, c contract) {
-	if c.noHistory {
+func testLateSubscriber(t *testing.T, c Contract) {
+	if c.NoHistory {
 		t.Skip("core NATS holds nothing published before a subscriber")
 	}
 	b := newTestBus(t, c)
 	tenant, wf, other := uuid.New(), uuid.New(), uuid.New()
-	publishEvent(t, b, ev(tenant, "workflow.started").WithWorkflow(wf))
-	publishEvent(t, b, ev(tenant, "workflow.started").WithWorkflow(other))
-	publishEvent(t, b, ev(tenant, "workflow.completed").WithWorkflow(wf))
-	s := subscribe(t, b, ForWorkflow(tenant, wf), StartEarliest())
-	expectNext(t, s, "workflow.started")
-	expectNext(t, s, "workflow.completed")
-	publishEvent(t, b, ev(tenant, "live").WithWorkflow(wf))
-	expectNext(t, s, "live")
+	PublishEvent(t, b, Event(tenant, "workflow.started").WithWorkflow(wf))
+	PublishEvent(t, b, Event(tenant, "workflow.started").WithWorkflow(other))
+	PublishEvent(t, b, Event(tenant, "workflow.completed").WithWorkflow(wf))
+	s := Subscribe(t, b, ForWorkflow(tenant, wf), StartEarliest())
+	ExpectNext(t, s, "workflow.started")
+	ExpectNext(t, s, "workflow.completed")
+	PublishEvent(t, b, Event(tenant, "live").WithWorkflow(wf))
+	ExpectNext(t, s, "live")
 
 	// A live start replays nothing held, and delivers what is published after it. An event acknowledged just before
 	// may still be on its way through a NATS feed and come too (SPEC §4 promises every event acknowledged after the
 	// start, and nothing older than that is lost by coming).
-	live := subscribe(t, b, AllEvents(tenant), StartLive())
-	publishEvent(t, b, ev(tenant, "after"))
-	if got := nextEvent(t, live); got.EventType == "live" && c.natsFed {
-		expectNext(t, live, "after")
+	live := Subscribe(t, b, AllEvents(tenant), StartLive())
+	PublishEvent(t, b, Event(tenant, "after"))
+	if got := NextEvent(t, live); got.EventType == "live" && c.NATSFed {
+		ExpectNext(t, live, "after")
 	} else if got.EventType != "after" {
 		t.Fatalf("first live delivery %q; want after (or live, still in flight through NATS)", got.EventType)
 	}
 }
 
-func testDedup(t *testing.T, c contract) {
+func testDedup(t *testing.T, c Contract) {
 	b := newTestBus(t, c)
 	tenant, other := uuid.New(), uuid.New()
-	s := subscribe(t, b, AllEvents(tenant), StartLive())
-	e := ev(tenant, "once")
-	first := publishEvent(t, b, e)
+	s := Subscribe(t, b, AllEvents(tenant), StartLive())
+	e := Event(tenant, "once")
+	first := PublishEvent(t, b, e)
 	again := *e
-	second := publishEvent(t, b, &again)
+	second := PublishEvent(t, b, &again)
 	if first.Duplicate || !second.Duplicate || second.Sequence != first.Sequence {
 		t.Fatalf("results %+v then %+v; want the second a duplicate with the original sequence", first, second)
 	}
 	// The same id in another tenant is another event: one tenant can never suppress another's.
 	foreign := *e
 	foreign.TenantID = other
-	if r := publishEvent(t, b, &foreign); r.Duplicate {
+	if r := PublishEvent(t, b, &foreign); r.Duplicate {
 		t.Fatalf("the same id in another tenant was taken as a duplicate")
 	}
-	expectNext(t, s, "once")
-	publishEvent(t, b, ev(tenant, "sentinel"))
-	expectNext(t, s, "sentinel")
+	ExpectNext(t, s, "once")
+	PublishEvent(t, b, Event(tenant, "sentinel"))
+	ExpectNext(t, s, "sentinel")
 }
 
-func stream(tenant uuid.UUID, wf, task string, seq int32, typ StreamEventType, payload string) *StreamEvent {
+func Stream(tenant uuid.UUID, wf, task string, seq int32, typ StreamEventType, payload string) *StreamEvent {
 	return &StreamEvent{TenantID: tenant, WorkflowExecutionID: wf, TaskExecutionID: task, Sequence: seq, Type: typ,
 		Payload: payload, TimestampMs: time.Now().UnixMilli()}
 }
 
-func subscribeStream(t testing.TB, b Bus, tenant uuid.UUID, key string, from Start) Subscription[StreamEvent] {
+func SubscribeStream(t testing.TB, b Bus, tenant uuid.UUID, key string, from Start) Subscription[StreamEvent] {
 	t.Helper()
 	s, err := b.SubscribeStream(t.Context(), tenant, key, from)
 	if err != nil {
@@ -449,45 +455,45 @@ func subscribeStream(t testing.TB, b Bus, tenant uuid.UUID, key string, from Sta
 	return s
 }
 
-func publishStream(t testing.TB, b Bus, s *StreamEvent) {
+func PublishStream(t testing.TB, b Bus, s *StreamEvent) {
 	t.Helper()
 	if _, err := b.PublishStream(t.Context(), s); err != nil {
 		t.Fatalf("PublishStream: %v", err)
 	}
 }
 
-func testStreams(t *testing.T, c contract) {
+func testStreams(t *testing.T, c Contract) {
 	b := newTestBus(t, c)
 	tenant := uuid.New()
 	wf, task := uuid.NewString(), uuid.NewString()
-	early := stream(tenant, wf, task, 1, StreamToken, "Hel")
+	early := Stream(tenant, wf, task, 1, StreamToken, "Hel")
 	var s Subscription[StreamEvent]
-	if c.noHistory {
-		s = subscribeStream(t, b, tenant, wf, StartEarliest())
+	if c.NoHistory {
+		s = SubscribeStream(t, b, tenant, wf, StartEarliest())
 	}
-	publishStream(t, b, early)
-	if !c.noHistory {
-		s = subscribeStream(t, b, tenant, wf, StartEarliest())
+	PublishStream(t, b, early)
+	if !c.NoHistory {
+		s = SubscribeStream(t, b, tenant, wf, StartEarliest())
 	}
-	if got := next(t, s).Value; got.Payload != "Hel" {
+	if got := Next(t, s).Value; got.Payload != "Hel" {
 		t.Fatalf("late subscriber got %+v; want the earlier token", got)
 	}
 	for i, p := range []string{"lo", "0.5", "line1\nline2"} {
-		publishStream(t, b, stream(tenant, wf, task, int32(i+2), StreamToken, p))
+		PublishStream(t, b, Stream(tenant, wf, task, int32(i+2), StreamToken, p))
 	}
 	for _, want := range []string{"lo", "0.5", "line1\nline2"} {
-		if got := next(t, s).Value; got.Payload != want {
+		if got := Next(t, s).Value; got.Payload != want {
 			t.Fatalf("got payload %q; want %q", got.Payload, want)
 		}
 	}
 	// A standalone task's stream is keyed by the task id, never by an empty workflow id.
 	standalone := uuid.NewString()
-	ts := subscribeStream(t, b, tenant, standalone, StartLive())
-	publishStream(t, b, stream(tenant, "", standalone, 1, StreamProgress, "0.25"))
-	if got := next(t, ts).Value; got.Payload != "0.25" || got.Key() != standalone {
+	ts := SubscribeStream(t, b, tenant, standalone, StartLive())
+	PublishStream(t, b, Stream(tenant, "", standalone, 1, StreamProgress, "0.25"))
+	if got := Next(t, ts).Value; got.Payload != "0.25" || got.Key() != standalone {
 		t.Fatalf("standalone task stream got %+v", got)
 	}
-	if _, err := b.PublishStream(t.Context(), stream(tenant, "", "", 1, StreamData, "x")); !errors.Is(err, ErrInvalidEvent) {
+	if _, err := b.PublishStream(t.Context(), Stream(tenant, "", "", 1, StreamData, "x")); !errors.Is(err, ErrInvalidEvent) {
 		t.Fatalf("PublishStream without ids = %v; want ErrInvalidEvent", err)
 	}
 	for _, bad := range []string{"", "a.b", "*", ">", "a b"} {
@@ -497,14 +503,14 @@ func testStreams(t *testing.T, c contract) {
 	}
 }
 
-func testStreamIsolation(t *testing.T, c contract) {
+func testStreamIsolation(t *testing.T, c Contract) {
 	b := newTestBus(t, c)
 	a, other := uuid.New(), uuid.New()
 	wf := uuid.NewString()
-	s := subscribeStream(t, b, a, wf, StartEarliest())
-	publishStream(t, b, stream(other, wf, "", 1, StreamToken, "secret")) // another tenant guessed the workflow id
-	publishStream(t, b, stream(a, wf, "", 2, StreamToken, "mine"))
-	if got := next(t, s).Value; got.Payload != "mine" {
+	s := SubscribeStream(t, b, a, wf, StartEarliest())
+	PublishStream(t, b, Stream(other, wf, "", 1, StreamToken, "secret")) // another tenant guessed the workflow id
+	PublishStream(t, b, Stream(a, wf, "", 2, StreamToken, "mine"))
+	if got := Next(t, s).Value; got.Payload != "mine" {
 		t.Fatalf("got %q; want only tenant A's stream events", got.Payload)
 	}
 }
@@ -513,30 +519,31 @@ func testStreamIsolation(t *testing.T, c contract) {
 //
 // With want 0 it waits until the count is steady for a while (background work of an earlier step has ended) and
 // returns it.
-// testTenantKey: a bus opened with events.tenant_key delivers each lifecycle event with its tenant, and the frame it
-// encodes once for every SSE subscriber (Delivery.Wire; every backend of this package encodes) writes the tenant under
-// that key, tenant_id or org_id. A NATS-fed bus reads back its own messages, written with that key.
-func testTenantKey(t *testing.T, c contract) {
+// testTenantKey: a bus built with a tenant key delivers each lifecycle event with its tenant, and Delivery.Wire is what
+// the encoder it was given makes of the event, once for every subscriber. A NATS-fed bus reads back its own messages,
+// written with that key.
+func testTenantKey(t *testing.T, c Contract) {
 	for _, key := range []TenantKey{TenantKeyTenantID, TenantKeyOrgID} {
 		t.Run(string(key), func(t *testing.T) {
-			b := newConfiguredBus(t, c, func(cfg *Config) { cfg.Events.TenantKey = key })
+			b := c.NewBus(t, Options{TenantKey: key, Encoders: contractEncoders(key)})
+			t.Cleanup(func() { b.Close() })
 			tenant := uuid.New()
-			s := subscribe(t, b, AllEvents(tenant), StartLive())
-			e := ev(tenant, "workflow.completed").WithWorkflow(uuid.New())
-			publishEvent(t, b, e)
-			d := next(t, s)
+			s := Subscribe(t, b, AllEvents(tenant), StartLive())
+			e := Event(tenant, "workflow.completed").WithWorkflow(uuid.New())
+			PublishEvent(t, b, e)
+			d := Next(t, s)
 			if d.Gap != nil || d.Value.ID != e.ID || d.Value.TenantID != tenant {
 				t.Fatalf("delivered %+v; want the event of tenant %s", d, tenant)
 			}
-			if want := appendLifecycleFrame(nil, e, key); string(d.Wire) != string(want) {
+			if want := e.AppendJSONAs(nil, key); string(d.Wire) != string(want) {
 				t.Fatalf("Wire = %q; want %q", d.Wire, want)
 			}
 		})
 	}
 }
 
-func goroutines(want int) int {
-	deadline := time.Now().Add(waitFor)
+func Goroutines(want int) int {
+	deadline := time.Now().Add(WaitFor)
 	n := runtime.NumGoroutine()
 	if want == 0 {
 		for steady := 0; steady < 50 && time.Now().Before(deadline); steady++ {
@@ -555,15 +562,15 @@ func goroutines(want int) int {
 	return n
 }
 
-func testCloseFrees(t *testing.T, c contract) {
+func testCloseFrees(t *testing.T, c Contract) {
 	b := newTestBus(t, c)
 	tenant := uuid.New()
 	// Warm up: what a backend creates once, on first use (a reply subscription, say), is not a leak.
-	warm := subscribe(t, b, AllEvents(tenant), StartLive())
-	publishEvent(t, b, ev(tenant, "warm").WithWorkflow(uuid.New()))
-	expectNext(t, warm, "warm")
+	warm := Subscribe(t, b, AllEvents(tenant), StartLive())
+	PublishEvent(t, b, Event(tenant, "warm").WithWorkflow(uuid.New()))
+	ExpectNext(t, warm, "warm")
 	warm.Close()
-	base := goroutines(0)
+	base := Goroutines(0)
 	var subs []Subscription[FlovynEvent]
 	for i := range 200 {
 		p := ForWorkflow(tenant, uuid.New())
@@ -576,7 +583,7 @@ func testCloseFrees(t *testing.T, c contract) {
 		}
 		subs = append(subs, s)
 	}
-	publishEvent(t, b, ev(tenant, "pending")) // something left unread in half of them
+	PublishEvent(t, b, Event(tenant, "pending")) // something left unread in half of them
 	for _, s := range subs {
 		if err := s.Close(); err != nil {
 			t.Fatalf("Close: %v", err)
@@ -593,13 +600,13 @@ func testCloseFrees(t *testing.T, c contract) {
 			t.Fatalf("closed subscription still holds %+v", d)
 		}
 	}
-	if n := goroutines(base); n > base {
+	if n := Goroutines(base); n > base {
 		buf := make([]byte, 1<<20)
 		t.Fatalf("%d goroutines after closing every subscription; %d before:\n%s", n, base, buf[:runtime.Stack(buf, true)])
 	}
 }
 
-func testContextCancel(t *testing.T, c contract) {
+func testContextCancel(t *testing.T, c Contract) {
 	b := newTestBus(t, c)
 	ctx, cancel := context.WithCancel(t.Context())
 	s, err := b.SubscribeEvents(ctx, AllEvents(uuid.New()), StartLive())
@@ -609,13 +616,13 @@ func testContextCancel(t *testing.T, c contract) {
 	cancel()
 	select {
 	case <-s.Done():
-	case <-time.After(waitFor):
+	case <-time.After(WaitFor):
 		t.Fatal("cancelling the subscribe context did not end the subscription")
 	}
 }
 
-func testBusClose(t *testing.T, c contract) {
-	b := c.newBus(t)
+func testBusClose(t *testing.T, c Contract) {
+	b := c.NewBus(t, Options{Encoders: contractEncoders(TenantKeyTenantID)})
 	s, err := b.SubscribeEvents(t.Context(), AllEvents(uuid.New()), StartLive())
 	if err != nil {
 		t.Fatal(err)
@@ -625,10 +632,10 @@ func testBusClose(t *testing.T, c contract) {
 	}
 	select {
 	case <-s.Done():
-	case <-time.After(waitFor):
+	case <-time.After(WaitFor):
 		t.Fatal("closing the bus did not end its subscriptions")
 	}
-	if _, err := b.PublishEvent(t.Context(), ev(uuid.New(), "late")); !errors.Is(err, ErrClosed) {
+	if _, err := b.PublishEvent(t.Context(), Event(uuid.New(), "late")); !errors.Is(err, ErrClosed) {
 		t.Fatalf("PublishEvent after Close = %v; want ErrClosed", err)
 	}
 	if err := b.Close(); err != nil {

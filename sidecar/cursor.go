@@ -1,8 +1,6 @@
 package sidecar
 
 import (
-	"log/slog"
-	"net/http"
 	"strconv"
 	"strings"
 )
@@ -46,12 +44,12 @@ func (c Cursor) AppendTo(dst []byte) []byte {
 // is read, and its error does not quote it.
 func ParseCursor(s string) (Cursor, error) {
 	if len(s) > maxCursorBytes {
-		return Cursor{}, fieldError("cursor", "a value of %d bytes is not a cursor this server issued (at most %d bytes; "+
+		return Cursor{}, Invalid("cursor", "a value of %d bytes is not a cursor this server issued (at most %d bytes; "+
 			"send back an id: value, or %q)", len(s), maxCursorBytes, CursorEarliest)
 	}
 	ev, st, ok := strings.Cut(s, ".")
 	if !ok {
-		return Cursor{}, fieldError("cursor", "%q is not a cursor this server issued (send back an id: value, or %q)",
+		return Cursor{}, Invalid("cursor", "%q is not a cursor this server issued (send back an id: value, or %q)",
 			s, CursorEarliest)
 	}
 	var c Cursor
@@ -71,27 +69,66 @@ func ParseCursor(s string) (Cursor, error) {
 	return c, nil
 }
 
-// logCursorBytes bounds how much of an unreadable cursor a debug log shows.
-const logCursorBytes = 64
+// GapReason says why a subscriber missed events.
+type GapReason string
 
-// unreadableCursor notes a cursor the sidecar cannot read (from names where it came from: the Last-Event-ID header or
-// the last_event_id query parameter). The stream answers it with a reset gap; the value is only ever logged at debug
-// level, escaped and cut to logCursorBytes, since it is whatever a client sent.
-func (s *Server) unreadableCursor(r *http.Request, from, v string) {
-	ctx := r.Context()
-	if !s.log.Enabled(ctx, slog.LevelDebug) {
-		return
-	}
-	s.log.LogAttrs(ctx, slog.LevelDebug, "unreadable cursor: a reset gap, then the stream as without a cursor",
-		slog.String("from", from), slog.String("cursor", escapeForLog(v, logCursorBytes)), slog.Int("bytes", len(v)))
+// The reasons of a gap notice (SPEC §4).
+const (
+	// GapLagged: the subscriber was too slow and was overtaken.
+	GapLagged GapReason = "lagged"
+	// GapExpired: the cursor is older than what the backend still holds.
+	GapExpired GapReason = "expired"
+	// GapReset: the cursor comes from an earlier process of a backend that keeps nothing across restarts.
+	GapReset GapReason = "reset"
+)
+
+// Gap tells a subscriber it missed events. Delivery goes on from the oldest event still held.
+type Gap struct {
+	// Reason says why.
+	Reason GapReason `json:"reason"`
+	// Missed is the number of positions skipped, or -1 when unknown (JSON null).
+	Missed int64 `json:"-"`
 }
 
-// escapeForLog returns at most the first limit bytes of v with every byte outside printable ASCII escaped as Go
-// escapes it (\x01, \u00e9, \n), without quotes around it.
-func escapeForLog(v string, limit int) string {
-	if len(v) > limit {
-		v = v[:limit]
+// AppendJSON appends {"reason":…,"missed":N|null} to dst.
+func (g *Gap) AppendJSON(dst []byte) []byte {
+	dst = append(dst, `{"reason":"`...)
+	dst = append(dst, g.Reason...)
+	dst = append(dst, `","missed":`...)
+	if g.Missed < 0 {
+		dst = append(dst, "null"...)
+	} else {
+		dst = strconv.AppendInt(dst, g.Missed, 10)
 	}
-	q := strconv.QuoteToASCII(v)
-	return q[1 : len(q)-1]
+	return append(dst, '}')
+}
+
+// Position is a place in one feed: the feed's sequence, and the epoch it belongs to. The memory backend's epoch is its
+// boot epoch, so a position of an earlier process is recognised; a durable backend uses a fixed epoch.
+type Position struct {
+	// Epoch identifies the run of the feed's numbering.
+	Epoch uint64
+	// Seq is the sequence of an event within the feed; 0 is before the first event.
+	Seq uint64
+}
+
+// String encodes p as "<epoch base 36>-<seq>".
+func (p Position) String() string { return string(p.AppendTo(nil)) }
+
+// AppendTo appends the form String gives to dst.
+func (p Position) AppendTo(dst []byte) []byte {
+	dst = strconv.AppendUint(dst, p.Epoch, 36)
+	dst = append(dst, '-')
+	return strconv.AppendUint(dst, p.Seq, 10)
+}
+
+// ParsePosition decodes the form String gives. It returns an error wrapping ErrInvalidEvent when s is malformed.
+func ParsePosition(s string) (Position, error) {
+	e, q, ok := strings.Cut(s, "-")
+	epoch, err1 := strconv.ParseUint(e, 36, 64)
+	seq, err2 := strconv.ParseUint(q, 10, 64)
+	if !ok || err1 != nil || err2 != nil || e == "" || q == "" || e[0] == '+' || q[0] == '+' {
+		return Position{}, Invalid("cursor", "%q is not a cursor this server issued", s)
+	}
+	return Position{Epoch: epoch, Seq: seq}, nil
 }

@@ -17,7 +17,7 @@ const embeddedMaxMemory = 64 << 20
 // and tests. With cfg.EmbeddedListen empty it accepts in-process connections only; otherwise it also listens there
 // (port -1 picks a free port). It returns once the server accepts connections, or an error saying what failed. The
 // caller shuts it down with Shutdown and WaitForShutdown after draining its connections.
-func StartEmbedded(cfg NATSConfig, log *slog.Logger) (*server.Server, error) {
+func StartEmbedded(cfg ConnOptions, log *slog.Logger) (*server.Server, error) {
 	opts := &server.Options{
 		ServerName:         "eventhook-embedded",
 		JetStream:          true,
@@ -45,7 +45,10 @@ func StartEmbedded(cfg NATSConfig, log *slog.Logger) (*server.Server, error) {
 		return nil, fmt.Errorf("embedded NATS server: %w", err)
 	}
 	go s.Start() // Start returns once the server runs; Shutdown stops what it started
-	timeout := cfg.ConnectTimeout.D()
+	timeout := cfg.ConnectTimeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
 	if timeout <= 0 {
 		timeout = 10 * time.Second
 	}

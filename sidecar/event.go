@@ -74,7 +74,7 @@ func (e *ValidationError) orNil() error {
 	return e
 }
 
-func fieldError(field, format string, args ...any) *ValidationError {
+func Invalid(field, format string, args ...any) *ValidationError {
 	v := &ValidationError{}
 	v.add(field, format, args...)
 	return v
@@ -110,7 +110,7 @@ type FlovynEvent struct {
 func NewEvent(tenant uuid.UUID, eventType, source string, data any) (*FlovynEvent, error) {
 	raw, err := json.Marshal(data)
 	if err != nil {
-		return nil, fieldError("data", "cannot be encoded as JSON: %v", err)
+		return nil, Invalid("data", "cannot be encoded as JSON: %v", err)
 	}
 	return &FlovynEvent{
 		ID:          uuid.New(),
@@ -325,11 +325,11 @@ func strictUnmarshal(data []byte, dst any, known map[string]bool, hint naming) e
 		switch {
 		case !known[k]:
 			if want := hint(k); want != k && known[want] {
-				return fieldError(k, "unknown field; did you mean %q?", want)
+				return Invalid(k, "unknown field; did you mean %q?", want)
 			}
-			return fieldError(k, "unknown field")
+			return Invalid(k, "unknown field")
 		case seen[k]:
-			return fieldError(k, "appears twice; send each field once")
+			return Invalid(k, "appears twice; send each field once")
 		}
 		seen[k] = true
 		return nil
@@ -343,38 +343,42 @@ func strictUnmarshal(data []byte, dst any, known map[string]bool, hint naming) e
 		return describeDecodeError(err, hint)
 	}
 	if dec.More() {
-		return fieldError("", "unexpected data after the JSON value (send one value, or use the batch endpoint)")
+		return Invalid("", "unexpected data after the JSON value (send one value, or use the batch endpoint)")
 	}
 	return nil
 }
+
+// DescribeJSONError describes err, an error of encoding/json decoding a lifecycle event (or an array of them), as
+// DecodeEvent does: an error wrapping ErrInvalidEvent that names the field in snake_case.
+func DescribeJSONError(err error) error { return describeDecodeError(err, snakeCase) }
 
 func describeDecodeError(err error, hint naming) error {
 	var syn *json.SyntaxError
 	var typ *json.UnmarshalTypeError
 	switch {
 	case errors.As(err, &syn):
-		return fieldError("", "malformed JSON at byte %d: %s", syn.Offset, syn.Error())
+		return Invalid("", "malformed JSON at byte %d: %s", syn.Offset, syn.Error())
 	case errors.As(err, &typ):
 		field := typ.Field
 		if field == "" {
-			return fieldError("", "expected a JSON object, got %s", typ.Value)
+			return Invalid("", "expected a JSON object, got %s", typ.Value)
 		}
-		return fieldError(field, "expected %s, got %s", jsonKind(typ.Type.String()), typ.Value)
+		return Invalid(field, "expected %s, got %s", jsonKind(typ.Type.String()), typ.Value)
 	case errors.Is(err, io.EOF):
-		return fieldError("", "empty body: expected a JSON object")
+		return Invalid("", "empty body: expected a JSON object")
 	}
 	msg := err.Error()
 	if name, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
 		name, _ = strconv.Unquote(name)
 		if want := hint(name); want != name {
-			return fieldError(name, "unknown field; did you mean %q?", want)
+			return Invalid(name, "unknown field; did you mean %q?", want)
 		}
-		return fieldError(name, "unknown field")
+		return Invalid(name, "unknown field")
 	}
 	if strings.Contains(msg, "unexpected EOF") {
-		return fieldError("", "malformed JSON: unexpected end of input")
+		return Invalid("", "malformed JSON: unexpected end of input")
 	}
-	return fieldError("", "malformed JSON: %s", strings.TrimPrefix(msg, "json: "))
+	return Invalid("", "malformed JSON: %s", strings.TrimPrefix(msg, "json: "))
 }
 
 func jsonKind(goType string) string {
@@ -444,13 +448,13 @@ func (e *FlovynEvent) AppendJSON(dst []byte) []byte { return e.AppendJSONAs(dst,
 // TenantKeyOrgID, "tenant_id" for any other value.
 func (e *FlovynEvent) AppendJSONAs(dst []byte, key TenantKey) []byte {
 	dst = append(dst, `{"id":"`...)
-	dst = appendUUID(dst, e.ID)
+	dst = AppendUUID(dst, e.ID)
 	if key == TenantKeyOrgID {
 		dst = append(dst, `","org_id":"`...)
 	} else {
 		dst = append(dst, `","tenant_id":"`...)
 	}
-	dst = appendUUID(dst, e.TenantID)
+	dst = AppendUUID(dst, e.TenantID)
 	dst = append(dst, `","workflow_execution_id":`...)
 	dst = appendOptUUID(dst, e.WorkflowExecutionID)
 	dst = append(dst, `,"task_execution_id":`...)
@@ -491,7 +495,7 @@ func (e *FlovynEvent) UnmarshalJSON(data []byte) error {
 	return nil
 }
 
-func appendUUID(dst []byte, id uuid.UUID) []byte {
+func AppendUUID(dst []byte, id uuid.UUID) []byte {
 	var buf [36]byte
 	hex.Encode(buf[0:8], id[0:4])
 	buf[8] = '-'
@@ -510,7 +514,7 @@ func appendOptUUID(dst []byte, id *uuid.UUID) []byte {
 		return append(dst, "null"...)
 	}
 	dst = append(dst, '"')
-	dst = appendUUID(dst, *id)
+	dst = AppendUUID(dst, *id)
 	return append(dst, '"')
 }
 

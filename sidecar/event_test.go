@@ -162,7 +162,7 @@ func TestValidate(t *testing.T) {
 
 func TestPatternMatches(t *testing.T) {
 	tenant, wf, task := uuid.New(), uuid.New(), uuid.New()
-	e := ev(tenant, "workflow.completed").WithWorkflow(wf).WithTask(task)
+	e := Event(tenant, "workflow.completed").WithWorkflow(wf).WithTask(task)
 	e.Source = "worker:1"
 	tests := []struct {
 		name string
@@ -187,7 +187,7 @@ func TestPatternMatches(t *testing.T) {
 			t.Errorf("%s: Matches(%s) = %v; want %v", tt.name, e.EventType, got, tt.want)
 		}
 	}
-	if p := ForWorkflow(tenant, wf); p.Matches(ev(tenant, "no.workflow")) {
+	if p := ForWorkflow(tenant, wf); p.Matches(Event(tenant, "no.workflow")) {
 		t.Error("a workflow pattern matched an event without a workflow")
 	}
 }

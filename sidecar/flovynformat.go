@@ -10,15 +10,15 @@ import "net/url"
 // ({"type":"Event","event":"TASK_COMPLETED","data":…,"timestampMs":…}). Every other frame — a lifecycle event without a
 // legacy name, tokens, progress, data, errors, gaps — and every cursor are the same under both.
 const (
-	formatEventhook = "eventhook"
-	formatFlovyn    = "flovyn"
+	FormatEventhook = "eventhook"
+	FormatFlovyn    = "flovyn"
 )
 
 // formatValues lists the valid values of format and sse.format, for error messages.
-const formatValues = formatEventhook + " or " + formatFlovyn
+const FormatValues = FormatEventhook + " or " + FormatFlovyn
 
 // validFormat reports whether f is a framing.
-func validFormat(f string) bool { return f == formatEventhook || f == formatFlovyn }
+func ValidFormat(f string) bool { return f == FormatEventhook || f == FormatFlovyn }
 
 // streamFormat reads the format query parameter of a stream request, falling back to def (sse.format): it reports
 // whether the stream uses Flovyn's framing. The tenant stream (tenantStream true) is always framed as eventhook: a
@@ -32,14 +32,14 @@ func streamFormat(q url.Values, def string, tenantStream bool) (flovyn bool, err
 		return false, nil
 	case f == "":
 		f = def
-	case !validFormat(f):
-		return false, fieldError("format", "%q is not a format; use %s", f, formatValues)
+	case !ValidFormat(f):
+		return false, Invalid("format", "%q is not a format; use %s", f, FormatValues)
 	}
-	if f == formatFlovyn && tenantStream {
-		return false, fieldError("format", "flovyn frames workflow and task streams only (a StateEventPayload names no "+
-			"workflow or task); the tenant stream is always framed as %s: leave format out", formatEventhook)
+	if f == FormatFlovyn && tenantStream {
+		return false, Invalid("format", "flovyn frames workflow and task streams only (a StateEventPayload names no "+
+			"workflow or task); the tenant stream is always framed as %s: leave format out", FormatEventhook)
 	}
-	return f == formatFlovyn, nil
+	return f == FormatFlovyn, nil
 }
 
 // appendLifecycle appends the frame of the lifecycle event e after its id line, in the stream's framing. wire is the

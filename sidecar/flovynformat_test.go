@@ -245,9 +245,9 @@ func BenchmarkLifecycleFrame(b *testing.B) {
 		EventType: "task.completed", Source: "system", TimestampMs: 1767225600123,
 		Data: json.RawMessage(`{"id":"` + task.String() + `","kind":"llm","status":"COMPLETED","executionCount":1,"maxRetries":3}`)}
 	wire := lifecycleWire("")(e)
-	for _, format := range []string{formatEventhook, formatFlovyn} {
+	for _, format := range []string{FormatEventhook, FormatFlovyn} {
 		b.Run(format, func(b *testing.B) {
-			c := &sseConn{spec: &streamSpec{flovyn: format == formatFlovyn}}
+			c := &sseConn{spec: &streamSpec{flovyn: format == FormatFlovyn}}
 			buf := make([]byte, 0, 4096)
 			b.ReportAllocs()
 			for b.Loop() {

@@ -31,24 +31,9 @@ import (
 // IndexPrefix starts the subjects of the per-workflow index.
 const IndexPrefix = "flovyn.index."
 
-// JetStreamOptions tunes a JetStreamBus beyond its configuration.
-type JetStreamOptions struct {
-	// FeedLinger keeps a NATS feed (and its ring) open this long after its last subscriber leaves, so a reconnecting
-	// client resumes from memory (default 30s; negative: close at once).
-	FeedLinger time.Duration
-
-	// feedHook, when set, runs before a feed hands a message to the hub. Tests use it to make the live feed lag
-	// behind the store.
-	feedHook func()
-	// firstSend, when set, gives the message a publish sends first (a resend sends the original). Tests use it to
-	// lose first sends, as a stream leader that dies does.
-	firstSend func(*nats.Msg) *nats.Msg
-}
-
 // JetStreamBus is the jetstream backend. See the package documentation and the comments of this file for its design.
 type JetStreamBus struct {
-	cfg    *Config
-	opts   JetStreamOptions
+	o      NATSOptions
 	log    *slog.Logger
 	conn   *natsConn
 	js     jetstream.JetStream
@@ -87,20 +72,8 @@ type busStats struct {
 	resent     atomic.Uint64 // publish requests whose unacked lifecycle events were sent again
 }
 
-// ResendCounter is implemented by backends that send a publish again when its ack is late.
-type ResendCounter interface {
-	// Resent returns how many times unacknowledged publishes were sent again.
-	Resent() uint64
-}
-
 // Resent implements ResendCounter.
 func (b *JetStreamBus) Resent() uint64 { return b.stats.resent.Load() }
-
-// DropCounter is implemented by backends that discard messages they receive from NATS.
-type DropCounter interface {
-	// Dropped returns how many messages were discarded: invalid ones and untenanted stream events.
-	Dropped() (invalid, untenanted uint64)
-}
 
 // Dropped implements DropCounter.
 func (b *JetStreamBus) Dropped() (invalid, untenanted uint64) {
@@ -111,21 +84,22 @@ func (b *JetStreamBus) Dropped() (invalid, untenanted uint64) {
 type jsKind[T any] struct {
 	stream jetstream.Stream
 	name   string
-	hub    *hub[T]
+	hub    *Hub[T]
 	epoch  uint64
 }
 
 // NewJetStreamBus connects to NATS (starting the embedded server when configured), creates or verifies the streams, and
 // returns the bus. It returns an error saying what failed: the server, the connection, or the streams.
-func NewJetStreamBus(ctx context.Context, cfg *Config, opts JetStreamOptions, log *slog.Logger) (*JetStreamBus, error) {
-	if opts.FeedLinger == 0 {
-		opts.FeedLinger = 30 * time.Second
+func NewJetStreamBus(ctx context.Context, o NATSOptions, log *slog.Logger) (*JetStreamBus, error) {
+	o = o.withDefaults()
+	if o.Linger == 0 {
+		o.Linger = 30 * time.Second
 	}
-	conn, err := connectNATS(ctx, cfg.NATS, "eventhook", log)
+	conn, err := connectNATS(ctx, o.Conn, "eventhook", log)
 	if err != nil {
 		return nil, err
 	}
-	b, err := newJetStreamBus(ctx, cfg, opts, log, conn)
+	b, err := newJetStreamBus(ctx, o, log, conn)
 	if err != nil {
 		conn.close()
 		return nil, err
@@ -133,32 +107,34 @@ func NewJetStreamBus(ctx context.Context, cfg *Config, opts JetStreamOptions, lo
 	return b, nil
 }
 
-func newJetStreamBus(ctx context.Context, cfg *Config, opts JetStreamOptions, log *slog.Logger, conn *natsConn) (*JetStreamBus, error) {
+func newJetStreamBus(ctx context.Context, o NATSOptions, log *slog.Logger, conn *natsConn) (*JetStreamBus, error) {
 	// An ack that never comes (its stream leader died) is given up after publish_timeout, so that its pending entry
 	// does not stay behind: nats.go stalls publishing when 4000 are pending.
-	js, err := jetstream.New(conn.nc, jetstream.WithPublishAsyncTimeout(cfg.JetStream.PublishTimeout.D()))
+	js, err := jetstream.New(conn.nc, jetstream.WithPublishAsyncTimeout(o.Streams.PublishTimeout))
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, max(cfg.NATS.ConnectTimeout.D(), 5*time.Second))
+	ctx, cancel := context.WithTimeout(ctx, max(o.Conn.ConnectTimeout, 5*time.Second))
 	defer cancel()
-	evs, idx, sts, err := ensureStreams(ctx, js, cfg, log)
+	evs, idx, sts, err := ensureStreams(ctx, js, o, log)
 	if err != nil {
 		return nil, err
 	}
 	arrival := new(atomic.Uint64)
 
-	b := &JetStreamBus{cfg: cfg, opts: opts, log: log, conn: conn, js: js, index: idx, feeds: map[string]*jsFeed{},
-		untenanted: cfg.UntenantedTenant()}
-	b.events = &jsKind[FlovynEvent]{stream: evs, name: cfg.JetStream.EventsStream, epoch: streamEpoch(evs)}
+	b := &JetStreamBus{o: o, log: log, conn: conn, js: js, index: idx, feeds: map[string]*jsFeed{},
+		untenanted: o.UntenantedTenant}
+	b.events = &jsKind[FlovynEvent]{stream: evs, name: o.Streams.EventsStream, epoch: streamEpoch(evs)}
 	// A subscriber may have 4 × the ring pending before it is overtaken: its queue holds 48-byte references to shared entries,
 	// and an overtaken subscriber is re-fed from the store through a consumer of its own, which under a burst to many
 	// subscribers costs far more than the queue (see README, "Live delivery").
-	evCfg := hubConfig[FlovynEvent]{capacity: cfg.Memory.EventBuffer, pending: 4 * cfg.Memory.EventBuffer, idleTTL: time.Hour, maxBytes: cfg.Memory.MaxBytes / 2, sizeOf: eventSize, encode: lifecycleWire(cfg.Events.TenantKey)}
-	stCfg := hubConfig[StreamEvent]{capacity: cfg.Memory.StreamBuffer, pending: 4 * cfg.Memory.StreamBuffer, idleTTL: time.Hour, maxBytes: cfg.Memory.MaxBytes / 2, sizeOf: streamSize, encode: streamFrameWire(cfg.Events.TenantKey)}
-	b.events.hub = newHub[FlovynEvent](evCfg, b.events.epoch, arrival)
-	b.stream = &jsKind[StreamEvent]{stream: sts, name: cfg.JetStream.StreamsStream, epoch: streamEpoch(sts)}
-	b.stream.hub = newHub[StreamEvent](stCfg, b.stream.epoch, arrival)
+	evCfg := HubConfig[FlovynEvent]{Capacity: o.Feed.EventBuffer, Pending: 4 * o.Feed.EventBuffer, IdleTTL: time.Hour,
+		MaxBytes: o.Feed.MaxBytes / 2, SizeOf: EventSize, Encode: o.Feed.Encoders.Event}
+	stCfg := HubConfig[StreamEvent]{Capacity: o.Feed.StreamBuffer, Pending: 4 * o.Feed.StreamBuffer, IdleTTL: time.Hour,
+		MaxBytes: o.Feed.MaxBytes / 2, SizeOf: StreamSize, Encode: o.Feed.Encoders.Stream}
+	b.events.hub = NewHub[FlovynEvent](evCfg, b.events.epoch, arrival)
+	b.stream = &jsKind[StreamEvent]{stream: sts, name: o.Streams.StreamsStream, epoch: streamEpoch(sts)}
+	b.stream.hub = NewHub[StreamEvent](stCfg, b.stream.epoch, arrival)
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	if err := b.startIndexer(ctx); err != nil {
 		// Late workflow subscribers then scan the tenant's subjects instead: slower, still complete.
@@ -174,7 +150,7 @@ func streamEpoch(s jetstream.Stream) uint64 {
 }
 
 // indexStreamName is the name of the per-workflow index stream.
-func indexStreamName(cfg *Config) string { return cfg.JetStream.EventsStream + "_INDEX" }
+func indexStreamName(o *StreamOptions) string { return o.EventsStream + "_INDEX" }
 
 // Ping implements Pinger: a stream info round trip to JetStream.
 func (b *JetStreamBus) Ping(ctx context.Context) error {
@@ -220,8 +196,8 @@ func (b *JetStreamBus) Close() error {
 		b.indexerStop.Stop()
 	}
 	b.cancel()
-	b.events.hub.close()
-	b.stream.hub.close()
+	b.events.hub.Close()
+	b.stream.hub.Close()
 	for _, f := range feeds {
 		f.stop()
 	}
@@ -232,3 +208,13 @@ func (b *JetStreamBus) Close() error {
 
 // Connected implements Connectivity.
 func (b *JetStreamBus) Connected() bool { return b.conn.connected() }
+
+// Conn returns the bus' NATS connection, to publish on NATS as another producer would (tests, tools). The bus owns it:
+// do not close or drain it.
+func (b *JetStreamBus) Conn() *nats.Conn { return b.conn.nc }
+
+// Owner returns the tenant that owns the stream key as the per-workflow index says (see owners.go), and whether one
+// does. It returns the store's error when the index cannot be read.
+func (b *JetStreamBus) Owner(ctx context.Context, key string) (uuid.UUID, bool, error) {
+	return b.lookupOwner(ctx, key)
+}

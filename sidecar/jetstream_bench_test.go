@@ -16,7 +16,7 @@ import (
 // times, once, the way without the per-workflow index: an ordered consumer over the tenant's subjects.
 func BenchmarkLateSubscriber(b *testing.B) {
 	const stored = 1_000_000
-	cfg := jetstreamConfig(b)
+	cfg := testOptions(b)
 	bus := newJetStreamTestBus(b, cfg)
 	defer bus.Close()
 	ctx := context.Background()
@@ -24,9 +24,9 @@ func BenchmarkLateSubscriber(b *testing.B) {
 	batch := make([]*FlovynEvent, 0, 1000)
 	start := time.Now()
 	for i := range stored {
-		e := ev(tenant, "bulk.event")
+		e := Event(tenant, "bulk.event")
 		if i%(stored/10) == stored/20 { // the workflow's 10 events are spread through the history
-			e = ev(tenant, fmt.Sprintf("wf.n%d", i/(stored/10))).WithWorkflow(wf)
+			e = Event(tenant, fmt.Sprintf("wf.n%d", i/(stored/10))).WithWorkflow(wf)
 		}
 		batch = append(batch, e)
 		if len(batch) == cap(batch) {
@@ -56,7 +56,7 @@ func BenchmarkLateSubscriber(b *testing.B) {
 			b.Fatal(err)
 		}
 		for i := range 10 {
-			if got := nextEvent(b, s); got.EventType != fmt.Sprintf("wf.n%d", i) {
+			if got := NextEvent(b, s); got.EventType != fmt.Sprintf("wf.n%d", i) {
 				b.Fatalf("got %s; want wf.n%d", got.EventType, i)
 			}
 		}
@@ -66,7 +66,7 @@ func BenchmarkLateSubscriber(b *testing.B) {
 
 	// Without the index: scan the tenant's subjects for the workflow's events.
 	scanStart := time.Now()
-	cons, err := bus.js.OrderedConsumer(ctx, cfg.JetStream.EventsStream, jetstream.OrderedConsumerConfig{
+	cons, err := bus.js.OrderedConsumer(ctx, cfg.Streams.EventsStream, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{"flovyn.events." + tenant.String() + ".>"}})
 	if err != nil {
 		b.Fatal(err)
@@ -91,28 +91,28 @@ func BenchmarkLateSubscriber(b *testing.B) {
 // default file store and with sync_always (fsync every write).
 func BenchmarkJetStreamPublish(b *testing.B) {
 	for _, sync := range []bool{false, true} {
-		cfg := jetstreamConfig(b)
-		cfg.NATS.SyncAlways = sync
+		cfg := testOptions(b)
+		cfg.Conn.SyncAlways = sync
 		bus := newJetStreamTestBus(b, cfg)
 		tenant, wf := uuid.New(), uuid.New()
 		ctx := context.Background()
 		b.Run(fmt.Sprintf("sync_always=%v/bus", sync), func(b *testing.B) {
 			for b.Loop() {
-				if _, err := bus.PublishEvent(ctx, ev(tenant, "task.completed").WithWorkflow(wf)); err != nil {
+				if _, err := bus.PublishEvent(ctx, Event(tenant, "task.completed").WithWorkflow(wf)); err != nil {
 					b.Fatal(err)
 				}
 			}
 		})
 		b.Run(fmt.Sprintf("sync_always=%v/bus-no-index", sync), func(b *testing.B) {
 			for b.Loop() {
-				if _, err := bus.PublishEvent(ctx, ev(tenant, "task.completed")); err != nil {
+				if _, err := bus.PublishEvent(ctx, Event(tenant, "task.completed")); err != nil {
 					b.Fatal(err)
 				}
 			}
 		})
 		b.Run(fmt.Sprintf("sync_always=%v/direct", sync), func(b *testing.B) {
 			for b.Loop() {
-				e := ev(tenant, "task.completed").WithWorkflow(wf)
+				e := Event(tenant, "task.completed").WithWorkflow(wf)
 				m := &nats.Msg{Subject: "flovyn.events." + tenant.String() + ".task.completed", Header: nats.Header{},
 					Data: e.AppendJSON(nil)}
 				m.Header.Set(jetstream.MsgIDHeader, e.ID.String())
@@ -125,7 +125,7 @@ func BenchmarkJetStreamPublish(b *testing.B) {
 			for b.Loop() {
 				events := make([]*FlovynEvent, 100)
 				for i := range events {
-					events[i] = ev(tenant, "task.completed").WithWorkflow(wf)
+					events[i] = Event(tenant, "task.completed").WithWorkflow(wf)
 				}
 				if _, errs := bus.PublishEvents(ctx, events); errs[99] != nil {
 					b.Fatal(errs[99])

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
+	"os"
 	"testing"
 	"time"
 
@@ -12,71 +14,78 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// jetstreamConfig is a configuration for a JetStream bus on an embedded server of its own, in-process only, with its
-// store in a temporary directory.
-func jetstreamConfig(t testing.TB) *Config {
-	cfg := DefaultConfig()
-	cfg.Backend = "jetstream"
-	cfg.NATS.EmbeddedListen = ""
-	cfg.NATS.StoreDir = t.TempDir()
-	return cfg
+// testOptions are the options of a NATS bus on an embedded server of its own, in-process only, with its store in a
+// temporary directory, whose feeds close with their last subscriber.
+func testOptions(t testing.TB) *NATSOptions {
+	return &NATSOptions{Conn: ConnOptions{Embedded: true, StoreDir: t.TempDir()}, Linger: -1}
 }
 
-func newJetStreamTestBus(t testing.TB, cfg *Config) *JetStreamBus {
+// testLogger returns a logger of level writing to w (os.Stderr when nil).
+func testLogger(w io.Writer, level slog.Level) *slog.Logger {
+	if w == nil {
+		w = os.Stderr
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+func newJetStreamTestBus(t testing.TB, cfg *NATSOptions) *JetStreamBus {
 	t.Helper()
 	if cfg == nil {
-		cfg = jetstreamConfig(t)
+		cfg = testOptions(t)
 	}
-	b, err := NewJetStreamBus(t.Context(), cfg, JetStreamOptions{FeedLinger: -1}, NewLogger(LogConfig{Level: "error"}, io.Discard))
+	b, err := NewJetStreamBus(t.Context(), *cfg, testLogger(io.Discard, slog.LevelError))
 	if err != nil {
 		t.Fatalf("NewJetStreamBus: %v", err)
 	}
 	return b
 }
 
-func jetstreamContract() contract {
-	return contract{
-		newBus:        func(t testing.TB) Bus { return newJetStreamTestBus(t, nil) },
-		eventBuffer:   1024,
-		refeedsLagged: true,
-		durable:       true,
-		natsFed:       true,
-		backend:       "jetstream",
+func jetstreamContract() Contract {
+	return Contract{
+		NewBus: func(t testing.TB, o Options) Bus {
+			cfg := testOptions(t)
+			cfg.TenantKey, cfg.Feed.Encoders = o.TenantKey, o.Encoders
+			return newJetStreamTestBus(t, cfg)
+		},
+		EventBuffer:   1024,
+		RefeedsLagged: true,
+		Durable:       true,
+		NATSFed:       true,
 	}
 }
 
-func TestJetStreamContract(t *testing.T) { runContract(t, jetstreamContract()) }
+func TestJetStreamContract(t *testing.T) { Run(t, jetstreamContract()) }
 
 // TestJetStreamSurvivesRestart closes the bus (and its embedded server) and opens another on the same store: every
 // acknowledged event is there, and a cursor of the first process resumes exactly after its event.
 func TestJetStreamSurvivesRestart(t *testing.T) {
-	cfg := jetstreamConfig(t)
+	cfg := testOptions(t)
 	b := newJetStreamTestBus(t, cfg)
 	tenant, wf := uuid.New(), uuid.New()
-	s := subscribe(t, b, AllEvents(tenant), StartLive())
+	s := Subscribe(t, b, AllEvents(tenant), StartLive())
 	for i := range 5 {
-		publishEvent(t, b, ev(tenant, fmt.Sprintf("e.n%d", i)).WithWorkflow(wf))
+		PublishEvent(t, b, Event(tenant, fmt.Sprintf("e.n%d", i)).WithWorkflow(wf))
 	}
 	var cursor Position
 	for i := range 2 {
-		cursor = next(t, s).Pos
+		cursor = Next(t, s).Pos
 		_ = i
 	}
 	b.Close()
 
 	b2 := newJetStreamTestBus(t, cfg)
 	defer b2.Close()
-	r := subscribe(t, b2, AllEvents(tenant), StartAfter(cursor))
+	r := Subscribe(t, b2, AllEvents(tenant), StartAfter(cursor))
 	for _, want := range []string{"e.n2", "e.n3", "e.n4"} {
-		expectNext(t, r, want)
+		ExpectNext(t, r, want)
 	}
-	all := subscribe(t, b2, ForWorkflow(tenant, wf), StartEarliest()) // the index survived too
+	all := Subscribe(t, b2, ForWorkflow(tenant, wf), StartEarliest()) // the index survived too
 	for i := range 5 {
-		expectNext(t, all, fmt.Sprintf("e.n%d", i))
+		ExpectNext(t, all, fmt.Sprintf("e.n%d", i))
 	}
-	publishEvent(t, b2, ev(tenant, "after").WithWorkflow(wf))
-	expectNext(t, r, "after")
-	expectNext(t, all, "after")
+	PublishEvent(t, b2, Event(tenant, "after").WithWorkflow(wf))
+	ExpectNext(t, r, "after")
+	ExpectNext(t, all, "after")
 }
 
 // TestJetStreamStreamEventsAcrossRestart: what a restart of the embedded server does to generic stream events depends
@@ -86,33 +95,33 @@ func TestJetStreamSurvivesRestart(t *testing.T) {
 func TestJetStreamStreamEventsAcrossRestart(t *testing.T) {
 	for _, storage := range []string{"file", "memory"} {
 		t.Run(storage, func(t *testing.T) {
-			cfg := jetstreamConfig(t)
-			cfg.JetStream.StreamsStorage = storage
+			cfg := testOptions(t)
+			cfg.Streams.StreamsStorage = storage
 			b := newJetStreamTestBus(t, cfg)
 			tenant, wf := uuid.New(), uuid.New()
-			s := subscribeStream(t, b, tenant, wf.String(), StartLive())
+			s := SubscribeStream(t, b, tenant, wf.String(), StartLive())
 			for _, p := range []string{"a", "b", "c"} {
-				publishStream(t, b, stream(tenant, wf.String(), "", 0, StreamToken, p))
+				PublishStream(t, b, Stream(tenant, wf.String(), "", 0, StreamToken, p))
 			}
-			publishEvent(t, b, ev(tenant, "workflow.started").WithWorkflow(wf))
-			cursor := next(t, s).Pos // after "a"
+			PublishEvent(t, b, Event(tenant, "workflow.started").WithWorkflow(wf))
+			cursor := Next(t, s).Pos // after "a"
 			b.Close()
 
 			b2 := newJetStreamTestBus(t, cfg)
 			defer b2.Close()
-			r := subscribeStream(t, b2, tenant, wf.String(), StartAfter(cursor))
-			expectNext(t, subscribe(t, b2, ForWorkflow(tenant, wf), StartEarliest()), "workflow.started")
+			r := SubscribeStream(t, b2, tenant, wf.String(), StartAfter(cursor))
+			ExpectNext(t, Subscribe(t, b2, ForWorkflow(tenant, wf), StartEarliest()), "workflow.started")
 			if storage == "file" {
 				for _, want := range []string{"b", "c"} {
-					if d := next(t, r); d.Value == nil || d.Value.Payload != want {
+					if d := Next(t, r); d.Value == nil || d.Value.Payload != want {
 						t.Fatalf("delivery %+v after the restart; want the token %s", d, want)
 					}
 				}
-			} else if d := next(t, r); d.Gap == nil || d.Gap.Reason != GapReset {
+			} else if d := Next(t, r); d.Gap == nil || d.Gap.Reason != GapReset {
 				t.Fatalf("first delivery %+v after the restart; want a reset gap (the memory stream is new)", d)
 			}
-			publishStream(t, b2, stream(tenant, wf.String(), "", 0, StreamToken, "after"))
-			if d := next(t, r); d.Value == nil || d.Value.Payload != "after" {
+			PublishStream(t, b2, Stream(tenant, wf.String(), "", 0, StreamToken, "after"))
+			if d := Next(t, r); d.Value == nil || d.Value.Payload != "after" {
 				t.Fatalf("delivery %+v; want the token published after the restart", d)
 			}
 		})
@@ -125,7 +134,7 @@ func TestJetStreamForeignPublishers(t *testing.T) {
 	b := newJetStreamTestBus(t, nil)
 	defer b.Close()
 	tenant, other := uuid.New(), uuid.New()
-	s := subscribe(t, b, AllEvents(tenant), StartLive())
+	s := Subscribe(t, b, AllEvents(tenant), StartLive())
 	js, _ := jetstream.New(b.conn.nc)
 	pub := func(subject, body string) {
 		t.Helper()
@@ -139,11 +148,11 @@ func TestJetStreamForeignPublishers(t *testing.T) {
 	pub(base+"garbage", `not json`)
 	pub(base+"mismatch", `{"event_type":"other.type"}`)
 	pub(base+"sentinel", `{"event_type":"sentinel"}`)
-	got := expectNext(t, s, "workflow.started")
+	got := ExpectNext(t, s, "workflow.started")
 	if got.TenantID != tenant || got.ID == uuid.Nil || got.Source != "system" || string(got.Data) != `{"by":"rust"}` {
 		t.Fatalf("foreign event delivered as %s", got.AppendJSON(nil))
 	}
-	expectNext(t, s, "sentinel")
+	ExpectNext(t, s, "sentinel")
 	if invalid, _ := b.Dropped(); invalid != 3 {
 		t.Fatalf("Dropped() invalid = %d; want 3", invalid)
 	}
@@ -154,18 +163,18 @@ func TestJetStreamForeignPublishers(t *testing.T) {
 func TestJetStreamUntenantedStreams(t *testing.T) {
 	for _, accept := range []bool{false, true} {
 		t.Run(fmt.Sprint("accept=", accept), func(t *testing.T) {
-			cfg := jetstreamConfig(t)
-			cfg.Streams.AcceptUntenanted = accept
+			cfg := testOptions(t)
+			cfg.AcceptUntenanted = accept
 			b := newJetStreamTestBus(t, cfg)
 			defer b.Close()
 			tenant, wf := uuid.New(), uuid.NewString()
-			s := subscribeStream(t, b, tenant, wf, StartLive())
+			s := SubscribeStream(t, b, tenant, wf, StartLive())
 			raw := fmt.Sprintf(`{"workflowExecutionId":%q,"type":"TOKEN","payload":"raw"}`, wf)
 			if err := b.conn.nc.Publish("flovyn.streams.workflow."+wf, []byte(raw)); err != nil {
 				t.Fatal(err)
 			}
-			publishStream(t, b, stream(tenant, wf, "", 1, StreamToken, "mine"))
-			first := next(t, s).Value.Payload
+			PublishStream(t, b, Stream(tenant, wf, "", 1, StreamToken, "mine"))
+			first := Next(t, s).Value.Payload
 			if want := map[bool]string{false: "mine", true: "raw"}[accept]; first != want {
 				t.Fatalf("first payload %q; want %q", first, want)
 			}
@@ -178,22 +187,22 @@ func TestJetStreamUntenantedStreams(t *testing.T) {
 
 // TestJetStreamRefeedsOvertaken: a subscriber overtaken by live traffic is re-fed from the store, with no gap and no hole.
 func TestJetStreamRefeedsOvertaken(t *testing.T) {
-	cfg := jetstreamConfig(t)
-	cfg.Memory.EventBuffer = 8
+	cfg := testOptions(t)
+	cfg.Feed.EventBuffer = 8
 	b := newJetStreamTestBus(t, cfg)
 	defer b.Close()
 	tenant := uuid.New()
-	s := subscribe(t, b, AllEvents(tenant), StartLive())
+	s := Subscribe(t, b, AllEvents(tenant), StartLive())
 	n := 100
 	events := make([]*FlovynEvent, n)
 	for i := range events {
-		events[i] = ev(tenant, fmt.Sprintf("e.n%d", i))
+		events[i] = Event(tenant, fmt.Sprintf("e.n%d", i))
 	}
 	if _, errs := b.PublishEvents(t.Context(), events); errs[n-1] != nil {
 		t.Fatal(errs[n-1])
 	}
 	for i := range n {
-		expectNext(t, s, fmt.Sprintf("e.n%d", i))
+		ExpectNext(t, s, fmt.Sprintf("e.n%d", i))
 	}
 }
 
@@ -203,22 +212,22 @@ func TestJetStreamCursorExpiredAndReset(t *testing.T) {
 	b := newJetStreamTestBus(t, nil)
 	defer b.Close()
 	tenant := uuid.New()
-	first := publishEvent(t, b, ev(tenant, "old"))
-	publishEvent(t, b, ev(tenant, "old2"))
-	publishEvent(t, b, ev(tenant, "kept"))
+	first := PublishEvent(t, b, Event(tenant, "old"))
+	PublishEvent(t, b, Event(tenant, "old2"))
+	PublishEvent(t, b, Event(tenant, "kept"))
 	if err := b.events.stream.Purge(t.Context(), jetstream.WithPurgeSequence(first.Sequence+2)); err != nil {
 		t.Fatal(err)
 	}
-	s := subscribe(t, b, AllEvents(tenant), StartAfter(Position{Epoch: b.events.epoch, Seq: first.Sequence}))
-	if d := next(t, s); d.Gap == nil || d.Gap.Reason != GapExpired {
+	s := Subscribe(t, b, AllEvents(tenant), StartAfter(Position{Epoch: b.events.epoch, Seq: first.Sequence}))
+	if d := Next(t, s); d.Gap == nil || d.Gap.Reason != GapExpired {
 		t.Fatalf("first delivery %+v; want an expired gap", d)
 	}
-	expectNext(t, s, "kept")
-	r := subscribe(t, b, AllEvents(tenant), StartAfter(Position{Epoch: 1, Seq: 1}))
-	if d := next(t, r); d.Gap == nil || d.Gap.Reason != GapReset {
+	ExpectNext(t, s, "kept")
+	r := Subscribe(t, b, AllEvents(tenant), StartAfter(Position{Epoch: 1, Seq: 1}))
+	if d := Next(t, r); d.Gap == nil || d.Gap.Reason != GapReset {
 		t.Fatalf("first delivery %+v; want a reset gap", d)
 	}
-	expectNext(t, r, "kept")
+	ExpectNext(t, r, "kept")
 }
 
 // TestFilterEquivalence publishes random events and subscribes with random patterns on the memory and the JetStream
@@ -231,7 +240,7 @@ func TestFilterEquivalence(t *testing.T) {
 	sources := []string{"system", "worker:1"}
 	var events []*FlovynEvent
 	for range 150 {
-		e := ev(tenants[rng.IntN(2)], types[rng.IntN(len(types))])
+		e := Event(tenants[rng.IntN(2)], types[rng.IntN(len(types))])
 		e.Source = sources[rng.IntN(2)]
 		if rng.IntN(3) > 0 {
 			e.WithWorkflow(wfs[rng.IntN(len(wfs))])
@@ -274,17 +283,17 @@ func TestFilterEquivalence(t *testing.T) {
 		}
 		for _, e := range events {
 			c := *e
-			publishEvent(t, b, &c)
+			PublishEvent(t, b, &c)
 		}
 		var sentinels []*FlovynEvent
 		for _, tenant := range tenants { // sentinels prove that nothing else arrived after the expected events
 			for _, src := range sources {
 				for _, typ := range types {
-					s := ev(tenant, typ)
+					s := Event(tenant, typ)
 					s.Source = src
 					s.WithWorkflow(wfs[0]).WithTask(wfs[0])
 					sentinels = append(sentinels, s)
-					publishEvent(t, b, s)
+					PublishEvent(t, b, s)
 				}
 			}
 		}
@@ -297,11 +306,11 @@ func TestFilterEquivalence(t *testing.T) {
 				}
 			}
 			for range want {
-				out[i] = append(out[i], nextEvent(t, s).ID)
+				out[i] = append(out[i], NextEvent(t, s).ID)
 			}
 			for _, sen := range sentinels {
 				if patterns[i].Matches(sen) {
-					if got := nextEvent(t, s); got.ID != sen.ID {
+					if got := NextEvent(t, s); got.ID != sen.ID {
 						t.Fatalf("pattern %d (%+v): got %s after its events; want the sentinel", i, patterns[i], got.AppendJSON(nil))
 					}
 					break
@@ -332,10 +341,10 @@ func TestFilterEquivalence(t *testing.T) {
 // many times over: every subscription sees every event after its start exactly once, in order — no hole and no repeat
 // where the replay from the store meets the live feed, whichever of the two is ahead.
 func TestJetStreamSeamUnderLoad(t *testing.T) {
-	cfg := jetstreamConfig(t)
+	cfg := testOptions(t)
 	// The live feed lags behind the store (as under load), so the replay often meets it ahead of the feed.
-	b, err := NewJetStreamBus(t.Context(), cfg, JetStreamOptions{FeedLinger: -1, feedHook: func() { time.Sleep(200 * time.Microsecond) }},
-		NewLogger(LogConfig{Level: "error"}, io.Discard))
+	cfg.feedHook = func() { time.Sleep(200 * time.Microsecond) }
+	b, err := NewJetStreamBus(t.Context(), *cfg, testLogger(io.Discard, slog.LevelError))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -346,7 +355,7 @@ func TestJetStreamSeamUnderLoad(t *testing.T) {
 	go func() {
 		defer close(done)
 		for i := range total {
-			e := ev(tenant, fmt.Sprintf("e.n%d", i)).WithWorkflow(wf)
+			e := Event(tenant, fmt.Sprintf("e.n%d", i)).WithWorkflow(wf)
 			if _, err := b.PublishEvent(context.Background(), e); err != nil {
 				t.Errorf("publish %d: %v", i, err)
 				return
@@ -357,7 +366,7 @@ func TestJetStreamSeamUnderLoad(t *testing.T) {
 		t.Helper()
 		defer s.Close()
 		for want := from; want < total; want++ {
-			if got := nextEvent(t, s).EventType; got != fmt.Sprintf("e.n%d", want) {
+			if got := NextEvent(t, s).EventType; got != fmt.Sprintf("e.n%d", want) {
 				t.Fatalf("got %s; want e.n%d", got, want)
 			}
 		}
@@ -375,7 +384,7 @@ func TestJetStreamSeamUnderLoad(t *testing.T) {
 		var cursor Position
 		n := 3 + round
 		for i := range n {
-			d := next(t, s)
+			d := Next(t, s)
 			if d.Value.EventType != fmt.Sprintf("e.n%d", i) {
 				t.Fatalf("round %d: got %s; want e.n%d", round, d.Value.EventType, i)
 			}

@@ -12,7 +12,7 @@ import (
 // publishToken publishes a token on a workflow's generic stream and returns its position.
 func publishToken(t testing.TB, b *JetStreamBus, tenant uuid.UUID, wf, payload string) Position {
 	t.Helper()
-	res, err := b.PublishStream(t.Context(), stream(tenant, wf, "", 0, StreamToken, payload))
+	res, err := b.PublishStream(t.Context(), Stream(tenant, wf, "", 0, StreamToken, payload))
 	if err != nil {
 		t.Fatalf("PublishStream: %v", err)
 	}
@@ -21,7 +21,7 @@ func publishToken(t testing.TB, b *JetStreamBus, tenant uuid.UUID, wf, payload s
 
 func expectToken(t testing.TB, s Subscription[StreamEvent], payload string) {
 	t.Helper()
-	if d := next(t, s); d.Value == nil || d.Value.Payload != payload {
+	if d := Next(t, s); d.Value == nil || d.Value.Payload != payload {
 		t.Fatalf("delivery %+v; want the token %q", d, payload)
 	}
 }
@@ -55,21 +55,21 @@ func TestJetStreamSubjectPurgeIsExpiry(t *testing.T) {
 			if info, err := b.stream.stream.Info(t.Context()); err != nil || info.State.FirstSeq != otherFirst.Seq {
 				t.Fatalf("stream info %+v, %v; want the first sequence unmoved by the subject purge", info, err)
 			}
-			s := subscribeStream(t, b, tenant, wf, StartAfter(cursors[at]))
-			if d := next(t, s); d.Gap == nil || d.Gap.Reason != GapExpired || d.Gap.Missed != -1 {
+			s := SubscribeStream(t, b, tenant, wf, StartAfter(cursors[at]))
+			if d := Next(t, s); d.Gap == nil || d.Gap.Reason != GapExpired || d.Gap.Missed != -1 {
 				t.Fatalf("first delivery %+v; want an expired gap with missed unknown", d)
 			}
 			live := publishToken(t, b, tenant, wf, "live")
 			expectToken(t, s, "live")
 			// Resuming from the new event is exact again: no gap.
-			r := subscribeStream(t, b, tenant, wf, StartAfter(live))
+			r := SubscribeStream(t, b, tenant, wf, StartAfter(live))
 			publishToken(t, b, tenant, wf, "next")
 			expectToken(t, r, "next")
 		})
 	}
 
 	// A cursor whose event is still held resumes exactly, with no gap, though the stream lost messages after it.
-	s := subscribeStream(t, b, tenant, other, StartAfter(otherFirst))
+	s := SubscribeStream(t, b, tenant, other, StartAfter(otherFirst))
 	for _, p := range []string{"o-a", "o-b", "o-c", "o-a", "o-b", "o-c"} {
 		expectToken(t, s, p)
 	}
@@ -82,7 +82,7 @@ func TestJetStreamLiveStreamSurvivesPurge(t *testing.T) {
 	b := newJetStreamTestBus(t, nil)
 	defer b.Close()
 	tenant, wf := uuid.New(), uuid.NewString()
-	s := subscribeStream(t, b, tenant, wf, StartEarliest())
+	s := SubscribeStream(t, b, tenant, wf, StartEarliest())
 	publishToken(t, b, tenant, wf, "a")
 	publishToken(t, b, tenant, wf, "b")
 	expectToken(t, s, "a")
@@ -94,7 +94,7 @@ func TestJetStreamLiveStreamSurvivesPurge(t *testing.T) {
 	}
 	s.Close()
 
-	late := subscribeStream(t, b, tenant, wf, StartEarliest())
+	late := SubscribeStream(t, b, tenant, wf, StartEarliest())
 	expectToken(t, late, "c")
 	expectToken(t, late, "d")
 	publishToken(t, b, tenant, wf, "e")

@@ -16,7 +16,7 @@ import (
 
 // jsFeed is one ordered consumer that feeds the hub: the lifecycle events of one tenant (flovyn.events.<tenant>.>), or
 // one generic stream (flovyn.streams.workflow.<key>), whose topics are per tenant. It lives while it has subscribers,
-// and FeedLinger after.
+// and Options.Linger after.
 type jsFeed struct {
 	b       *JetStreamBus
 	subject string
@@ -39,8 +39,8 @@ type jsFeed struct {
 	holdTimer *time.Timer // ends a hold that no further message ends
 	mu        sync.Mutex
 	head      uint64                            // last stream sequence handled
-	topic     *topic[FlovynEvent]               // event feeds: the topic it feeds
-	tenants   map[uuid.UUID]*topic[StreamEvent] // stream feeds: the topic of each tenant with subscribers
+	topic     *Topic[FlovynEvent]               // event feeds: the topic it feeds
+	tenants   map[uuid.UUID]*Topic[StreamEvent] // stream feeds: the topic of each tenant with subscribers
 
 	// Stream feeds: the owner of the key, for events without a tenant (jsowner.go). Guarded by mu.
 	owner      uuid.UUID                         // uuid.Nil until known
@@ -62,14 +62,14 @@ func (b *JetStreamBus) acquireEventFeed(ctx context.Context, tenant uuid.UUID) (
 // acquireStreamFeed returns the running feed of the generic stream key with a topic for tenant.
 func (b *JetStreamBus) acquireStreamFeed(ctx context.Context, tenant uuid.UUID, key string) (*jsFeed, error) {
 	f, err := b.acquireFeed(ctx, subjects.StreamsPrefix+key, func(f *jsFeed) {
-		f.key, f.tenants, f.subs = key, map[uuid.UUID]*topic[StreamEvent]{}, map[*jsSub[StreamEvent]]uuid.UUID{}
+		f.key, f.tenants, f.subs = key, map[uuid.UUID]*Topic[StreamEvent]{}, map[*jsSub[StreamEvent]]uuid.UUID{}
 	})
 	if err != nil {
 		return nil, err
 	}
 	f.mu.Lock()
 	if f.tenants[tenant] == nil {
-		f.tenants[tenant] = b.stream.hub.resetTopic(topicKey{tenant: tenant, stream: key}, f.head+1)
+		f.tenants[tenant] = b.stream.hub.ResetTopic(TopicKey{Tenant: tenant, Stream: key}, f.head+1)
 	}
 	f.mu.Unlock()
 	return f, nil
@@ -138,7 +138,7 @@ func (f *jsFeed) start(ctx context.Context) error {
 	start := info.State.LastSeq + 1
 	f.head = start - 1
 	if f.isEvent {
-		f.topic = f.b.events.hub.resetTopic(topicKey{tenant: f.tenant}, start)
+		f.topic = f.b.events.hub.ResetTopic(TopicKey{Tenant: f.tenant}, start)
 	}
 	cons, err := f.b.js.OrderedConsumer(ctx, name, jetstream.OrderedConsumerConfig{
 		FilterSubjects:    []string{f.subject},
@@ -165,8 +165,8 @@ func (f *jsFeed) start(ctx context.Context) error {
 }
 
 func (f *jsFeed) handleEvent(msg jetstream.Msg) {
-	if f.b.opts.feedHook != nil {
-		f.b.opts.feedHook()
+	if f.b.o.feedHook != nil {
+		f.b.o.feedHook()
 	}
 	md, err := msg.Metadata()
 	if err != nil {
@@ -179,25 +179,25 @@ func (f *jsFeed) handleEvent(msg jetstream.Msg) {
 		f.endHold()
 		return
 	}
-	key := topicKey{tenant: f.tenant}
+	key := TopicKey{Tenant: f.tenant}
 	// While the consumer says more messages are right behind, hold the subscribers' wake-ups (at most 256 messages, at
 	// most 2 ms): a burst then costs each subscriber one wake-up and one write, not one per event.
 	hold := md.NumPending > 0 && f.held < 256
 	if hold && f.held == 0 {
-		f.b.events.hub.setHolding(key, true)
+		f.b.events.hub.SetHolding(key, true)
 		if f.holdTimer == nil {
-			f.holdTimer = time.AfterFunc(2*time.Millisecond, func() { f.b.events.hub.setHolding(key, false) })
+			f.holdTimer = time.AfterFunc(2*time.Millisecond, func() { f.b.events.hub.SetHolding(key, false) })
 		} else {
 			f.holdTimer.Reset(2 * time.Millisecond)
 		}
 	}
-	var buf [3]indexKey
-	f.b.events.hub.publish(key, e, md.Sequence.Stream, uint64(md.Timestamp.UnixNano()), eventIndex(e, &buf), uuid.Nil, time.Now())
+	var buf [3]IndexKey
+	f.b.events.hub.Publish(key, e, md.Sequence.Stream, uint64(md.Timestamp.UnixNano()), EventIndex(e, &buf), uuid.Nil, time.Now())
 	if hold {
 		f.held++
 	} else if f.held > 0 {
 		f.held = 0
-		f.b.events.hub.setHolding(key, false)
+		f.b.events.hub.SetHolding(key, false)
 	}
 }
 
@@ -205,13 +205,13 @@ func (f *jsFeed) handleEvent(msg jetstream.Msg) {
 func (f *jsFeed) endHold() {
 	if f.held > 0 {
 		f.held = 0
-		f.b.events.hub.setHolding(topicKey{tenant: f.tenant}, false)
+		f.b.events.hub.SetHolding(TopicKey{Tenant: f.tenant}, false)
 	}
 }
 
 // decodeEventMsg reads an event received from JetStream (see decodeReceivedEvent).
 func (b *JetStreamBus) decodeEventMsg(subject string, data []byte, md *jetstream.MsgMetadata) (*FlovynEvent, bool) {
-	return decodeReceivedEvent(b.cfg.Events.DefaultSource, subject, data, md.Timestamp, func() string {
+	return decodeReceivedEvent(b.o.DefaultSource, subject, data, md.Timestamp, func() string {
 		return fmt.Sprintf("%s/%d/%d", md.Stream, md.Timestamp.UnixNano(), md.Sequence.Stream)
 	})
 }
@@ -240,7 +240,7 @@ func decodeReceivedEvent(defaultSource, subject string, data []byte, ts time.Tim
 		e.EventType = eventType
 	}
 	if e.ID == uuid.Nil {
-		e.ID = uuid.NewSHA1(legacyNamespace, []byte(idSeed()))
+		e.ID = uuid.NewSHA1(LegacyNamespace, []byte(idSeed()))
 	}
 	e.Stamp(defaultSource, ts)
 	if e.TenantID != tenant || e.EventType != eventType || e.Validate() != nil {
@@ -250,8 +250,8 @@ func decodeReceivedEvent(defaultSource, subject string, data []byte, ts time.Tim
 }
 
 func (f *jsFeed) handleStream(msg jetstream.Msg) {
-	if f.b.opts.feedHook != nil {
-		f.b.opts.feedHook()
+	if f.b.o.feedHook != nil {
+		f.b.o.feedHook()
 	}
 	md, err := msg.Metadata()
 	if err != nil {
@@ -278,7 +278,7 @@ func (f *jsFeed) handleStream(msg jetstream.Msg) {
 	}
 	var legacy *StateEventPayload
 	parsed := false
-	all := [1]indexKey{}
+	all := [1]IndexKey{}
 	for _, t := range tenants {
 		if f.tenants[t] == nil {
 			continue // no subscriber of this tenant on this stream
@@ -286,12 +286,12 @@ func (f *jsFeed) handleStream(msg jetstream.Msg) {
 		if !parsed {
 			legacy, parsed = s.Legacy(), true
 		}
-		v, ok := s.forTenant(t, legacy, f.b.cfg.Events.DefaultSource, md.Timestamp)
+		v, ok := s.ForTenant(t, legacy, f.b.o.DefaultSource, md.Timestamp)
 		if !ok {
 			f.b.stats.invalid.Add(1)
 			return
 		}
-		f.b.stream.hub.publish(topicKey{tenant: t, stream: f.key}, v, md.Sequence.Stream, uint64(md.Timestamp.UnixNano()), all[:], uuid.Nil, time.Now())
+		f.b.stream.hub.Publish(TopicKey{Tenant: t, Stream: f.key}, v, md.Sequence.Stream, uint64(md.Timestamp.UnixNano()), all[:], uuid.Nil, time.Now())
 	}
 }
 
@@ -308,10 +308,10 @@ func (f *jsFeed) decodeStored(tenant uuid.UUID, h nats.Header, data []byte, ts t
 	case !has && !f.untenantedFor(tenant):
 		return nil, false
 	}
-	return v.forTenant(tenant, v.Legacy(), f.b.cfg.Events.DefaultSource, ts)
+	return v.ForTenant(tenant, v.Legacy(), f.b.o.DefaultSource, ts)
 }
 
-// releaseFeed drops a reference; the last one stops the feed after FeedLinger.
+// releaseFeed drops a reference; the last one stops the feed after Options.Linger.
 func (b *JetStreamBus) releaseFeed(f *jsFeed) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -319,12 +319,12 @@ func (b *JetStreamBus) releaseFeed(f *jsFeed) {
 	if f.refs > 0 || b.closed || b.feeds[f.subject] != f {
 		return
 	}
-	if b.opts.FeedLinger < 0 {
+	if b.o.Linger < 0 {
 		delete(b.feeds, f.subject)
 		go f.stop() // not under b.mu: stop waits for the handler
 		return
 	}
-	f.linger = time.AfterFunc(b.opts.FeedLinger, func() {
+	f.linger = time.AfterFunc(b.o.Linger, func() {
 		b.mu.Lock()
 		idle := f.refs == 0 && b.feeds[f.subject] == f && !b.closed
 		if idle {
@@ -355,14 +355,14 @@ func (f *jsFeed) stop() {
 	}
 	if f.isEvent {
 		if f.topic != nil {
-			f.b.events.hub.removeTopic(topicKey{tenant: f.tenant}, f.topic)
+			f.b.events.hub.RemoveTopic(TopicKey{Tenant: f.tenant}, f.topic)
 		}
 		return
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for t, tp := range f.tenants {
-		f.b.stream.hub.removeTopic(topicKey{tenant: t, stream: f.key}, tp)
+		f.b.stream.hub.RemoveTopic(TopicKey{Tenant: t, Stream: f.key}, tp)
 	}
 }
 

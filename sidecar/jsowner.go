@@ -103,7 +103,7 @@ func (f *jsFeed) untenantedTenants(dst []uuid.UUID) []uuid.UUID {
 	switch {
 	case f.b.untenanted != uuid.Nil:
 		return append(dst, f.b.untenanted)
-	case f.b.cfg.Streams.AcceptUntenanted:
+	case f.b.o.AcceptUntenanted:
 		for t := range f.tenants {
 			dst = append(dst, t)
 		}
@@ -124,7 +124,7 @@ func (f *jsFeed) untenantedFor(tenant uuid.UUID) bool {
 	switch {
 	case f.b.untenanted != uuid.Nil:
 		return f.b.untenanted == tenant
-	case f.b.cfg.Streams.AcceptUntenanted:
+	case f.b.o.AcceptUntenanted:
 		return true
 	}
 	f.holdBack()
@@ -202,7 +202,7 @@ func (f *jsFeed) resolve(tenant uuid.UUID) {
 	}
 	f.unresolved = false
 	if f.tenants[tenant] != nil {
-		f.tenants[tenant] = f.b.stream.hub.resetTopic(topicKey{tenant: tenant, stream: f.key}, f.head+1)
+		f.tenants[tenant] = f.b.stream.hub.ResetTopic(TopicKey{Tenant: tenant, Stream: f.key}, f.head+1)
 	}
 	for s, t := range f.subs {
 		if t == tenant {

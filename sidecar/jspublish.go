@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -44,14 +45,16 @@ func (b *JetStreamBus) PublishBatch(ctx context.Context, events []*FlovynEvent, 
 	results := make([]PublishResult, n)
 	errs := make([]error, n)
 	if b.isClosed() {
-		fill(errs, ErrClosed)
+		for i := range errs {
+			errs[i] = ErrClosed
+		}
 		return results, errs
 	}
 	msgs := make([]*nats.Msg, n)
 	for i := range n {
 		var err error
 		if i < len(events) && events[i] != nil {
-			msgs[i], err = eventMsg(events[i], b.cfg.Events.TenantKey)
+			msgs[i], err = eventMsg(events[i], b.o.TenantKey)
 		} else {
 			msgs[i], err = streamMsg(streams[i])
 		}
@@ -60,7 +63,7 @@ func (b *JetStreamBus) PublishBatch(ctx context.Context, events []*FlovynEvent, 
 	if !b.conn.connected() {
 		down := fmt.Errorf("publish: %w: not connected to NATS", ErrUnavailable)
 		for i := range errs {
-			errs[i] = cmpOr(errs[i], down)
+			errs[i] = cmp.Or(errs[i], down)
 		}
 		return results, errs
 	}
@@ -71,12 +74,6 @@ func (b *JetStreamBus) PublishBatch(ctx context.Context, events []*FlovynEvent, 
 		}
 	}
 	return results, errs
-}
-
-func fill(errs []error, err error) {
-	for i := range errs {
-		errs[i] = err
-	}
 }
 
 // resendAfter is how long a publish waits without any ack of its request before the lifecycle events still unacked
@@ -103,8 +100,8 @@ func (b *JetStreamBus) publishAll(ctx context.Context, msgs []*nats.Msg, errs []
 			continue
 		}
 		send := m
-		if b.opts.firstSend != nil {
-			send = b.opts.firstSend(m)
+		if b.o.firstSend != nil {
+			send = b.o.firstSend(m)
 		}
 		f, err := b.js.PublishMsgAsync(send)
 		if err != nil {
@@ -191,7 +188,7 @@ func (b *JetStreamBus) PublishStream(ctx context.Context, s *StreamEvent) (Publi
 }
 
 func streamMsg(s *StreamEvent) (*nats.Msg, error) {
-	key, err := streamKey(s.TenantID, s.Key())
+	key, err := StreamKey(s.TenantID, s.Key())
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,8 +17,8 @@ import (
 // answers does: the lifecycle events are sent again after resendAfter (a whole batch in one round) and stored once;
 // a stream event, which has no Nats-Msg-Id to make a resend safe, is not sent again and fails at its deadline.
 func TestJetStreamResendsUnackedEvents(t *testing.T) {
-	cfg := jetstreamConfig(t)
-	cfg.JetStream.PublishTimeout = Duration(2 * time.Second)
+	cfg := testOptions(t)
+	cfg.Streams.PublishTimeout = 2 * time.Second
 	var everyOther atomic.Bool // lose only every other first send
 	var sent atomic.Int64
 	lose := func(m *nats.Msg) *nats.Msg {
@@ -26,8 +27,8 @@ func TestJetStreamResendsUnackedEvents(t *testing.T) {
 		}
 		return &nats.Msg{Subject: "lost." + m.Subject, Header: m.Header, Data: m.Data}
 	}
-	b, err := NewJetStreamBus(t.Context(), cfg, JetStreamOptions{FeedLinger: -1, firstSend: lose},
-		NewLogger(LogConfig{Level: "error"}, io.Discard))
+	cfg.firstSend = lose
+	b, err := NewJetStreamBus(t.Context(), *cfg, testLogger(io.Discard, slog.LevelError))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +42,7 @@ func TestJetStreamResendsUnackedEvents(t *testing.T) {
 	tenant := uuid.New()
 
 	start := time.Now()
-	res, err := b.PublishEvent(ctx, ev(tenant, "a.one"))
+	res, err := b.PublishEvent(ctx, Event(tenant, "a.one"))
 	if err != nil || res.Sequence != 1 || res.Duplicate {
 		t.Fatalf("PublishEvent with its first send lost = %+v, %v; want stored at 1 by the resend", res, err)
 	}
@@ -54,7 +55,7 @@ func TestJetStreamResendsUnackedEvents(t *testing.T) {
 
 	batch := make([]*FlovynEvent, 50)
 	for i := range batch {
-		batch[i] = ev(tenant, "a.batch")
+		batch[i] = Event(tenant, "a.batch")
 	}
 	start = time.Now()
 	results, errs := b.PublishEvents(ctx, batch)
@@ -70,7 +71,7 @@ func TestJetStreamResendsUnackedEvents(t *testing.T) {
 	// Half the first sends answered: only the others are sent again, and every answer is a first store.
 	everyOther.Store(true)
 	for i := range batch[:10] {
-		batch[i] = ev(tenant, "a.half")
+		batch[i] = Event(tenant, "a.half")
 	}
 	results, errs = b.PublishEvents(ctx, batch[:10])
 	for i := range 10 {
@@ -105,9 +106,9 @@ func TestJetStreamResendsUnackedEvents(t *testing.T) {
 	}
 	// Sends never answered are given up after publish_timeout: none stays pending in nats.go, whose publishing stalls
 	// when 4000 are.
-	for deadline := time.Now().Add(waitFor); b.js.PublishAsyncPending() > 0; time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(WaitFor); b.js.PublishAsyncPending() > 0; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d sends still pending %v after the last publish", b.js.PublishAsyncPending(), waitFor)
+			t.Fatalf("%d sends still pending %v after the last publish", b.js.PublishAsyncPending(), WaitFor)
 		}
 	}
 }

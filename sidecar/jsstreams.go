@@ -65,27 +65,27 @@ type jsStreamSpec struct {
 }
 
 // jsStreamSpecs returns the three streams: events, index, generic streams, in that order.
-func jsStreamSpecs(cfg *Config) []jsStreamSpec {
-	j := cfg.JetStream
-	dup := j.DuplicateWindow.D()
+func jsStreamSpecs(o *NATSOptions) []jsStreamSpec {
+	j := &o.Streams
+	dup := o.Feed.DedupWindow
 	specs := []jsStreamSpec{
 		{want: jetstream.StreamConfig{Name: j.EventsStream, Subjects: []string{subjects.AllEvents},
-			Storage: jetstream.FileStorage, MaxAge: j.EventsMaxAge.D(), MaxBytes: j.EventsMaxBytes, Replicas: j.Replicas,
+			Storage: jetstream.FileStorage, MaxAge: j.EventsMaxAge, MaxBytes: j.EventsMaxBytes, Replicas: j.Replicas,
 			Duplicates: dup, AllowDirect: true, Description: "Flovyn lifecycle events " + streamMark},
 			need: subjects.AllEvents, needDup: true, maxBytes: true, maxAgeKey: "jetstream.events_max_age"},
-		{want: jetstream.StreamConfig{Name: indexStreamName(cfg), Subjects: []string{IndexPrefix + ">"},
-			Storage: jetstream.FileStorage, MaxAge: j.EventsMaxAge.D(), Replicas: j.Replicas, Duplicates: dup,
+		{want: jetstream.StreamConfig{Name: indexStreamName(j), Subjects: []string{IndexPrefix + ">"},
+			Storage: jetstream.FileStorage, MaxAge: j.EventsMaxAge, Replicas: j.Replicas, Duplicates: dup,
 			AllowDirect: true, Description: "per-workflow and per-task index of " + j.EventsStream + " " + streamMark},
 			need: IndexPrefix + ">", maxAgeKey: "jetstream.events_max_age"},
 		// Generic stream subjects have exactly one token after the prefix (the workflow or task id), so a stream on
 		// flovyn.streams.workflow.* captures all of them.
 		{want: jetstream.StreamConfig{Name: j.StreamsStream, Subjects: []string{subjects.AllStreams},
-			Storage: storageType(j.StreamsStorage), MaxAge: j.StreamsMaxAge.D(), Replicas: j.Replicas,
-			Duplicates: min(dup, j.StreamsMaxAge.D()), AllowDirect: true,
+			Storage: storageType(j.StreamsStorage), MaxAge: j.StreamsMaxAge, Replicas: j.Replicas,
+			Duplicates: min(dup, j.StreamsMaxAge), AllowDirect: true,
 			Description: "Flovyn generic streams: tokens, progress, data, errors " + streamMark},
 			need: subjects.StreamsPrefix + "*", storageKey: "jetstream.streams_storage", maxAgeKey: "jetstream.streams_max_age"},
 	}
-	if cfg.NATS.IsEmbedded() && specs[2].want.Storage == jetstream.MemoryStorage {
+	if o.Conn.Embedded && specs[2].want.Storage == jetstream.MemoryStorage {
 		// The embedded server holds at most embeddedMaxMemory in memory: bounded below it, the stream gives up its
 		// oldest events (retention: a cursor into them gets an expired gap) rather than refusing publishes when full.
 		specs[2].want.MaxBytes = embeddedMaxMemory * 3 / 4
@@ -95,7 +95,7 @@ func jsStreamSpecs(cfg *Config) []jsStreamSpec {
 
 // storageType maps jetstream.streams_storage to JetStream's storage type (Validate accepts memory and file only).
 func storageType(s string) jetstream.StorageType {
-	if s == cfgStorageFile {
+	if s == StorageFile {
 		return jetstream.FileStorage
 	}
 	return jetstream.MemoryStorage
@@ -104,10 +104,10 @@ func storageType(s string) jetstream.StorageType {
 // ensureStreams creates, adopts or verifies the three streams (see the comment at the top of this file) and logs what
 // it leaves different from the configuration. It returns an error naming the stream when one is missing (with
 // manage_streams false), cannot be created, or lacks what eventhook cannot work without.
-func ensureStreams(ctx context.Context, js jetstream.JetStream, cfg *Config, log *slog.Logger) (events, index, streams jetstream.Stream, err error) {
-	manage := cfg.JetStream.ManageStreams == nil || *cfg.JetStream.ManageStreams
+func ensureStreams(ctx context.Context, js jetstream.JetStream, o NATSOptions, log *slog.Logger) (events, index, streams jetstream.Stream, err error) {
+	manage := !o.Streams.VerifyOnly
 	var out []jetstream.Stream
-	for _, spec := range jsStreamSpecs(cfg) {
+	for _, spec := range jsStreamSpecs(&o) {
 		s, err := ensureStream(ctx, js, spec, manage, log)
 		if err != nil {
 			return nil, nil, nil, err

@@ -3,6 +3,7 @@ package sidecar
 import (
 	"bytes"
 	"encoding/json"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -65,9 +66,9 @@ func (r *logRecorder) notApplied(t testing.TB, stream string) map[string]map[str
 // sharedNATS starts a NATS server with JetStream that a test shares between eventhook and another writer (as a cluster
 // shared with Flovyn's server), and returns a configuration pointing the bus at it and the other writer's JetStream.
 // The server outlives the buses of the test, so its memory streams do too.
-func sharedNATS(t testing.TB) (*Config, jetstream.JetStream) {
+func sharedNATS(t testing.TB) (*NATSOptions, jetstream.JetStream) {
 	t.Helper()
-	srv, err := StartEmbedded(NATSConfig{EmbeddedListen: "127.0.0.1:-1", StoreDir: t.TempDir()}, NewLogger(LogConfig{Level: "error"}, nil))
+	srv, err := StartEmbedded(ConnOptions{EmbeddedListen: "127.0.0.1:-1", StoreDir: t.TempDir()}, testLogger(nil, slog.LevelError))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,17 +85,16 @@ func sharedNATS(t testing.TB) (*Config, jetstream.JetStream) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := DefaultConfig()
-	no := false
-	cfg.NATS.Embedded, cfg.NATS.URLs = &no, []string{srv.ClientURL()}
+	cfg := &NATSOptions{Linger: -1}
+	cfg.Conn.URLs = []string{srv.ClientURL()}
 	return cfg, js
 }
 
 // openBus opens a JetStream bus on cfg that logs (JSON, debug) into the returned recorder.
-func openBus(t testing.TB, cfg *Config) (*JetStreamBus, *logRecorder, error) {
+func openBus(t testing.TB, cfg *NATSOptions) (*JetStreamBus, *logRecorder, error) {
 	t.Helper()
 	rec := &logRecorder{}
-	b, err := NewJetStreamBus(t.Context(), cfg, JetStreamOptions{FeedLinger: -1}, NewLogger(LogConfig{Level: "debug", Format: "json"}, rec))
+	b, err := NewJetStreamBus(t.Context(), *cfg, slog.New(slog.NewJSONHandler(rec, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if b != nil {
 		t.Cleanup(func() { b.Close() })
 	}
@@ -118,14 +118,14 @@ func streamConfig(t testing.TB, js jetstream.JetStream, name string) jetstream.S
 func checkStreamWorks(t testing.TB, b *JetStreamBus) {
 	t.Helper()
 	tenant, wf := uuid.New(), uuid.New()
-	st := subscribeStream(t, b, tenant, wf.String(), StartEarliest())
-	evs := subscribe(t, b, ForWorkflow(tenant, wf), StartEarliest())
-	publishStream(t, b, stream(tenant, wf.String(), "", 1, StreamToken, "hello"))
-	publishEvent(t, b, ev(tenant, "workflow.started").WithWorkflow(wf))
-	if d := next(t, st); d.Value == nil || d.Value.Payload != "hello" {
+	st := SubscribeStream(t, b, tenant, wf.String(), StartEarliest())
+	evs := Subscribe(t, b, ForWorkflow(tenant, wf), StartEarliest())
+	PublishStream(t, b, Stream(tenant, wf.String(), "", 1, StreamToken, "hello"))
+	PublishEvent(t, b, Event(tenant, "workflow.started").WithWorkflow(wf))
+	if d := Next(t, st); d.Value == nil || d.Value.Payload != "hello" {
 		t.Fatalf("stream delivery %+v; want the token hello", d)
 	}
-	expectNext(t, evs, "workflow.started")
+	ExpectNext(t, evs, "workflow.started")
 }
 
 // TestStreamsStorage: the generic streams stream is created with jetstream.streams_storage (memory by default), the
@@ -134,8 +134,7 @@ func TestStreamsStorage(t *testing.T) {
 	for _, storage := range []string{"", "memory", "file"} {
 		t.Run("storage="+storage, func(t *testing.T) {
 			cfg, js := sharedNATS(t)
-			cfg.JetStream.StreamsStorage = storage
-			cfg.ApplyDefaults()
+			cfg.Streams.StreamsStorage = storage
 			b, rec, err := openBus(t, cfg)
 			if err != nil {
 				t.Fatal(err)
@@ -174,8 +173,8 @@ func TestAdoptsForeignStreams(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cfg.JetStream.StreamsStorage = "file" // what the config says cannot be applied: storage never changes in place
-	cfg.JetStream.StreamsMaxAge = Duration(2 * time.Hour)
+	cfg.Streams.StreamsStorage = "file" // what the config says cannot be applied: storage never changes in place
+	cfg.Streams.StreamsMaxAge = 2 * time.Hour
 	b, rec, err := openBus(t, cfg)
 	if err != nil {
 		t.Fatalf("NewJetStreamBus over foreign streams: %v", err)
@@ -238,17 +237,17 @@ func TestAdoptsForeignStreams(t *testing.T) {
 // storage, which JetStream cannot change in place: the stream is kept (with its events) and the difference logged.
 func TestAdoptsOwnStream(t *testing.T) {
 	cfg, js := sharedNATS(t)
-	cfg.JetStream.StreamsStorage = "file"
+	cfg.Streams.StreamsStorage = "file"
 	b, _, err := openBus(t, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	tenant, wf := uuid.New(), uuid.NewString()
-	publishStream(t, b, stream(tenant, wf, "", 1, StreamToken, "kept"))
+	PublishStream(t, b, Stream(tenant, wf, "", 1, StreamToken, "kept"))
 	b.Close()
 
-	cfg.JetStream.StreamsStorage = "memory" // the new default, over a stream an earlier version created on file
-	cfg.JetStream.StreamsMaxAge = Duration(30 * time.Minute)
+	cfg.Streams.StreamsStorage = "memory" // the new default, over a stream an earlier version created on file
+	cfg.Streams.StreamsMaxAge = 30 * time.Minute
 	b, rec, err := openBus(t, cfg)
 	if err != nil {
 		t.Fatalf("NewJetStreamBus with another storage: %v", err)
@@ -262,8 +261,8 @@ func TestAdoptsOwnStream(t *testing.T) {
 		!strings.Contains(got["storage"]["why"].(string), "delete the stream") {
 		t.Errorf("logged as not applied: %v; want only the storage (file, memory), saying how to change it", got)
 	}
-	s := subscribeStream(t, b, tenant, wf, StartEarliest())
-	if d := next(t, s); d.Value == nil || d.Value.Payload != "kept" {
+	s := SubscribeStream(t, b, tenant, wf, StartEarliest())
+	if d := Next(t, s); d.Value == nil || d.Value.Payload != "kept" {
 		t.Fatalf("first delivery %+v; want the event stored before the restart", d)
 	}
 }
@@ -284,7 +283,7 @@ func TestAdoptsWhenUpdateRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cfg.JetStream.Replicas = 3
+	cfg.Streams.Replicas = 3
 	b, rec, err := openBus(t, cfg)
 	if err != nil {
 		t.Fatalf("NewJetStreamBus with an update JetStream refuses: %v", err)
@@ -308,7 +307,6 @@ func TestAdoptsWhenUpdateRefused(t *testing.T) {
 // and an events stream whose duplicate window is too short are errors naming the stream, the setting, what it is and
 // what is needed; storage, retention and max age are logged, not errors; and nothing is changed.
 func TestVerifiesStreams(t *testing.T) {
-	no := false
 	tests := []struct {
 		name    string
 		streams []jetstream.StreamConfig
@@ -338,7 +336,7 @@ func TestVerifiesStreams(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg, js := sharedNATS(t)
-			cfg.JetStream.ManageStreams = &no
+			cfg.Streams.VerifyOnly = true
 			for _, sc := range tt.streams {
 				if _, err := js.CreateStream(t.Context(), sc); err != nil {
 					t.Fatal(err)
@@ -379,14 +377,14 @@ func TestVerifiesStreams(t *testing.T) {
 			}
 			// Stream events and lifecycle events still flow (the index's retention only slows late subscribers).
 			tenant, wf := uuid.New(), uuid.New()
-			st := subscribeStream(t, b, tenant, wf.String(), StartLive())
-			evs := subscribe(t, b, AllEvents(tenant), StartLive())
-			publishStream(t, b, stream(tenant, wf.String(), "", 1, StreamToken, "hello"))
-			publishEvent(t, b, ev(tenant, "workflow.started").WithWorkflow(wf))
-			if d := next(t, st); d.Value == nil || d.Value.Payload != "hello" {
+			st := SubscribeStream(t, b, tenant, wf.String(), StartLive())
+			evs := Subscribe(t, b, AllEvents(tenant), StartLive())
+			PublishStream(t, b, Stream(tenant, wf.String(), "", 1, StreamToken, "hello"))
+			PublishEvent(t, b, Event(tenant, "workflow.started").WithWorkflow(wf))
+			if d := Next(t, st); d.Value == nil || d.Value.Payload != "hello" {
 				t.Fatalf("stream delivery %+v; want the token hello", d)
 			}
-			expectNext(t, evs, "workflow.started")
+			ExpectNext(t, evs, "workflow.started")
 		})
 	}
 }
@@ -401,7 +399,7 @@ func TestEmbeddedMemoryStreamsGiveUpTheOldest(t *testing.T) {
 	payload := strings.Repeat("t", 900<<10)
 	const n = 90 // 90 × 900 KiB: more than the embedded server's 64 MiB
 	for i := range n {
-		if _, err := b.PublishStream(t.Context(), stream(tenant, wf, "", int32(i), StreamData, payload)); err != nil {
+		if _, err := b.PublishStream(t.Context(), Stream(tenant, wf, "", int32(i), StreamData, payload)); err != nil {
 			t.Fatalf("publish %d of %d: %v", i, n, err)
 		}
 	}

@@ -3,6 +3,7 @@ package sidecar
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strconv"
@@ -26,14 +27,13 @@ type jsSub[T any] struct {
 	b      *JetStreamBus
 	kind   *jsKind[T]
 	feed   *jsFeed
-	key    topicKey
-	idx    indexKey
+	key    TopicKey
+	idx    IndexKey
 	match  func(*T) bool
 	scan   string // the filter subject of a store scan
 	index  string // the index subject of a per-workflow or per-task replay; "" to scan
 	decode func(subject string, h nats.Header, data []byte, md *jetstream.MsgMetadata) (*T, bool)
 
-	ready   chan struct{}
 	notify  atomic.Pointer[func()] // shared with the live hub subscriber
 	done    chan struct{}
 	ctx     context.Context // cancelled by Close: ends the replay worker
@@ -43,8 +43,8 @@ type jsSub[T any] struct {
 	onClose func() // when set, runs once the subscription is closed
 
 	mu       sync.Mutex
-	prefix   []entry[T]
-	live     *subscriber[T]
+	prefix   []Entry[T]
+	live     *Subscriber[T]
 	last     uint64 // sequence of the last delivery
 	examined uint64 // every sequence up to here is delivered, in prefix, or does not match
 	gap      *Gap
@@ -58,9 +58,9 @@ var errRefeed = errors.New("sidecar: replay starts over")
 
 var _ Subscription[FlovynEvent] = (*jsSub[FlovynEvent])(nil)
 
-func newJSSub[T any](b *JetStreamBus, kind *jsKind[T], feed *jsFeed, key topicKey, idx indexKey, match func(*T) bool) *jsSub[T] {
+func newJSSub[T any](b *JetStreamBus, kind *jsKind[T], feed *jsFeed, key TopicKey, idx IndexKey, match func(*T) bool) *jsSub[T] {
 	s := &jsSub[T]{b: b, kind: kind, feed: feed, key: key, idx: idx, match: match,
-		ready: make(chan struct{}, 1), done: make(chan struct{}), drained: make(chan struct{}, 1)}
+		done: make(chan struct{}), drained: make(chan struct{}, 1)}
 	s.ctx, s.cancel = context.WithCancel(b.ctx)
 	s.stopBus = context.AfterFunc(b.ctx, func() { s.Close() })
 	return s
@@ -73,30 +73,31 @@ func (s *jsSub[T]) begin(ctx context.Context, from Start) {
 		s.stopCtx = context.AfterFunc(ctx, func() { s.Close() })
 	}
 	after := uint64(0)
-	switch from.kind {
-	case startLive:
-		s.attach(0, nil, attachLive)
+	cursor, isAfter := from.After()
+	switch {
+	case from.IsLive():
+		s.attach(0, nil, AttachLive)
 		return
-	case startAfter:
-		if from.after.Epoch != s.kind.epoch {
+	case isAfter:
+		if cursor.Epoch != s.kind.epoch {
 			s.gap = &Gap{Reason: GapReset, Missed: -1} // another stream (or backend) numbered this cursor
 		} else {
-			after = from.after.Seq
+			after = cursor.Seq
 			s.mu.Lock()
 			s.last = after // where a refeed starts over
 			s.mu.Unlock()
-			if s.attach(after, nil, attachCovered) {
+			if s.attach(after, nil, AttachCovered) {
 				return
 			}
 		}
 	}
 	s.examined = after
-	s.startWorker(after, from.kind == startAfter && s.gap == nil)
+	s.startWorker(after, isAfter && s.gap == nil)
 }
 
 // attach joins the live feed after the position; it returns false when mode refuses.
-func (s *jsSub[T]) attach(after uint64, stored []entry[T], mode attachMode) bool {
-	sub, merged, at, ok, err := s.kind.hub.attach(s.key, s.idx, s.match, after, stored, mode, s.ready, &s.notify)
+func (s *jsSub[T]) attach(after uint64, stored []Entry[T], mode AttachMode) bool {
+	sub, merged, at, ok, err := s.kind.hub.Attach(s.key, s.idx, s.match, after, stored, mode, &s.notify)
 	if err != nil || !ok {
 		return false
 	}
@@ -114,7 +115,7 @@ func (s *jsSub[T]) attach(after uint64, stored []entry[T], mode attachMode) bool
 	s.prefix = append(s.prefix, merged...)
 	s.live = sub
 	s.examined = max(s.examined, at)
-	if mode == attachLive {
+	if mode == AttachLive {
 		s.last = max(s.last, at) // where a refeed starts over
 	}
 	s.mu.Unlock()
@@ -123,17 +124,13 @@ func (s *jsSub[T]) attach(after uint64, stored []entry[T], mode attachMode) bool
 }
 
 func (s *jsSub[T]) wake() {
-	select {
-	case s.ready <- struct{}{}:
-	default:
-	}
 	if f := s.notify.Load(); f != nil {
 		(*f)()
 	}
 }
 
-// setNotify implements notifier.
-func (s *jsSub[T]) setNotify(f func()) { s.notify.Store(&f) }
+// SetNotify implements Subscription.
+func (s *jsSub[T]) SetNotify(f func()) { s.notify.Store(&f) }
 
 func (s *jsSub[T]) startWorker(after uint64, checkExpiry bool) {
 	if s.ctx.Err() != nil {
@@ -203,7 +200,7 @@ func (s *jsSub[T]) replayScan(after uint64) error {
 		if err != nil {
 			return err
 		}
-		var entries []entry[T]
+		var entries []Entry[T]
 		n, pending := 0, uint64(0)
 		for msg := range batch.Messages() {
 			md, err := msg.Metadata()
@@ -213,7 +210,7 @@ func (s *jsSub[T]) replayScan(after uint64) error {
 			n++
 			q, pending = md.Sequence.Stream, md.NumPending
 			if v, ok := s.decode(msg.Subject(), msg.Headers(), msg.Data(), md); ok && (s.match == nil || s.match(v)) {
-				entries = append(entries, s.kind.hub.entry(q, uint64(md.Timestamp.UnixNano()), v))
+				entries = append(entries, s.kind.hub.Entry(q, uint64(md.Timestamp.UnixNano()), v))
 			}
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
@@ -222,9 +219,9 @@ func (s *jsSub[T]) replayScan(after uint64) error {
 		if ok, err := s.push(entries, q); !ok {
 			return err
 		}
-		mode := attachCovered
+		mode := AttachCovered
 		if n == 0 || pending == 0 {
-			mode = attachCaughtUp
+			mode = AttachCaughtUp
 		}
 		if s.attach(q, nil, mode) {
 			return nil
@@ -242,7 +239,7 @@ func (s *jsSub[T]) replayScan(after uint64) error {
 // push hands replayed entries to the reader and waits until it has taken most of them (bounding memory). It returns
 // false when the pass must end: with nil when the subscription is closed, with errRefeed when refeed made the pass
 // obsolete.
-func (s *jsSub[T]) push(entries []entry[T], examined uint64) (bool, error) {
+func (s *jsSub[T]) push(entries []Entry[T], examined uint64) (bool, error) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -340,7 +337,7 @@ func (s *jsSub[T]) replayIndex(after uint64) error {
 	}
 	slices.Sort(seqs)
 	seqs = slices.Compact(seqs)
-	entries := make([]entry[T], 0, len(seqs))
+	entries := make([]Entry[T], 0, len(seqs))
 	for _, seq := range seqs {
 		raw, err := s.kind.stream.GetMsg(s.ctx, seq)
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
@@ -351,7 +348,7 @@ func (s *jsSub[T]) replayIndex(after uint64) error {
 		}
 		md := &jetstream.MsgMetadata{Sequence: jetstream.SequencePair{Stream: seq}, Timestamp: raw.Time, Stream: s.kind.name}
 		if v, ok := s.decode(raw.Subject, raw.Header, raw.Data, md); ok && (s.match == nil || s.match(v)) {
-			entries = append(entries, s.kind.hub.entry(seq, uint64(raw.Time.UnixNano()), v))
+			entries = append(entries, s.kind.hub.Entry(seq, uint64(raw.Time.UnixNano()), v))
 		}
 	}
 	if ok, err := s.push(entries, floor); !ok {
@@ -359,9 +356,6 @@ func (s *jsSub[T]) replayIndex(after uint64) error {
 	}
 	return s.replayScan(floor)
 }
-
-// Ready implements Subscription.
-func (s *jsSub[T]) Ready() <-chan struct{} { return s.ready }
 
 // Done implements Subscription.
 func (s *jsSub[T]) Done() <-chan struct{} { return s.done }
@@ -381,7 +375,7 @@ func (s *jsSub[T]) Next() (Delivery[T], bool) {
 	}
 	if len(s.prefix) > 0 {
 		e := s.prefix[0]
-		s.prefix[0] = entry[T]{}
+		s.prefix[0] = Entry[T]{}
 		s.prefix = s.prefix[1:]
 		if len(s.prefix) == 0 {
 			s.prefix = nil
@@ -390,8 +384,8 @@ func (s *jsSub[T]) Next() (Delivery[T], bool) {
 			default:
 			}
 		}
-		s.last = e.seq
-		return e.delivery(s.kind.epoch), true
+		s.last = e.Seq
+		return e.Delivery(s.kind.epoch), true
 	}
 	if s.live == nil {
 		return Delivery[T]{}, false
@@ -412,7 +406,8 @@ func (s *jsSub[T]) Next() (Delivery[T], bool) {
 	return d, true
 }
 
-// Settled reports whether the subscription has joined the live feed (or ended): a replay no longer runs.
+// Settled implements Subscription: true once the subscription has joined the live feed (or ended), when a replay no
+// longer runs.
 func (s *jsSub[T]) Settled() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -450,14 +445,14 @@ func (s *jsSub[T]) Close() error {
 // SubscribeEvents implements EventSubscriber. A pattern with a workflow or task id replays through the per-workflow
 // index; any other pattern replays by reading the tenant's subjects (narrowed by the type prefix) in the store.
 func (b *JetStreamBus) SubscribeEvents(ctx context.Context, p EventPattern, from Start) (Subscription[FlovynEvent], error) {
-	if err := validatePattern(&p); err != nil {
+	if err := ValidatePattern(&p); err != nil {
 		return nil, err
 	}
 	feed, err := b.acquireEventFeed(ctx, p.TenantID)
 	if err != nil {
-		return nil, errorf("subscribe events", err)
+		return nil, fmt.Errorf("subscribe events: %w", err)
 	}
-	s := newJSSub(b, b.events, feed, topicKey{tenant: p.TenantID}, patternIndex(&p), p.matcher())
+	s := newJSSub(b, b.events, feed, TopicKey{Tenant: p.TenantID}, PatternIndex(&p), p.Matcher())
 	s.scan = p.Subject()
 	switch {
 	case p.TaskExecutionID != nil:
@@ -475,15 +470,15 @@ func (b *JetStreamBus) SubscribeEvents(ctx context.Context, p EventPattern, from
 // SubscribeStream implements StreamSubscriber: one feed per stream key with subscribers, shared by every tenant, and
 // each tenant sees only the events published for it.
 func (b *JetStreamBus) SubscribeStream(ctx context.Context, tenant uuid.UUID, key string, from Start) (Subscription[StreamEvent], error) {
-	key, err := streamKey(tenant, key)
+	key, err := StreamKey(tenant, key)
 	if err != nil {
 		return nil, err
 	}
 	feed, err := b.acquireStreamFeed(ctx, tenant, key)
 	if err != nil {
-		return nil, errorf("subscribe stream", err)
+		return nil, fmt.Errorf("subscribe stream: %w", err)
 	}
-	s := newJSSub(b, b.stream, feed, topicKey{tenant: tenant, stream: key}, indexKey{}, nil)
+	s := newJSSub(b, b.stream, feed, TopicKey{Tenant: tenant, Stream: key}, IndexKey{}, nil)
 	s.scan = subjects.StreamsPrefix + key
 	s.decode = func(_ string, h nats.Header, data []byte, md *jetstream.MsgMetadata) (*StreamEvent, bool) {
 		return feed.decodeStored(tenant, h, data, md.Timestamp)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 )
@@ -75,7 +76,7 @@ func LegacyEventType(name string) (eventType string, known bool) {
 // Legacy returns the StateEventPayload carried by s when s is a legacy lifecycle event: a DATA event whose payload is a
 // JSON object with "type": "Event" and a string "event" (keys matched exactly). Otherwise it returns nil.
 func (s *StreamEvent) Legacy() *StateEventPayload {
-	if s.Type != StreamData || firstByte([]byte(s.Payload)) != '{' {
+	if p := strings.TrimLeft(s.Payload, " \t\r\n"); s.Type != StreamData || p == "" || p[0] != '{' {
 		return nil
 	}
 	var fields map[string]json.RawMessage
@@ -96,7 +97,7 @@ func (s *StreamEvent) Legacy() *StateEventPayload {
 }
 
 // legacyNamespace is the UUIDv5 namespace of the ids given to converted legacy events.
-var legacyNamespace = uuid.MustParse("7a1c9e52-6f0b-4d3e-9c8a-1b2f3e4d5c6a")
+var LegacyNamespace = uuid.MustParse("7a1c9e52-6f0b-4d3e-9c8a-1b2f3e4d5c6a")
 
 // LegacyToEvent converts the legacy lifecycle event p, carried by the stream event s, into a FlovynEvent of s's tenant:
 // type from the name table, ids from s (which must be UUIDs), data = the snapshot unchanged, and a deterministic id
@@ -158,7 +159,7 @@ func legacyID(s *StreamEvent) uuid.UUID {
 	b = strconv.AppendInt(b, s.TimestampMs, 10)
 	b = append(b, '/')
 	b = append(b, s.Payload...)
-	return uuid.NewSHA1(legacyNamespace, b)
+	return uuid.NewSHA1(LegacyNamespace, b)
 }
 
 // legacyNames maps dotted event types back to Flovyn's legacy names: legacyTypes inverted. A type made from an unknown
@@ -205,4 +206,32 @@ func (p *StateEventPayload) AppendJSON(dst []byte) []byte {
 	dst = append(dst, `,"timestampMs":`...)
 	dst = strconv.AppendInt(dst, p.TimestampMs, 10)
 	return append(dst, '}')
+}
+
+// forTenant returns the stream event s as delivered to tenant: s itself when it is already that tenant's, else a copy.
+// A legacy lifecycle payload (a DATA event carrying a StateEventPayload, as Flovyn's server publishes its lifecycle
+// events onto the stream) gets the lifecycle event it stands for, exactly as a publish over HTTP would have converted
+// it, so that subscribers get one lifecycle frame, never a data frame. ts stamps a converted event that carries no time
+// (the message's time in the stream, so that a replay gives the same event). It returns false for a legacy payload
+// that converts to no valid lifecycle event (ids that are not UUIDs): the caller drops it as invalid.
+func (s *StreamEvent) ForTenant(tenant uuid.UUID, p *StateEventPayload, source string, ts time.Time) (*StreamEvent, bool) {
+	v := s
+	if s.TenantID != tenant || p != nil {
+		c := *s
+		c.TenantID = tenant
+		v = &c
+	}
+	if p == nil {
+		return v, true
+	}
+	e, _, err := LegacyToEvent(v, p)
+	if err != nil {
+		return nil, false
+	}
+	e.Stamp(source, ts)
+	if e.Validate() != nil {
+		return nil, false
+	}
+	v.lifecycle = e
+	return v, true
 }

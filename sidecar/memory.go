@@ -2,8 +2,7 @@ package sidecar
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/binary"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,22 +12,12 @@ import (
 
 // MemoryOptions configures a MemoryBus. The zero value means the defaults.
 type MemoryOptions struct {
-	// EventBuffer is the number of lifecycle events held per tenant (default 1024).
-	EventBuffer int
-	// StreamBuffer is the number of stream events held per workflow stream (default 256).
-	StreamBuffer int
+	// Feed holds the settings every backend shares: ring sizes, byte bound, dedup window, encoders.
+	Feed FeedOptions
 	// IdleTTL is how long a tenant's or stream's ring is kept after its last event or subscriber (default 10 min).
 	IdleTTL time.Duration
-	// DedupWindow is how long a published event id is remembered per tenant (default 2 min).
-	DedupWindow time.Duration
 	// DedupMax bounds the ids remembered per tenant (default 100,000); beyond it the oldest are forgotten early.
 	DedupMax int
-	// MaxBytes bounds the bytes held in all rings together, approximately (0: no bound beyond the ring sizes). Past
-	// it, a publishing ring gives up its oldest events (a subscriber resuming before them gets a gap).
-	MaxBytes int64
-	// TenantKey is the key of the tenant in the lifecycle frames the bus encodes for SSE (events.tenant_key; empty
-	// means TenantKeyTenantID).
-	TenantKey TenantKey
 
 	// broadcast puts every subscriber of a tenant in one bucket, as the original design's per-tenant broadcast did.
 	// Only benchmarks set it, to compare with the indexed fan-out.
@@ -36,17 +25,9 @@ type MemoryOptions struct {
 }
 
 func (o MemoryOptions) withDefaults() MemoryOptions {
-	if o.EventBuffer <= 0 {
-		o.EventBuffer = 1024
-	}
-	if o.StreamBuffer <= 0 {
-		o.StreamBuffer = 256
-	}
+	o.Feed = o.Feed.WithDefaults()
 	if o.IdleTTL <= 0 {
 		o.IdleTTL = 10 * time.Minute
-	}
-	if o.DedupWindow <= 0 {
-		o.DedupWindow = 2 * time.Minute
 	}
 	if o.DedupMax <= 0 {
 		o.DedupMax = 100_000
@@ -61,8 +42,8 @@ func (o MemoryOptions) withDefaults() MemoryOptions {
 // A janitor goroutine removes the rings that have had no event and no subscriber for IdleTTL; Close stops it.
 type MemoryBus struct {
 	opts    MemoryOptions
-	events  *hub[FlovynEvent]
-	streams *hub[StreamEvent]
+	events  *Hub[FlovynEvent]
+	streams *Hub[StreamEvent]
 
 	stop      chan struct{}
 	wg        sync.WaitGroup
@@ -74,38 +55,20 @@ var _ Bus = (*MemoryBus)(nil)
 // NewMemoryBus returns a running MemoryBus.
 func NewMemoryBus(opts MemoryOptions) *MemoryBus {
 	opts = opts.withDefaults()
-	epoch := bootEpoch()
+	epoch := NewEpoch()
 	arrival := new(atomic.Uint64)
 	b := &MemoryBus{
 		opts: opts,
-		events: newHub[FlovynEvent](hubConfig[FlovynEvent]{capacity: opts.EventBuffer, idleTTL: opts.IdleTTL,
-			broadcast: opts.broadcast, dedup: opts.DedupWindow, dedupMax: opts.DedupMax,
-			maxBytes: opts.MaxBytes / 2, sizeOf: eventSize, encode: lifecycleWire(opts.TenantKey)}, epoch, arrival),
-		streams: newHub[StreamEvent](hubConfig[StreamEvent]{capacity: opts.StreamBuffer, idleTTL: opts.IdleTTL,
-			maxBytes: opts.MaxBytes / 2, sizeOf: streamSize, encode: streamFrameWire(opts.TenantKey)}, epoch, arrival),
+		events: NewHub[FlovynEvent](HubConfig[FlovynEvent]{Capacity: opts.Feed.EventBuffer, IdleTTL: opts.IdleTTL,
+			Broadcast: opts.broadcast, Dedup: opts.Feed.DedupWindow, DedupMax: opts.DedupMax,
+			MaxBytes: opts.Feed.MaxBytes / 2, SizeOf: EventSize, Encode: opts.Feed.Encoders.Event}, epoch, arrival),
+		streams: NewHub[StreamEvent](HubConfig[StreamEvent]{Capacity: opts.Feed.StreamBuffer, IdleTTL: opts.IdleTTL,
+			MaxBytes: opts.Feed.MaxBytes / 2, SizeOf: StreamSize, Encode: opts.Feed.Encoders.Stream}, epoch, arrival),
 		stop: make(chan struct{}),
 	}
 	b.wg.Add(1)
 	go b.janitor() // ends when Close closes b.stop
 	return b
-}
-
-// eventSize and streamSize approximate the memory an event holds: its variable parts, its shared SSE encoding and a fixed overhead.
-func eventSize(e *FlovynEvent) int { return 512 + 2*(len(e.Data)+len(e.EventType)+len(e.Source)) }
-
-func streamSize(s *StreamEvent) int {
-	n := 160 + len(s.Payload) + len(s.WorkflowExecutionID) + len(s.TaskExecutionID)
-	if s.lifecycle != nil {
-		n += eventSize(s.lifecycle)
-	}
-	return n
-}
-
-// bootEpoch returns a random non-zero epoch, so that positions of different processes never compare equal.
-func bootEpoch() uint64 {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return binary.LittleEndian.Uint64(b[:])>>12 | 1 // 52 bits keep cursors short
 }
 
 func (b *MemoryBus) janitor() {
@@ -126,55 +89,32 @@ func (b *MemoryBus) janitor() {
 // cleanup_inactive_channels) and returns how many it removed. The janitor calls it periodically; tests may call it.
 func (b *MemoryBus) CleanupInactive() int { return b.cleanup(time.Now()) }
 
-func (b *MemoryBus) cleanup(now time.Time) int { return b.events.sweep(now) + b.streams.sweep(now) }
+func (b *MemoryBus) cleanup(now time.Time) int { return b.events.Sweep(now) + b.streams.Sweep(now) }
 
 // Channels returns the number of tenant rings and stream rings held.
-func (b *MemoryBus) Channels() (events, streams int) { return b.events.size(), b.streams.size() }
-
-// eventIndex returns the index buckets an event is delivered through.
-func eventIndex(e *FlovynEvent, buf *[3]indexKey) []indexKey {
-	idx := append(buf[:0], indexKey{})
-	if e.WorkflowExecutionID != nil {
-		idx = append(idx, indexKey{kind: indexWorkflow, id: *e.WorkflowExecutionID})
-	}
-	if e.TaskExecutionID != nil {
-		idx = append(idx, indexKey{kind: indexTask, id: *e.TaskExecutionID})
-	}
-	return idx
-}
-
-// patternIndex returns the one bucket a pattern's subscriber waits in: its task, else its workflow, else the tenant's.
-func patternIndex(p *EventPattern) indexKey {
-	switch {
-	case p.TaskExecutionID != nil:
-		return indexKey{kind: indexTask, id: *p.TaskExecutionID}
-	case p.WorkflowExecutionID != nil:
-		return indexKey{kind: indexWorkflow, id: *p.WorkflowExecutionID}
-	}
-	return indexKey{}
-}
+func (b *MemoryBus) Channels() (events, streams int) { return b.events.Size(), b.streams.Size() }
 
 // PublishEvent implements EventPublisher. The event must be stamped and valid.
 func (b *MemoryBus) PublishEvent(ctx context.Context, e *FlovynEvent) (PublishResult, error) {
 	if err := ctx.Err(); err != nil {
 		return PublishResult{}, err
 	}
-	var buf [3]indexKey
-	seq, dup, err := b.events.publish(topicKey{tenant: e.TenantID}, e, 0, 0, eventIndex(e, &buf), e.ID, time.Now())
+	var buf [3]IndexKey
+	seq, dup, err := b.events.Publish(TopicKey{Tenant: e.TenantID}, e, 0, 0, EventIndex(e, &buf), e.ID, time.Now())
 	if err != nil {
-		return PublishResult{}, errorf("publish event", err)
+		return PublishResult{}, fmt.Errorf("publish event: %w", err)
 	}
 	return PublishResult{Sequence: seq, Duplicate: dup}, nil
 }
 
 // SubscribeEvents implements EventSubscriber.
 func (b *MemoryBus) SubscribeEvents(ctx context.Context, p EventPattern, from Start) (Subscription[FlovynEvent], error) {
-	if err := validatePattern(&p); err != nil {
+	if err := ValidatePattern(&p); err != nil {
 		return nil, err
 	}
-	s, err := b.events.subscribe(ctx, topicKey{tenant: p.TenantID}, patternIndex(&p), p.matcher(), from)
+	s, err := b.events.Subscribe(ctx, TopicKey{Tenant: p.TenantID}, PatternIndex(&p), p.Matcher(), from)
 	if err != nil {
-		return nil, errorf("subscribe events", err)
+		return nil, fmt.Errorf("subscribe events: %w", err)
 	}
 	return s, nil
 }
@@ -184,27 +124,27 @@ func (b *MemoryBus) PublishStream(ctx context.Context, s *StreamEvent) (PublishR
 	if err := ctx.Err(); err != nil {
 		return PublishResult{}, err
 	}
-	key, err := streamKey(s.TenantID, s.Key())
+	key, err := StreamKey(s.TenantID, s.Key())
 	if err != nil {
 		return PublishResult{}, err
 	}
-	all := [1]indexKey{}
-	seq, _, err := b.streams.publish(topicKey{tenant: s.TenantID, stream: key}, s, 0, 0, all[:], uuid.Nil, time.Now())
+	all := [1]IndexKey{}
+	seq, _, err := b.streams.Publish(TopicKey{Tenant: s.TenantID, Stream: key}, s, 0, 0, all[:], uuid.Nil, time.Now())
 	if err != nil {
-		return PublishResult{}, errorf("publish stream", err)
+		return PublishResult{}, fmt.Errorf("publish stream: %w", err)
 	}
 	return PublishResult{Sequence: seq}, nil
 }
 
 // SubscribeStream implements StreamSubscriber.
 func (b *MemoryBus) SubscribeStream(ctx context.Context, tenant uuid.UUID, key string, from Start) (Subscription[StreamEvent], error) {
-	key, err := streamKey(tenant, key)
+	key, err := StreamKey(tenant, key)
 	if err != nil {
 		return nil, err
 	}
-	s, err := b.streams.subscribe(ctx, topicKey{tenant: tenant, stream: key}, indexKey{}, nil, from)
+	s, err := b.streams.Subscribe(ctx, TopicKey{Tenant: tenant, Stream: key}, IndexKey{}, nil, from)
 	if err != nil {
-		return nil, errorf("subscribe stream", err)
+		return nil, fmt.Errorf("subscribe stream: %w", err)
 	}
 	return s, nil
 }
@@ -214,8 +154,8 @@ func (b *MemoryBus) Close() error {
 	b.closeOnce.Do(func() {
 		close(b.stop)
 		b.wg.Wait()
-		b.events.close()
-		b.streams.close()
+		b.events.Close()
+		b.streams.Close()
 	})
 	return nil
 }

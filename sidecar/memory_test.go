@@ -10,19 +10,22 @@ import (
 	"github.com/google/uuid"
 )
 
-func memoryContract() contract {
-	return contract{
-		newBus:      func(testing.TB) Bus { return NewMemoryBus(MemoryOptions{EventBuffer: 64, StreamBuffer: 32}) },
-		eventBuffer: 64,
-		backend:     "memory",
+func memoryContract() Contract {
+	return Contract{
+		NewBus: func(_ testing.TB, o Options) Bus {
+			return NewMemoryBus(MemoryOptions{Feed: FeedOptions{EventBuffer: 64, StreamBuffer: 32, Encoders: o.Encoders}})
+		},
+		EventBuffer: 64,
 	}
 }
 
-func TestMemoryContract(t *testing.T) { runContract(t, memoryContract()) }
+func TestMemoryContract(t *testing.T) { Run(t, memoryContract()) }
 
 // TestMemoryDefaultsContract runs the suite once with the default ring sizes (1024 events, 256 stream events).
 func TestMemoryDefaultsContract(t *testing.T) {
-	runContract(t, contract{newBus: func(testing.TB) Bus { return NewMemoryBus(MemoryOptions{}) }, eventBuffer: 1024, backend: "memory"})
+	Run(t, Contract{NewBus: func(_ testing.TB, o Options) Bus {
+		return NewMemoryBus(MemoryOptions{Feed: FeedOptions{Encoders: o.Encoders}})
+	}, EventBuffer: 1024})
 }
 
 // TestMemoryCleanup is the design's test_cleanup_event_channels: rings no one uses are removed, for both kinds, and a
@@ -32,9 +35,9 @@ func TestMemoryCleanup(t *testing.T) {
 	defer b.Close()
 	tenant, busy := uuid.New(), uuid.New()
 	wf := uuid.NewString()
-	publishEvent(t, b, ev(tenant, "x"))
-	publishStream(t, b, stream(tenant, wf, "", 1, StreamToken, "t"))
-	s := subscribe(t, b, AllEvents(busy), StartLive())
+	PublishEvent(t, b, Event(tenant, "x"))
+	PublishStream(t, b, Stream(tenant, wf, "", 1, StreamToken, "t"))
+	s := Subscribe(t, b, AllEvents(busy), StartLive())
 	if ev, st := b.Channels(); ev != 2 || st != 1 {
 		t.Fatalf("Channels() = %d, %d; want 2, 1", ev, st)
 	}
@@ -52,23 +55,23 @@ func TestMemoryCleanup(t *testing.T) {
 		t.Fatalf("cleanup after the last subscriber left removed %d; want 1", n)
 	}
 	// A cleaned-up tenant works again from scratch.
-	s2 := subscribe(t, b, AllEvents(tenant), StartEarliest())
-	publishEvent(t, b, ev(tenant, "again"))
-	expectNext(t, s2, "again")
+	s2 := Subscribe(t, b, AllEvents(tenant), StartEarliest())
+	PublishEvent(t, b, Event(tenant, "again"))
+	ExpectNext(t, s2, "again")
 }
 
 // TestMemoryDedupWindow checks that an id is forgotten once the window has passed.
 func TestMemoryDedupWindow(t *testing.T) {
-	h := newHub[FlovynEvent](hubConfig[FlovynEvent]{capacity: 8, idleTTL: time.Minute, dedup: time.Minute, dedupMax: 100}, 1, new(atomic.Uint64))
-	e := ev(uuid.New(), "x")
-	key := topicKey{tenant: e.TenantID}
+	h := NewHub[FlovynEvent](HubConfig[FlovynEvent]{Capacity: 8, IdleTTL: time.Minute, Dedup: time.Minute, DedupMax: 100}, 1, new(atomic.Uint64))
+	e := Event(uuid.New(), "x")
+	key := TopicKey{Tenant: e.TenantID}
 	now := time.Now()
-	idx := []indexKey{{}}
-	s1, _, _ := h.publish(key, e, 0, 0, idx, e.ID, now)
-	if s, dup, _ := h.publish(key, e, 0, 0, idx, e.ID, now.Add(59*time.Second)); !dup || s != s1 {
+	idx := []IndexKey{{}}
+	s1, _, _ := h.Publish(key, e, 0, 0, idx, e.ID, now)
+	if s, dup, _ := h.Publish(key, e, 0, 0, idx, e.ID, now.Add(59*time.Second)); !dup || s != s1 {
 		t.Fatalf("within the window: seq %d dup %v; want %d true", s, dup, s1)
 	}
-	if _, dup, _ := h.publish(key, e, 0, 0, idx, e.ID, now.Add(61*time.Second)); dup {
+	if _, dup, _ := h.Publish(key, e, 0, 0, idx, e.ID, now.Add(61*time.Second)); dup {
 		t.Fatal("after the window the id was still a duplicate")
 	}
 }
@@ -76,21 +79,21 @@ func TestMemoryDedupWindow(t *testing.T) {
 // TestMemoryMaxBytes checks that memory.max_bytes bounds what the rings hold: past it, the publishing ring gives up its
 // oldest events, and a cursor before them gets a gap.
 func TestMemoryMaxBytes(t *testing.T) {
-	b := NewMemoryBus(MemoryOptions{EventBuffer: 1024, MaxBytes: 2 * 64 << 10})
+	b := NewMemoryBus(MemoryOptions{Feed: FeedOptions{EventBuffer: 1024, MaxBytes: 2 * 64 << 10}})
 	defer b.Close()
 	tenant := uuid.New()
-	first := publishEvent(t, b, ev(tenant, "first"))
+	first := PublishEvent(t, b, Event(tenant, "first"))
 	big, _ := NewEvent(tenant, "big", "system", strings.Repeat("x", 4000))
 	for range 100 { // 100 × ~4 KiB = ~400 KiB, past the 64 KiB the event rings may hold
 		c := *big
 		c.ID = uuid.New()
-		publishEvent(t, b, &c)
+		PublishEvent(t, b, &c)
 	}
 	if held := b.events.bytes.Load(); held > 64<<10 || held <= 0 {
 		t.Fatalf("the event rings hold %d bytes; want at most %d", held, 64<<10)
 	}
-	s := subscribe(t, b, AllEvents(tenant), StartAfter(Position{Epoch: b.events.epoch, Seq: first.Sequence}))
-	if d := next(t, s); d.Gap == nil || d.Gap.Reason != GapExpired {
+	s := Subscribe(t, b, AllEvents(tenant), StartAfter(Position{Epoch: b.events.epoch, Seq: first.Sequence}))
+	if d := Next(t, s); d.Gap == nil || d.Gap.Reason != GapExpired {
 		t.Fatalf("first delivery %+v; want an expired gap", d)
 	}
 	b.CleanupInactive()
@@ -101,17 +104,17 @@ func TestMemoryMaxBytes(t *testing.T) {
 func TestHubPendingBound(t *testing.T) {
 	for _, pending := range []int{0, 32} {
 		t.Run(fmt.Sprint("pending=", pending), func(t *testing.T) {
-			h := newHub[FlovynEvent](hubConfig[FlovynEvent]{capacity: 8, pending: pending, idleTTL: time.Minute}, 1, new(atomic.Uint64))
-			defer h.close()
+			h := NewHub[FlovynEvent](HubConfig[FlovynEvent]{Capacity: 8, Pending: pending, IdleTTL: time.Minute}, 1, new(atomic.Uint64))
+			defer h.Close()
 			tenant := uuid.New()
-			key := topicKey{tenant: tenant}
-			s, err := h.subscribe(t.Context(), key, indexKey{}, nil, StartLive())
+			key := TopicKey{Tenant: tenant}
+			s, err := h.Subscribe(t.Context(), key, IndexKey{}, nil, StartLive())
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer s.Close()
 			for i := range 30 {
-				h.publish(key, ev(tenant, fmt.Sprintf("e.n%d", i)), 0, 0, []indexKey{{}}, uuid.Nil, time.Now())
+				h.Publish(key, Event(tenant, fmt.Sprintf("e.n%d", i)), 0, 0, []IndexKey{{}}, uuid.Nil, time.Now())
 			}
 			want := 30 // all pending
 			if pending == 0 {

@@ -22,12 +22,6 @@ type Metrics struct {
 	deliveredStream    [4]prometheus.Counter // by streamKindIndex
 }
 
-// Connectivity is implemented by backends that know whether they are connected to their server now.
-type Connectivity interface {
-	// Connected reports whether the backend's connection is up.
-	Connected() bool
-}
-
 // registerBusMetrics adds the metrics the bus itself counts: messages received from NATS and discarded (invalid, or
 // stream events without a tenant), publishes sent again, and the connection state.
 func registerBusMetrics(reg prometheus.Registerer, bus Bus) error {
@@ -100,7 +94,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	}
 	m.deliveredLifecycle = m.delivered.WithLabelValues("lifecycle")
 	for _, k := range []StreamEventType{StreamToken, StreamProgress, StreamData, StreamError} {
-		m.deliveredStream[streamKindIndex(k)] = m.delivered.WithLabelValues(k.SSEName())
+		m.deliveredStream[StreamKindIndex(k)] = m.delivered.WithLabelValues(k.SSEName())
 	}
 	for _, c := range []prometheus.Collector{m.published, m.duplicates, m.rejected, m.delivered, m.dropped, m.legacy,
 		m.publishDuration, m.subscribers, m.backendUp, m.unreadableCursors} {

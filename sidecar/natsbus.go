@@ -28,11 +28,11 @@ import (
 // A stream event whose owner is not known yet waits in a queue of its key (memory.stream_buffer events at most) until
 // a lifecycle event names it. The owners live in the process: a restart, or another sidecar, learns them anew.
 type NATSBus struct {
-	cfg     *Config
+	o       NATSOptions
 	log     *slog.Logger
 	conn    *natsConn
-	events  *hub[FlovynEvent]
-	streams *hub[StreamEvent]
+	events  *Hub[FlovynEvent]
+	streams *Hub[StreamEvent]
 	linger  time.Duration
 	stats   busStats
 	epochs  atomic.Uint64 // the last epoch handed out
@@ -44,7 +44,7 @@ type NATSBus struct {
 	claims  *nats.Subscription        // every lifecycle event, for owners; from the first untenanted stream event on
 	waiting map[string][]*StreamEvent // stream events without a tenant whose owner is not known yet, by key
 	feeds   map[string]*coreFeed
-	dedup   map[uuid.UUID]*dedupTable // per tenant: this sidecar's own publishes
+	dedup   map[uuid.UUID]*DedupTable // per tenant: this sidecar's own publishes
 	pubSeq  map[uuid.UUID]uint64      // per tenant: sequence numbers of this sidecar's publishes
 	closed  bool
 	dedupWn time.Duration
@@ -62,27 +62,32 @@ type coreFeed struct {
 	sub    *nats.Subscription
 	refs   int
 	linger *time.Timer
-	topics map[topicKey]bool
+	topics map[TopicKey]bool
 }
 
-// NewNATSBus connects to NATS (starting the embedded server when configured) and returns the bus. linger keeps a feed
-// open after its last subscriber leaves (negative: close at once).
-func NewNATSBus(ctx context.Context, cfg *Config, linger time.Duration, log *slog.Logger) (*NATSBus, error) {
-	b := &NATSBus{cfg: cfg, log: log, linger: linger, feeds: map[string]*coreFeed{}, waiting: map[string][]*StreamEvent{},
-		untenanted: cfg.UntenantedTenant(),
-		dedup:      map[uuid.UUID]*dedupTable{}, pubSeq: map[uuid.UUID]uint64{}, dedupWn: cfg.JetStream.DuplicateWindow.D()}
-	b.epochs.Store(bootEpoch())
-	conn, err := connectNATS(ctx, cfg.NATS, "eventhook", log)
+// NewNATSBus connects to NATS (starting the embedded server when o.Conn says so) and returns the bus. It reads o.Conn,
+// o.Feed, o.TenantKey, o.DefaultSource, the untenanted rules and o.Linger (a feed's linger after its last subscriber;
+// 0: a minute). It returns the connection's error when NATS cannot be reached.
+func NewNATSBus(ctx context.Context, o NATSOptions, log *slog.Logger) (*NATSBus, error) {
+	o = o.withDefaults()
+	if o.Linger == 0 {
+		o.Linger = time.Minute
+	}
+	b := &NATSBus{o: o, log: log, linger: o.Linger, feeds: map[string]*coreFeed{}, waiting: map[string][]*StreamEvent{},
+		untenanted: o.UntenantedTenant,
+		dedup:      map[uuid.UUID]*DedupTable{}, pubSeq: map[uuid.UUID]uint64{}, dedupWn: o.Feed.DedupWindow}
+	b.epochs.Store(NewEpoch())
+	conn, err := connectNATS(ctx, o.Conn, "eventhook", log)
 	if err != nil {
 		return nil, err
 	}
 	b.conn = conn
 	epoch := b.epochs.Load()
 	arrival := new(atomic.Uint64)
-	b.events = newHub[FlovynEvent](hubConfig[FlovynEvent]{capacity: cfg.Memory.EventBuffer, idleTTL: time.Hour,
-		maxBytes: cfg.Memory.MaxBytes / 2, sizeOf: eventSize, encode: lifecycleWire(cfg.Events.TenantKey)}, epoch, arrival)
-	b.streams = newHub[StreamEvent](hubConfig[StreamEvent]{capacity: cfg.Memory.StreamBuffer, idleTTL: time.Hour,
-		maxBytes: cfg.Memory.MaxBytes / 2, sizeOf: streamSize, encode: streamFrameWire(cfg.Events.TenantKey)}, epoch, arrival)
+	b.events = NewHub[FlovynEvent](HubConfig[FlovynEvent]{Capacity: o.Feed.EventBuffer, IdleTTL: time.Hour,
+		MaxBytes: o.Feed.MaxBytes / 2, SizeOf: EventSize, Encode: o.Feed.Encoders.Event}, epoch, arrival)
+	b.streams = NewHub[StreamEvent](HubConfig[StreamEvent]{Capacity: o.Feed.StreamBuffer, IdleTTL: time.Hour,
+		MaxBytes: o.Feed.MaxBytes / 2, SizeOf: StreamSize, Encode: o.Feed.Encoders.Stream}, epoch, arrival)
 	conn.nc.SetReconnectHandler(func(nc *nats.Conn) {
 		conn.setUp(true)
 		log.Info("NATS reconnected; open streams get a reset gap", slog.String("server", nc.ConnectedUrlRedacted()))
@@ -95,10 +100,10 @@ func NewNATSBus(ctx context.Context, cfg *Config, linger time.Duration, log *slo
 // told so with a reset gap.
 func (b *NATSBus) restartAll() {
 	b.mu.Lock()
-	var ev, st []topicKey
+	var ev, st []TopicKey
 	for _, f := range b.feeds {
 		for k := range f.topics {
-			if k.stream == "" {
+			if k.Stream == "" {
 				ev = append(ev, k)
 			} else {
 				st = append(st, k)
@@ -107,10 +112,10 @@ func (b *NATSBus) restartAll() {
 	}
 	b.mu.Unlock()
 	for _, k := range ev {
-		b.events.restart(k, b.epochs.Add(1))
+		b.events.Restart(k, b.epochs.Add(1))
 	}
 	for _, k := range st {
-		b.streams.restart(k, b.epochs.Add(1))
+		b.streams.Restart(k, b.epochs.Add(1))
 	}
 }
 
@@ -157,7 +162,7 @@ func (b *NATSBus) publish(ctx context.Context, m *nats.Msg) error {
 // PublishEvent implements EventPublisher: publish and flush. An id this sidecar published for the tenant within the
 // dedup window is answered as a duplicate without publishing.
 func (b *NATSBus) PublishEvent(ctx context.Context, e *FlovynEvent) (PublishResult, error) {
-	m, err := eventMsg(e, b.cfg.Events.TenantKey)
+	m, err := eventMsg(e, b.o.TenantKey)
 	if err != nil {
 		return PublishResult{}, err
 	}
@@ -168,21 +173,21 @@ func (b *NATSBus) PublishEvent(ctx context.Context, e *FlovynEvent) (PublishResu
 	}
 	d := b.dedup[e.TenantID]
 	if d == nil {
-		d = &dedupTable{}
+		d = &DedupTable{}
 		b.dedup[e.TenantID] = d
 	}
 	now := time.Now()
-	if seq, ok := d.seen(e.ID, now, b.dedupWn); ok {
+	if seq, ok := d.Seen(e.ID, now, b.dedupWn); ok {
 		b.mu.Unlock()
 		return PublishResult{Sequence: seq, Duplicate: true}, nil
 	}
 	b.pubSeq[e.TenantID]++
 	seq := b.pubSeq[e.TenantID]
-	d.add(e.ID, seq, now, 100_000)
+	d.Add(e.ID, seq, now, 100_000)
 	b.mu.Unlock()
 	if err := b.publish(ctx, m); err != nil {
 		b.mu.Lock()
-		delete(d.ids, e.ID) // not published: a retry must go through
+		d.Forget(e.ID) // not published: a retry must go through
 		b.mu.Unlock()
 		return PublishResult{}, err
 	}
@@ -209,7 +214,7 @@ func (b *NATSBus) isClosed() bool {
 }
 
 // acquire starts (or joins) the core subscription on subject, which feeds topic key; the caller releases it.
-func (b *NATSBus) acquire(subject string, key topicKey, handler nats.MsgHandler) (*coreFeed, error) {
+func (b *NATSBus) acquire(subject string, key TopicKey, handler nats.MsgHandler) (*coreFeed, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
@@ -225,19 +230,19 @@ func (b *NATSBus) acquire(subject string, key topicKey, handler nats.MsgHandler)
 			return nil, unavailable("subscribe "+subject, err)
 		}
 		sub.SetPendingLimits(64<<10, 64<<20)
-		f = &coreFeed{sub: sub, topics: map[topicKey]bool{}}
+		f = &coreFeed{sub: sub, topics: map[TopicKey]bool{}}
 		b.feeds[subject] = f
-		if key.stream != "" {
+		if key.Stream != "" {
 			b.watchClaims() // its stream events may come without a tenant: learn the owners from now on
 		}
 	}
 	if !f.topics[key] {
 		f.topics[key] = true
 		// A new feed, or a new tenant on a stream feed: what came before is not held, so a new epoch.
-		if key.stream == "" {
-			b.events.restart(key, b.epochs.Add(1))
+		if key.Stream == "" {
+			b.events.Restart(key, b.epochs.Add(1))
 		} else {
-			b.streams.restart(key, b.epochs.Add(1))
+			b.streams.Restart(key, b.epochs.Add(1))
 		}
 	}
 	f.refs++
@@ -261,10 +266,10 @@ func (b *NATSBus) release(subject string, f *coreFeed) {
 			delete(b.waiting, key) // no subscriber left to deliver them to; under b.mu
 		}
 		for k := range f.topics {
-			if k.stream == "" {
-				b.events.removeTopic(k, nil)
+			if k.Stream == "" {
+				b.events.RemoveTopic(k, nil)
 			} else {
-				b.streams.removeTopic(k, nil)
+				b.streams.RemoveTopic(k, nil)
 			}
 		}
 	}
@@ -285,72 +290,68 @@ func (b *NATSBus) release(subject string, f *coreFeed) {
 
 // coreSub is a hub subscription that releases its feed when it ends.
 type coreSub[T any] struct {
-	*subscriber[T]
+	*Subscriber[T]
 	once    sync.Once
 	release func()
 }
 
 // Close implements Subscription.
 func (s *coreSub[T]) Close() error {
-	err := s.subscriber.Close()
+	err := s.Subscriber.Close()
 	s.once.Do(s.release)
 	return err
 }
 
 // SubscribeEvents implements EventSubscriber.
 func (b *NATSBus) SubscribeEvents(ctx context.Context, p EventPattern, from Start) (Subscription[FlovynEvent], error) {
-	if err := validatePattern(&p); err != nil {
+	if err := ValidatePattern(&p); err != nil {
 		return nil, err
 	}
-	key := topicKey{tenant: p.TenantID}
+	key := TopicKey{Tenant: p.TenantID}
 	subject, _ := subjects.EventFilter(p.TenantID.String(), "")
 	f, err := b.acquire(subject, key, func(m *nats.Msg) {
 		now := time.Now()
-		e, ok := decodeReceivedEvent(b.cfg.Events.DefaultSource, m.Subject, m.Data, now, func() string { return fmt.Sprintf("core/%d", now.UnixNano()) })
+		e, ok := decodeReceivedEvent(b.o.DefaultSource, m.Subject, m.Data, now, func() string { return fmt.Sprintf("core/%d", now.UnixNano()) })
 		if !ok || e.TenantID != p.TenantID {
 			b.stats.invalid.Add(1)
 			return
 		}
 		b.learn(e)
-		var buf [3]indexKey
-		b.events.publish(key, e, 0, 0, eventIndex(e, &buf), uuid.Nil, time.Now())
+		var buf [3]IndexKey
+		b.events.Publish(key, e, 0, 0, EventIndex(e, &buf), uuid.Nil, time.Now())
 	})
 	if err != nil {
-		return nil, errorf("subscribe events", err)
+		return nil, fmt.Errorf("subscribe events: %w", err)
 	}
-	s, err := b.events.subscribe(context.Background(), key, patternIndex(&p), p.matcher(), from)
+	s, err := b.events.Subscribe(context.Background(), key, PatternIndex(&p), p.Matcher(), from)
 	if err != nil {
 		b.release(subject, f)
-		return nil, errorf("subscribe events", err)
+		return nil, fmt.Errorf("subscribe events: %w", err)
 	}
-	cs := &coreSub[FlovynEvent]{subscriber: s, release: func() { b.release(subject, f) }}
-	if ctx.Done() != nil {
-		s.stopCtx = context.AfterFunc(ctx, func() { cs.Close() })
-	}
+	cs := &coreSub[FlovynEvent]{Subscriber: s, release: func() { b.release(subject, f) }}
+	s.CloseWhenDone(ctx, func() { cs.Close() })
 	return cs, nil
 }
 
 // SubscribeStream implements StreamSubscriber.
 func (b *NATSBus) SubscribeStream(ctx context.Context, tenant uuid.UUID, key string, from Start) (Subscription[StreamEvent], error) {
-	key, err := streamKey(tenant, key)
+	key, err := StreamKey(tenant, key)
 	if err != nil {
 		return nil, err
 	}
-	tk := topicKey{tenant: tenant, stream: key}
+	tk := TopicKey{Tenant: tenant, Stream: key}
 	subject := subjects.StreamsPrefix + key
 	f, err := b.acquire(subject, tk, func(m *nats.Msg) { b.onStream(subject, key, m) })
 	if err != nil {
-		return nil, errorf("subscribe stream", err)
+		return nil, fmt.Errorf("subscribe stream: %w", err)
 	}
-	s, err := b.streams.subscribe(context.Background(), tk, indexKey{}, nil, from)
+	s, err := b.streams.Subscribe(context.Background(), tk, IndexKey{}, nil, from)
 	if err != nil {
 		b.release(subject, f)
-		return nil, errorf("subscribe stream", err)
+		return nil, fmt.Errorf("subscribe stream: %w", err)
 	}
-	cs := &coreSub[StreamEvent]{subscriber: s, release: func() { b.release(subject, f) }}
-	if ctx.Done() != nil {
-		s.stopCtx = context.AfterFunc(ctx, func() { cs.Close() })
-	}
+	cs := &coreSub[StreamEvent]{Subscriber: s, release: func() { b.release(subject, f) }}
+	s.CloseWhenDone(ctx, func() { cs.Close() })
 	return cs, nil
 }
 
@@ -389,11 +390,11 @@ func (b *NATSBus) onUntenanted(subject, key string, s *StreamEvent) {
 	case b.untenanted != uuid.Nil:
 		b.deliverStream(key, s, []uuid.UUID{b.untenanted}, time.Now())
 		return
-	case b.cfg.Streams.AcceptUntenanted:
+	case b.o.AcceptUntenanted:
 		var tenants []uuid.UUID
 		if f := b.feeds[subject]; f != nil {
 			for k := range f.topics {
-				tenants = append(tenants, k.tenant)
+				tenants = append(tenants, k.Tenant)
 			}
 		}
 		b.deliverStream(key, s, tenants, time.Now())
@@ -401,7 +402,7 @@ func (b *NATSBus) onUntenanted(subject, key string, s *StreamEvent) {
 	}
 	b.watchClaims()
 	q := b.waiting[key]
-	if len(q) >= b.cfg.Memory.StreamBuffer {
+	if len(q) >= b.o.Feed.StreamBuffer {
 		q = q[1:] // the oldest is lost: core NATS keeps nothing
 	}
 	b.waiting[key] = append(q, s)
@@ -425,21 +426,21 @@ func (b *NATSBus) watchClaims() {
 // deliverStream hands s to the topic of each tenant of key that has one.
 func (b *NATSBus) deliverStream(key string, s *StreamEvent, tenants []uuid.UUID, now time.Time) {
 	legacy := s.Legacy()
-	all := [1]indexKey{}
+	all := [1]IndexKey{}
 	for _, t := range tenants {
-		v, ok := s.forTenant(t, legacy, b.cfg.Events.DefaultSource, now)
+		v, ok := s.ForTenant(t, legacy, b.o.DefaultSource, now)
 		if !ok {
 			b.stats.invalid.Add(1)
 			return
 		}
-		b.streams.publishIfExists(topicKey{tenant: t, stream: key}, v, all[:])
+		b.streams.PublishIfExists(TopicKey{Tenant: t, Stream: key}, v, all[:])
 	}
 }
 
 // onClaim learns owners from a lifecycle event seen on NATS.
 func (b *NATSBus) onClaim(m *nats.Msg) {
 	now := time.Now()
-	e, ok := decodeReceivedEvent(b.cfg.Events.DefaultSource, m.Subject, m.Data, now, func() string { return fmt.Sprintf("core/%d", now.UnixNano()) })
+	e, ok := decodeReceivedEvent(b.o.DefaultSource, m.Subject, m.Data, now, func() string { return fmt.Sprintf("core/%d", now.UnixNano()) })
 	if ok {
 		b.learn(e)
 	}
@@ -478,11 +479,22 @@ func (b *NATSBus) Close() error {
 		_ = b.claims.Unsubscribe()
 	}
 	b.mu.Unlock()
-	b.events.close()
-	b.streams.close()
+	b.events.Close()
+	b.streams.Close()
 	b.conn.close()
 	return nil
 }
 
 // Connected implements Connectivity.
 func (b *NATSBus) Connected() bool { return b.conn.connected() }
+
+// Conn returns the bus' NATS connection, to publish on NATS as another producer would (tests, tools). The bus owns it:
+// do not close or drain it.
+func (b *NATSBus) Conn() *nats.Conn { return b.conn.nc }
+
+// Owner returns the tenant that owns the stream key as this process has learnt it (see owners.go), and whether one
+// does. The error is always nil.
+func (b *NATSBus) Owner(_ context.Context, key string) (uuid.UUID, bool, error) {
+	o, ok := b.owners.get(key)
+	return o, ok, nil
+}

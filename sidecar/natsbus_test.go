@@ -2,16 +2,18 @@ package sidecar
 
 import (
 	"io"
+	"log/slog"
 	"testing"
 	"time"
 )
 
-func newNATSTestBus(t testing.TB) *NATSBus {
+func newNATSTestBus(t testing.TB, o Options) *NATSBus {
 	t.Helper()
-	cfg := jetstreamConfig(t)
-	cfg.Backend = "nats"
-	cfg.Memory.EventBuffer = 64
-	b, err := NewNATSBus(t.Context(), cfg, time.Minute, NewLogger(LogConfig{Level: "error"}, io.Discard))
+	cfg := testOptions(t)
+	cfg.Feed.EventBuffer = 64
+	cfg.TenantKey, cfg.Feed.Encoders = o.TenantKey, o.Encoders
+	cfg.Linger = time.Minute
+	b, err := NewNATSBus(t.Context(), *cfg, testLogger(io.Discard, slog.LevelError))
 	if err != nil {
 		t.Fatalf("NewNATSBus: %v", err)
 	}
@@ -19,12 +21,11 @@ func newNATSTestBus(t testing.TB) *NATSBus {
 }
 
 func TestNATSContract(t *testing.T) {
-	runContract(t, contract{
-		newBus:      func(t testing.TB) Bus { return newNATSTestBus(t) },
-		eventBuffer: 64,
-		noHistory:   true,
-		asyncFeed:   true,
-		natsFed:     true,
-		backend:     "nats",
+	Run(t, Contract{
+		NewBus:      func(t testing.TB, o Options) Bus { return newNATSTestBus(t, o) },
+		EventBuffer: 64,
+		NoHistory:   true,
+		AsyncFeed:   true,
+		NATSFed:     true,
 	})
 }

@@ -58,9 +58,12 @@ func (c *natsConn) setUp(up bool) {
 // connectNATS starts the embedded server when cfg says so, or connects to the external cluster. Start-up waits up to
 // nats.connect_timeout for a server and says clearly what failed. Publishes are never buffered while disconnected:
 // they fail at once, so a client gets a fast 503 rather than an ack that may never come.
-func connectNATS(ctx context.Context, cfg NATSConfig, name string, log *slog.Logger) (*natsConn, error) {
+func connectNATS(ctx context.Context, cfg ConnOptions, name string, log *slog.Logger) (*natsConn, error) {
 	c := &natsConn{log: log}
-	timeout := cfg.ConnectTimeout.D()
+	timeout := cfg.ConnectTimeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
 	if timeout <= 0 {
 		timeout = 10 * time.Second
 	}
@@ -94,7 +97,7 @@ func connectNATS(ctx context.Context, cfg NATSConfig, name string, log *slog.Log
 		}),
 	}
 	var url string
-	if cfg.IsEmbedded() {
+	if cfg.Embedded {
 		s, err := StartEmbedded(cfg, log)
 		if err != nil {
 			return nil, err

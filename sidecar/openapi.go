@@ -127,13 +127,13 @@ func operation(rt route) map[string]any {
 			param("access_token", "query", "a bearer token, for EventSource clients", false))
 		format := param("format", "query", "the framing of lifecycle events: eventhook (event: lifecycle, the FlovynEvent) or "+
 			"flovyn (a type with a legacy name as Flovyn's server frames it: event: data, a StateEventPayload); default sse.format", false)
-		format["schema"] = map[string]any{"type": "string", "enum": []string{formatEventhook, formatFlovyn}}
+		format["schema"] = map[string]any{"type": "string", "enum": []string{FormatEventhook, FormatFlovyn}}
 		switch {
 		case strings.HasPrefix(rt.path, "/task-executions"):
 			params = append(params, format, param("workflow_execution_id", "query", "the workflow of the task, to get its generic stream events", false))
 		case rt.path == "/events/stream":
 			format["description"] = "the framing of lifecycle events: always eventhook on the tenant stream (a StateEventPayload names no workflow)"
-			format["schema"] = map[string]any{"type": "string", "enum": []string{formatEventhook}}
+			format["schema"] = map[string]any{"type": "string", "enum": []string{FormatEventhook}}
 			params = append(params, format, param("source", "query", "only events of this source", false),
 				param("workflow_execution_id", "query", "only events of this workflow", false),
 				param("task_execution_id", "query", "only events of this task", false))

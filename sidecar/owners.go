@@ -2,7 +2,6 @@ package sidecar
 
 import (
 	"sync"
-	"time"
 
 	"github.com/google/uuid"
 )
@@ -86,32 +85,4 @@ func claimsOf(e *FlovynEvent, buf *[2]string) []string {
 		out = append(out, e.TaskExecutionID.String())
 	}
 	return out
-}
-
-// forTenant returns the stream event s as delivered to tenant: s itself when it is already that tenant's, else a copy.
-// A legacy lifecycle payload (a DATA event carrying a StateEventPayload, as Flovyn's server publishes its lifecycle
-// events onto the stream) gets the lifecycle event it stands for, exactly as a publish over HTTP would have converted
-// it, so that subscribers get one lifecycle frame, never a data frame. ts stamps a converted event that carries no time
-// (the message's time in the stream, so that a replay gives the same event). It returns false for a legacy payload
-// that converts to no valid lifecycle event (ids that are not UUIDs): the caller drops it as invalid.
-func (s *StreamEvent) forTenant(tenant uuid.UUID, p *StateEventPayload, source string, ts time.Time) (*StreamEvent, bool) {
-	v := s
-	if s.TenantID != tenant || p != nil {
-		c := *s
-		c.TenantID = tenant
-		v = &c
-	}
-	if p == nil {
-		return v, true
-	}
-	e, _, err := LegacyToEvent(v, p)
-	if err != nil {
-		return nil, false
-	}
-	e.Stamp(source, ts)
-	if e.Validate() != nil {
-		return nil, false
-	}
-	v.lifecycle = e
-	return v, true
 }

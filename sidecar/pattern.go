@@ -66,7 +66,7 @@ func (p *EventPattern) Matches(e *FlovynEvent) bool {
 
 // matcher returns p.Matches for a subscription to the tenant's topic, or nil when p filters on nothing but the tenant:
 // every event of the topic matches then, and a fan-out to many such subscribers skips a call per event and subscriber.
-func (p *EventPattern) matcher() func(*FlovynEvent) bool {
+func (p *EventPattern) Matcher() func(*FlovynEvent) bool {
 	if p.WorkflowExecutionID == nil && p.TaskExecutionID == nil && p.EventTypePrefix == "" && p.Source == "" {
 		return nil
 	}

@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,13 +18,6 @@ import (
 
 // maxBatchBodyBytes bounds the body of a batch request, whatever max_batch × max_event_bytes would allow.
 const maxBatchBodyBytes = 32 << 20
-
-// TenantHeader carries the tenant of a request when the body does not.
-const TenantHeader = "Flovyn-Tenant-Id"
-
-// OrgHeader is another name of TenantHeader, for producers that follow Flovyn's renaming of tenants to orgs. A request
-// may send either, or both when they name the same tenant; on NATS, a stream message may carry either too.
-const OrgHeader = "Flovyn-Org-Id"
 
 // tenantParams and tenantHeaders are the names of the tenant, each followed by its alias: in a query and in headers.
 var (
@@ -45,11 +39,11 @@ func tenantOf(m map[string][]string, names [2]string) (uuid.UUID, string, error)
 		v := vs[0]
 		u, err := uuid.Parse(v)
 		if err != nil || len(v) != 36 || u == uuid.Nil {
-			return uuid.Nil, "", fieldError(name, "%q is not a non-nil UUID", v)
+			return uuid.Nil, "", Invalid(name, "%q is not a non-nil UUID", v)
 		}
 		if from != "" {
 			if u != id {
-				return uuid.Nil, "", fieldError(name, "%s disagrees with %s %s; send one of them (%s is another name of %s), "+
+				return uuid.Nil, "", Invalid(name, "%s disagrees with %s %s; send one of them (%s is another name of %s), "+
 					"or the same tenant in both", u, from, id, name, from)
 			}
 			continue
@@ -57,15 +51,6 @@ func tenantOf(m map[string][]string, names [2]string) (uuid.UUID, string, error)
 		id, from = u, name
 	}
 	return id, from, nil
-}
-
-// BatchPublisher is implemented by backends that publish many entries faster together than one by one (JetStream
-// pipelines them). Entry i is events[i] when that is set, else streams[i] (either slice may be nil when the other has
-// every entry). PublishBatch returns one result and one error per entry, in order; a nil error means stored. Entries
-// bound for one subject are stored in their order, except after a stream leader failure, when the entries the old
-// leader lost are stored again after the ones it had answered.
-type BatchPublisher interface {
-	PublishBatch(ctx context.Context, events []*FlovynEvent, streams []*StreamEvent) ([]PublishResult, []error)
 }
 
 // publishResult is one entry of a publish answer. A stored entry has id (for lifecycle events), sequence and duplicate;
@@ -143,7 +128,7 @@ func (s *Server) tenantFor(r *http.Request, body uuid.UUID, field string) (uuid.
 	}
 	switch {
 	case body != uuid.Nil && header != uuid.Nil && body != header:
-		return uuid.Nil, fieldError(field, "%s disagrees with the %s header %s; send one, or the same in both", body, name, header)
+		return uuid.Nil, Invalid(field, "%s disagrees with the %s header %s; send one, or the same in both", body, name, header)
 	case body != uuid.Nil:
 		return body, nil
 	case header != uuid.Nil:
@@ -189,12 +174,6 @@ func (s *Server) checkSize(e *FlovynEvent) error {
 		return &errTooLarge{detail: fmt.Sprintf("the encoded event is %d bytes; at most %d are allowed (events.max_event_bytes)", n, limit)}
 	}
 	return nil
-}
-
-// PayloadLimiter is implemented by backends whose server bounds a message's size (NATS' max_payload).
-type PayloadLimiter interface {
-	// MaxPayload returns the largest message the backend takes, in bytes.
-	MaxPayload() int
 }
 
 // maxEventBytes is events.max_event_bytes, lowered to the backend's max payload minus 4 KiB kept for headers.
@@ -260,7 +239,7 @@ func (s *Server) handlePublishEvent(w http.ResponseWriter, r *http.Request) {
 			s.metrics.publishDuration.WithLabelValues("event").Observe(time.Since(start).Seconds())
 			var buf [96]byte
 			b := append(buf[:0], `{"id":"`...)
-			b = appendUUID(b, e.ID)
+			b = AppendUUID(b, e.ID)
 			b = append(b, `","sequence":`...)
 			b = strconv.AppendUint(b, res.Sequence, 10)
 			b = append(b, `,"duplicate":`...)
@@ -286,7 +265,7 @@ func (s *Server) readEvent(w http.ResponseWriter, r *http.Request) (*FlovynEvent
 		return nil, err
 	}
 	if format == formatNDJSON || firstByte(body) == '[' {
-		return nil, fieldError("", "this endpoint takes one JSON object; send several to /v1/events/batch")
+		return nil, Invalid("", "this endpoint takes one JSON object; send several to /v1/events/batch")
 	}
 	return s.prepareEvent(r, body, "")
 }
@@ -314,7 +293,7 @@ func splitEntries(body []byte, limit int) ([]json.RawMessage, error) {
 	if firstByte(body) == '[' {
 		dec := json.NewDecoder(bytes.NewReader(body))
 		if err := dec.Decode(&entries); err != nil {
-			return nil, describeDecodeError(err, snakeCase)
+			return nil, DescribeJSONError(err)
 		}
 	} else {
 		for line := range bytes.SplitSeq(body, []byte("\n")) {
@@ -327,7 +306,7 @@ func splitEntries(body []byte, limit int) ([]json.RawMessage, error) {
 		}
 	}
 	if len(entries) == 0 {
-		return nil, fieldError("", "the batch is empty; send a JSON array or one JSON object per line")
+		return nil, Invalid("", "the batch is empty; send a JSON array or one JSON object per line")
 	}
 	if len(entries) > limit {
 		return nil, &errTooLarge{detail: fmt.Sprintf("the batch holds more than %d entries (events.max_batch); split it", limit)}
@@ -355,7 +334,7 @@ func (s *Server) handlePublishBatch(w http.ResponseWriter, r *http.Request) {
 	for i, e := range events {
 		if errs[i] != nil {
 			out[i] = failed(i, errs[i])
-			firstErr = cmpOr(firstErr, errs[i])
+			firstErr = cmp.Or(firstErr, errs[i])
 			continue
 		}
 		s.countPublished("event", results[i])
@@ -383,13 +362,6 @@ func (s *Server) writePartial(w http.ResponseWriter, firstErr error, results []p
 	p.Detail = "some entries were not stored (see results; " + advice + "): " + p.Detail
 	p.Results = results
 	writeProblem(w, p)
-}
-
-func cmpOr(a, b error) error {
-	if a != nil {
-		return a
-	}
-	return b
 }
 
 // readBatch reads and validates every entry of a batch; any invalid entry fails the whole batch with every error.
@@ -440,7 +412,9 @@ func (s *Server) publishBatch(ctx context.Context, events []*FlovynEvent, stream
 			results[i], errs[i] = s.bus.PublishStream(ctx, streams[i])
 		}
 		if errs[i] != nil {
-			fill(errs[i+1:], errs[i])
+			for j := i + 1; j < len(errs); j++ {
+				errs[j] = errs[i] // not attempted: the same error
+			}
 			break
 		}
 	}
@@ -476,7 +450,7 @@ func (s *Server) handlePublishStreams(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case errs[i] != nil:
 			out[i] = failed(i, errs[i])
-			firstErr = cmpOr(firstErr, errs[i])
+			firstErr = cmp.Or(firstErr, errs[i])
 		case en.event != nil:
 			s.countPublished("event", results[i])
 			out[i] = stored(i, en.event.ID.String(), results[i])
@@ -533,7 +507,7 @@ func (s *Server) readStreams(w http.ResponseWriter, r *http.Request) ([]streamEn
 	}
 	tenant, err := s.tenantFor(r, uuid.Nil, TenantHeader)
 	if err == nil && tenant == uuid.Nil {
-		err = fieldError(TenantHeader, "is required for stream events (or its other name %s, or set events.default_tenant_id)", OrgHeader)
+		err = Invalid(TenantHeader, "is required for stream events (or its other name %s, or set events.default_tenant_id)", OrgHeader)
 	}
 	if err == nil {
 		err = allow(r, tenant, rightPublish)

@@ -234,12 +234,6 @@ func (s *Server) handleHealthz(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// Pinger is implemented by backends that can tell whether they are usable now (a round trip to the server).
-type Pinger interface {
-	// Ping returns nil when a publish would succeed now, or an error saying what is wrong.
-	Ping(ctx context.Context) error
-}
-
 func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	if p, ok := s.bus.(Pinger); ok {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)

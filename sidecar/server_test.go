@@ -61,8 +61,8 @@ func newHarness(t testing.TB, cfg *Config, bus Bus) *harness {
 		t.Fatalf("test config: %v", err)
 	}
 	if bus == nil {
-		bus = NewMemoryBus(MemoryOptions{EventBuffer: cfg.Memory.EventBuffer, StreamBuffer: cfg.Memory.StreamBuffer,
-			TenantKey: cfg.Events.TenantKey})
+		bus = NewMemoryBus(MemoryOptions{Feed: FeedOptions{EventBuffer: cfg.Memory.EventBuffer, StreamBuffer: cfg.Memory.StreamBuffer,
+			Encoders: FrameEncoders(cfg.Events.TenantKey)}})
 		t.Cleanup(func() { bus.Close() })
 	}
 	srv, err := NewServer(Options{Config: cfg, Bus: bus, Logger: NewLogger(LogConfig{Level: "error"}, io.Discard),
@@ -94,7 +94,7 @@ func newHarness(t testing.TB, cfg *Config, bus Bus) *harness {
 // do sends a raw request over the socket and returns the status, headers and body.
 func (h *harness) do(t testing.TB, method, path, contentType, body string, header ...string) (int, http.Header, []byte) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), waitFor) // an unexpected stream must not hang the test
+	ctx, cancel := context.WithTimeout(t.Context(), WaitFor) // an unexpected stream must not hang the test
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, h.unix.BaseURL()+path, strings.NewReader(body))
 	if err != nil {
@@ -192,8 +192,8 @@ func (s *sse) next(t testing.TB) SSEEvent {
 			t.Fatalf("stream ended: %v", <-s.errc)
 		}
 		return ev
-	case <-time.After(waitFor):
-		t.Fatalf("no SSE event within %v", waitFor)
+	case <-time.After(WaitFor):
+		t.Fatalf("no SSE event within %v", WaitFor)
 	}
 	return SSEEvent{}
 }
@@ -225,8 +225,8 @@ func (s *sse) ended(t testing.TB) {
 		if ok {
 			t.Fatal("got another frame; want the stream to end")
 		}
-	case <-time.After(waitFor):
-		t.Fatalf("stream still open after %v", waitFor)
+	case <-time.After(WaitFor):
+		t.Fatalf("stream still open after %v", WaitFor)
 	}
 }
 
@@ -325,9 +325,9 @@ func TestPublishErrors(t *testing.T) {
 		})
 	}
 	// Nothing of the above reached the bus.
-	sub := subscribe(t, h.bus, AllEvents(tenant), StartEarliest())
+	sub := Subscribe(t, h.bus, AllEvents(tenant), StartEarliest())
 	h.publish(t, eventJSON(tenant, "sentinel", ""))
-	expectNext(t, sub, "sentinel")
+	ExpectNext(t, sub, "sentinel")
 }
 
 func TestPublishBatch(t *testing.T) {
@@ -335,7 +335,7 @@ func TestPublishBatch(t *testing.T) {
 	cfg.Events.MaxBatch = 5
 	h := newHarness(t, cfg, nil)
 	tenant := uuid.New()
-	sub := subscribe(t, h.bus, AllEvents(tenant), StartLive())
+	sub := Subscribe(t, h.bus, AllEvents(tenant), StartLive())
 	ndjson := eventJSON(tenant, "b.n0", "") + "\n\n" + `{"event_type":"b.n1"}` + "\r\n" + eventJSON(tenant, "b.n2", "") + "\n"
 	res, err := h.unix.PublishBatch(t.Context(), []byte(ndjson), tenant.String())
 	if err != nil || len(res) != 3 {
@@ -345,7 +345,7 @@ func TestPublishBatch(t *testing.T) {
 		if r.Index != i || r.ID == "" || r.Sequence == 0 || r.Duplicate || r.Error != nil {
 			t.Fatalf("result %d = %+v", i, r)
 		}
-		expectNext(t, sub, fmt.Sprintf("b.n%d", i))
+		ExpectNext(t, sub, fmt.Sprintf("b.n%d", i))
 	}
 	// A JSON array works too, and a repeated id is a duplicate.
 	arr := `[` + eventJSON(tenant, "b.n3", "") + `,` + eventJSON(tenant, "b.n0", `,"id":"`+res[0].ID+`"`) + `]`
@@ -355,7 +355,7 @@ func TestPublishBatch(t *testing.T) {
 		out.Results[1].Sequence != res[0].Sequence {
 		t.Fatalf("array batch: %d %s", status, body)
 	}
-	expectNext(t, sub, "b.n3")
+	ExpectNext(t, sub, "b.n3")
 
 	// One invalid entry: 400 naming [i].field, and nothing published.
 	bad := eventJSON(tenant, "b.ok", "") + "\n" + eventJSON(tenant, "b..bad", "") + "\n" + `{"tenant_id":"x","event_type":"y"}`
@@ -370,7 +370,7 @@ func TestPublishBatch(t *testing.T) {
 	problemOf(t, status, hdr, body, 413)
 
 	h.publish(t, eventJSON(tenant, "sentinel", ""))
-	expectNext(t, sub, "sentinel")
+	ExpectNext(t, sub, "sentinel")
 }
 
 func TestStreamsAndLegacy(t *testing.T) { testStreamsAndLegacy(t, newHarness(t, nil, nil)) }
@@ -604,7 +604,7 @@ func TestKeepAliveAndHeadersFlushed(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.SSE.Heartbeat = Duration(time.Second) // the smallest the configuration allows
 	h := newHarness(t, cfg, nil)
-	ctx, cancel := context.WithTimeout(t.Context(), waitFor)
+	ctx, cancel := context.WithTimeout(t.Context(), WaitFor)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, "GET", h.unix.BaseURL()+"/events/stream?tenant_id="+uuid.NewString(), nil)
 	resp, err := h.unix.Do(req) // returns once the headers arrive: nothing was published
@@ -625,10 +625,10 @@ func TestKeepAliveAndHeadersFlushed(t *testing.T) {
 			}
 		}
 	}()
-	deadline := time.Now().Add(waitFor)
+	deadline := time.Now().Add(WaitFor)
 	for r.Comments() < 1 {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d keep-alive comments; want one within %v", r.Comments(), waitFor)
+			t.Fatalf("%d keep-alive comments; want one within %v", r.Comments(), WaitFor)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -651,7 +651,7 @@ func TestDisconnectFreesSubscriber(t *testing.T) {
 		t.Error("429 without Retry-After")
 	}
 	s1.closer.Close()
-	deadline := time.Now().Add(waitFor)
+	deadline := time.Now().Add(WaitFor)
 	for {
 		h.srv.subs.mu.Lock()
 		n := h.srv.subs.perTenant[tenant]

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
@@ -106,7 +107,7 @@ func (s *Server) handleTenantStream(w http.ResponseWriter, r *http.Request) {
 		if v := q.Get(f.name); v != "" {
 			u, err := uuid.Parse(v)
 			if err != nil || len(v) != 36 {
-				s.writeError(w, r, fieldError(f.name, "%q is not a UUID", v))
+				s.writeError(w, r, Invalid(f.name, "%q is not a UUID", v))
 				return
 			}
 			*f.dst = &u
@@ -129,7 +130,7 @@ func (s *Server) streamRequest(r *http.Request, lifecycleOnly bool) (streamSpec,
 		return spec, err
 	}
 	if tenant == uuid.Nil {
-		return spec, fieldError("tenant_id", "is required: pass ?tenant_id=<uuid> (or ?org_id=) or the %s header (or %s), "+
+		return spec, Invalid("tenant_id", "is required: pass ?tenant_id=<uuid> (or ?org_id=) or the %s header (or %s), "+
 			"or set events.default_tenant_id", TenantHeader, OrgHeader)
 	}
 	if err := allow(r, tenant, rightSubscribe); err != nil {
@@ -291,10 +292,11 @@ func (c *sseConn) run(cancel context.CancelFunc) {
 			_ = c.conn.SetReadDeadline(aLongTimeAgo)
 		}
 	}
-	for _, sub := range []any{c.ev, c.st} {
-		if n, ok := sub.(notifier); ok {
-			n.setNotify(wake)
-		}
+	if c.ev != nil {
+		c.ev.SetNotify(wake)
+	}
+	if c.st != nil {
+		c.st.SetNotify(wake)
 	}
 	stopShutdown := context.AfterFunc(c.s.streamsCtx, wake)
 	defer stopShutdown()
@@ -423,19 +425,8 @@ func (c *sseConn) drain() error {
 	}
 }
 
-// settler is implemented by subscriptions that replay from a store before they join the live feed.
-type settler interface {
-	// Settled reports whether the replay is over: nothing older than what is pending can come any more.
-	Settled() bool
-}
-
-func settled[T any](s Subscription[T]) bool {
-	if s == nil {
-		return true
-	}
-	st, ok := s.(settler)
-	return !ok || st.Settled()
-}
+// settled reports whether s, when there is one, is settled (see Subscription.Settled).
+func settled[T any](s Subscription[T]) bool { return s == nil || s.Settled() }
 
 func (c *sseConn) writeEvent(d *Delivery[FlovynEvent]) {
 	if d.Gap != nil {
@@ -465,7 +456,7 @@ func (c *sseConn) writeStream(d *Delivery[StreamEvent]) {
 	if c.spec.taskOnly != "" && se.TaskExecutionID != c.spec.taskOnly {
 		return
 	}
-	if e := se.lifecycle; e != nil { // a legacy lifecycle payload from NATS: a lifecycle event in every respect
+	if e := se.Lifecycle(); e != nil { // a legacy lifecycle payload from NATS: a lifecycle event in every respect
 		if c.spec.types.MatchesType(e.EventType) {
 			c.writeLifecycle(e, d.Wire)
 		}
@@ -480,7 +471,7 @@ func (c *sseConn) writeStream(d *Delivery[StreamEvent]) {
 	} else {
 		c.buf = appendStreamFrame(c.buf, se)
 	}
-	c.s.metrics.deliveredStream[streamKindIndex(se.Type)].Inc()
+	c.s.metrics.deliveredStream[StreamKindIndex(se.Type)].Inc()
 }
 
 func (c *sseConn) writeGap(g *Gap) {
@@ -515,6 +506,13 @@ func appendStreamFrame(dst []byte, s *StreamEvent) []byte {
 	return append(dst, '\n')
 }
 
+// FrameEncoders returns the encoders a bus is given (FeedOptions.Encoders): the SSE frames of lifecycle and stream events
+// after their id line, with the tenant of a lifecycle event under key (events.tenant_key). The bus encodes each item
+// once with them, for every subscriber; the SSE writer sends what they return.
+func FrameEncoders(key TenantKey) Encoders {
+	return Encoders{Event: lifecycleWire(key), Stream: streamFrameWire(key)}
+}
+
 // lifecycleWire returns the hubs' shared encoding of lifecycle events, with the tenant under key (events.tenant_key);
 // streamFrameWire is the one of stream events.
 func lifecycleWire(key TenantKey) func(*FlovynEvent) []byte {
@@ -526,8 +524,8 @@ func lifecycleWire(key TenantKey) func(*FlovynEvent) []byte {
 func streamFrameWire(key TenantKey) func(*StreamEvent) []byte {
 	lifecycle := lifecycleWire(key)
 	return func(s *StreamEvent) []byte {
-		if s.lifecycle != nil { // a legacy lifecycle payload from NATS: its lifecycle frame
-			return lifecycle(s.lifecycle)
+		if s.Lifecycle() != nil { // a legacy lifecycle payload from NATS: its lifecycle frame
+			return lifecycle(s.Lifecycle())
 		}
 		return appendStreamFrame(make([]byte, 0, 32+len(s.Payload)), s)
 	}
@@ -588,4 +586,29 @@ func (c *sseConn) grab() {
 	if c.buf == nil {
 		c.buf = *frameBuffers.Get().(*[]byte)
 	}
+}
+
+// logCursorBytes bounds how much of an unreadable cursor a debug log shows.
+const logCursorBytes = 64
+
+// unreadableCursor notes a cursor the sidecar cannot read (from names where it came from: the Last-Event-ID header or
+// the last_event_id query parameter). The stream answers it with a reset gap; the value is only ever logged at debug
+// level, escaped and cut to logCursorBytes, since it is whatever a client sent.
+func (s *Server) unreadableCursor(r *http.Request, from, v string) {
+	ctx := r.Context()
+	if !s.log.Enabled(ctx, slog.LevelDebug) {
+		return
+	}
+	s.log.LogAttrs(ctx, slog.LevelDebug, "unreadable cursor: a reset gap, then the stream as without a cursor",
+		slog.String("from", from), slog.String("cursor", escapeForLog(v, logCursorBytes)), slog.Int("bytes", len(v)))
+}
+
+// escapeForLog returns at most the first limit bytes of v with every byte outside printable ASCII escaped as Go
+// escapes it (\x01, \u00e9, \n), without quotes around it.
+func escapeForLog(v string, limit int) string {
+	if len(v) > limit {
+		v = v[:limit]
+	}
+	q := strconv.QuoteToASCII(v)
+	return q[1 : len(q)-1]
 }

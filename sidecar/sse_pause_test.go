@@ -82,12 +82,12 @@ func testPausedReader(t *testing.T, h *harness, pause time.Duration) {
 		}
 	}
 	mk := func(n int) *FlovynEvent {
-		e := ev(tenant, "task.progress").WithWorkflow(wf)
+		e := Event(tenant, "task.progress").WithWorkflow(wf)
 		e.Data = json.RawMessage(fmt.Sprintf(`{"n":%d,"pad":%q}`, n, filler))
 		return e
 	}
 	for n := range before {
-		publishEvent(t, h.bus, mk(n))
+		PublishEvent(t, h.bus, mk(n))
 	}
 	for range readers {
 		select {
@@ -107,7 +107,7 @@ func testPausedReader(t *testing.T, h *harness, pause time.Duration) {
 		}
 	} else {
 		for _, e := range rest {
-			publishEvent(t, h.bus, e)
+			PublishEvent(t, h.bus, e)
 		}
 	}
 	close(published)

@@ -60,6 +60,10 @@ type StreamEvent struct {
 	lifecycle *FlovynEvent
 }
 
+// Lifecycle returns, for a legacy lifecycle payload received from NATS (see ForTenant), the lifecycle event it stands
+// for, and nil for every other stream event. SSE frames and filters such an event as that lifecycle event.
+func (s *StreamEvent) Lifecycle() *FlovynEvent { return s.lifecycle }
+
 // Key returns the id the stream is keyed by: the workflow execution id, or the task execution id of a standalone task.
 func (s *StreamEvent) Key() string {
 	if s.WorkflowExecutionID != "" {
@@ -182,7 +186,7 @@ func canonicalID(s string) string {
 func ParseID(field, s string) (string, error) {
 	s = canonicalID(s)
 	if err := subjects.ValidateToken(s); err != nil {
-		return "", fieldError(field, "%s", tokenProblem(err))
+		return "", Invalid(field, "%s", tokenProblem(err))
 	}
 	return s, nil
 }

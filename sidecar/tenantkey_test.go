@@ -2,7 +2,6 @@ package sidecar
 
 import (
 	"context"
-	"encoding/json"
 	"net/url"
 	"strings"
 	"testing"
@@ -13,42 +12,6 @@ import (
 )
 
 // events.tenant_key: org_id writes every lifecycle event the daemon writes with org_id in place of tenant_id.
-
-func TestAppendJSONAs(t *testing.T) {
-	e := &FlovynEvent{ID: uuid.MustParse("9d7c6b5a-4e3f-4a1b-8c2d-1e0f9a8b7c6d"), TenantID: uuid.MustParse(tenantStr),
-		EventType: "task.completed", Source: "system", Data: json.RawMessage(`{"a":1}`), TimestampMs: 1700000000123}
-	e.WithWorkflow(uuid.MustParse(wfStr))
-	// The default wire form, byte for byte.
-	const tenantForm = `{"id":"9d7c6b5a-4e3f-4a1b-8c2d-1e0f9a8b7c6d","tenant_id":"` + tenantStr + `","workflow_execution_id":"` + wfStr +
-		`","task_execution_id":null,"event_type":"task.completed","source":"system","data":{"a":1},"timestamp_ms":1700000000123,"correlation_id":null}`
-	orgForm := strings.Replace(tenantForm, `"tenant_id"`, `"org_id"`, 1)
-	for _, c := range []struct {
-		name string
-		got  []byte
-		want string
-	}{
-		{"AppendJSON", e.AppendJSON(nil), tenantForm},
-		{"MarshalJSON", must(json.Marshal(e)), tenantForm},
-		{"AppendJSONAs(tenant_id)", e.AppendJSONAs(nil, TenantKeyTenantID), tenantForm},
-		{`AppendJSONAs("")`, e.AppendJSONAs(nil, ""), tenantForm},
-		{"AppendJSONAs(org_id)", e.AppendJSONAs(nil, TenantKeyOrgID), orgForm},
-	} {
-		if string(c.got) != c.want {
-			t.Errorf("%s = %s; want %s", c.name, c.got, c.want)
-		}
-	}
-	back, err := DecodeEvent([]byte(orgForm))
-	if err != nil || string(back.AppendJSON(nil)) != tenantForm {
-		t.Fatalf("DecodeEvent(org form) = %v, %v; want the same event", back, err)
-	}
-}
-
-func must(b []byte, err error) []byte {
-	if err != nil {
-		panic(err)
-	}
-	return b
-}
 
 // TestTenantKeyOrgOutput runs the daemon with events.tenant_key: org_id on each backend: every lifecycle event it writes
 // — SSE frames, live and replayed, and the NATS message bodies — carries org_id and no tenant_id, and reads back as the
@@ -98,8 +61,8 @@ func TestTenantKeyOrgOutput(t *testing.T) {
 				select {
 				case m := <-natsBodies:
 					checkOrgJSON(t, "NATS body", m.Data, wantKey, r.ID)
-				case <-time.After(waitFor):
-					t.Fatalf("no NATS message within %v", waitFor)
+				case <-time.After(WaitFor):
+					t.Fatalf("no NATS message within %v", WaitFor)
 				}
 			}
 			if js, ok := bus.(*JetStreamBus); ok {
@@ -142,7 +105,7 @@ func (s unencodedSub) Next() (Delivery[FlovynEvent], bool) {
 	return d, ok
 }
 
-func (s unencodedSub) setNotify(f func()) { s.Subscription.(notifier).setNotify(f) }
+func (s unencodedSub) setNotify(f func()) { s.Subscription.(Notifier).SetNotify(f) }
 
 func checkOrgFrame(t testing.TB, ev SSEEvent, wantKey, id string) {
 	t.Helper()

@@ -27,7 +27,7 @@ var kindNames = map[string]StreamEventType{
 	"errors":   StreamError, "error": StreamError,
 }
 
-func streamKindIndex(t StreamEventType) int {
+func StreamKindIndex(t StreamEventType) int {
 	switch t {
 	case StreamToken:
 		return 0
@@ -66,21 +66,21 @@ func ParseTypes(raw string, lifecycleOnly bool) (TypeFilter, error) {
 				continue
 			}
 			if lifecycleOnly {
-				return TypeFilter{}, fieldError("types", "%q is a generic stream kind, which the tenant event stream does not carry; "+
+				return TypeFilter{}, Invalid("types", "%q is a generic stream kind, which the tenant event stream does not carry; "+
 					"use lifecycle types here, or a workflow or task stream for %s", item, kind.SSEName())
 			}
-			f.streamKinds[streamKindIndex(kind)] = true
+			f.streamKinds[StreamKindIndex(kind)] = true
 			continue
 		}
 		if base, ok := cutWildcard(item); ok {
 			if subjects.ValidateEventType(base) != nil {
-				return TypeFilter{}, fieldError("types", "%q is not a valid prefix; %s", item, typesHelp)
+				return TypeFilter{}, Invalid("types", "%q is not a valid prefix; %s", item, typesHelp)
 			}
 			f.prefixes = append(f.prefixes, base+".")
 			continue
 		}
 		if subjects.ValidateEventType(item) != nil {
-			return TypeFilter{}, fieldError("types", "%q is not valid; %s", item, typesHelp)
+			return TypeFilter{}, Invalid("types", "%q is not valid; %s", item, typesHelp)
 		}
 		if strings.Contains(item, ".") {
 			if f.exact == nil {
@@ -92,7 +92,7 @@ func ParseTypes(raw string, lifecycleOnly bool) (TypeFilter, error) {
 		}
 	}
 	if !f.Lifecycle() && !f.Streams() {
-		return TypeFilter{}, fieldError("types", "names nothing; %s", typesHelp)
+		return TypeFilter{}, Invalid("types", "names nothing; %s", typesHelp)
 	}
 	return f, nil
 }
@@ -134,7 +134,7 @@ func (f *TypeFilter) MatchesType(t string) bool {
 }
 
 // MatchesKind reports whether a generic stream event of kind k is selected.
-func (f *TypeFilter) MatchesKind(k StreamEventType) bool { return f.streamKinds[streamKindIndex(k)] }
+func (f *TypeFilter) MatchesKind(k StreamEventType) bool { return f.streamKinds[StreamKindIndex(k)] }
 
 // Prefix returns a string prefix that every selected lifecycle type starts with ("" when none is common), to narrow a
 // subscription; MatchesType stays the exact test.

@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"fmt"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -15,12 +16,12 @@ import (
 // natsBackends are the NATS-fed buses, which receive what others publish on NATS.
 var natsBackends = []struct {
 	name string
-	open func(t testing.TB, cfg *Config) Bus
+	open func(t testing.TB, cfg *NATSOptions) Bus
 }{
-	{"jetstream", func(t testing.TB, cfg *Config) Bus { return newJetStreamTestBus(t, cfg) }},
-	{"nats", func(t testing.TB, cfg *Config) Bus {
-		cfg.Backend = "nats"
-		b, err := NewNATSBus(t.Context(), cfg, time.Minute, NewLogger(LogConfig{Level: "error"}, nil))
+	{"jetstream", func(t testing.TB, cfg *NATSOptions) Bus { return newJetStreamTestBus(t, cfg) }},
+	{"nats", func(t testing.TB, cfg *NATSOptions) Bus {
+		cfg.Linger = time.Minute
+		b, err := NewNATSBus(t.Context(), *cfg, testLogger(nil, slog.LevelError))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -68,7 +69,7 @@ func rawEvent(t testing.TB, b Bus, tenant uuid.UUID, eventType, wf string) {
 // nextPayload waits for the next stream event of s and returns its payload.
 func nextPayload(t testing.TB, s Subscription[StreamEvent]) string {
 	t.Helper()
-	d := next(t, s)
+	d := Next(t, s)
 	if d.Gap != nil {
 		t.Fatalf("got gap %+v; want a stream event", *d.Gap)
 	}
@@ -89,7 +90,7 @@ func expectPayloads(t testing.TB, s Subscription[StreamEvent], want ...string) {
 // came before it and was not delivered never will be.
 func sentinel(t testing.TB, b Bus, s Subscription[StreamEvent], tenant uuid.UUID, wf string) {
 	t.Helper()
-	publishStream(t, b, stream(tenant, wf, "", 1, StreamToken, "sentinel"))
+	PublishStream(t, b, Stream(tenant, wf, "", 1, StreamToken, "sentinel"))
 	if got := nextPayload(t, s); got != "sentinel" {
 		t.Fatalf("tenant %s got %q; want nothing before its own sentinel", tenant, got)
 	}
@@ -101,11 +102,11 @@ func sentinel(t testing.TB, b Bus, s Subscription[StreamEvent], tenant uuid.UUID
 func TestUntenantedStreamsGoToTheOwner(t *testing.T) {
 	for _, be := range natsBackends {
 		t.Run(be.name, func(t *testing.T) {
-			b := be.open(t, jetstreamConfig(t))
+			b := be.open(t, testOptions(t))
 			t.Cleanup(func() { b.Close() })
 			a, intruder, wf := uuid.New(), uuid.New(), uuid.NewString()
-			owner := subscribeStream(t, b, a, wf, StartEarliest())
-			guess := subscribeStream(t, b, intruder, wf, StartEarliest())
+			owner := SubscribeStream(t, b, a, wf, StartEarliest())
+			guess := SubscribeStream(t, b, intruder, wf, StartEarliest())
 			rawEvent(t, b, a, "workflow.started", wf)
 			waitOwner(t, b, wf, a)
 			rawStream(t, b, wf, "TOKEN", "Hel")
@@ -113,14 +114,14 @@ func TestUntenantedStreamsGoToTheOwner(t *testing.T) {
 			expectPayloads(t, owner, "Hel", "lo")
 			// The intruder names the workflow too: the first tenant to name it keeps it.
 			rawEvent(t, b, intruder, "workflow.started", wf)
-			publishEvent(t, b, ev(intruder, "workflow.suspended").WithWorkflow(uuid.MustParse(wf)))
+			PublishEvent(t, b, Event(intruder, "workflow.suspended").WithWorkflow(uuid.MustParse(wf)))
 			rawStream(t, b, wf, "TOKEN", "!")
 			expectPayloads(t, owner, "!")
 			sentinel(t, b, guess, intruder, wf)
 			if _, ok := b.(*JetStreamBus); ok { // replayed: only the owner's
-				late := subscribeStream(t, b, a, wf, StartEarliest())
+				late := SubscribeStream(t, b, a, wf, StartEarliest())
 				expectPayloads(t, late, "Hel", "lo", "!")
-				lateGuess := subscribeStream(t, b, intruder, wf, StartEarliest())
+				lateGuess := SubscribeStream(t, b, intruder, wf, StartEarliest())
 				expectPayloads(t, lateGuess, "sentinel")
 			}
 		})
@@ -130,7 +131,7 @@ func TestUntenantedStreamsGoToTheOwner(t *testing.T) {
 // waitOwner waits until b knows tenant as the owner of key (with jetstream, once the indexer has written the entry).
 func waitOwner(t testing.TB, b Bus, key string, tenant uuid.UUID) {
 	t.Helper()
-	deadline := time.Now().Add(waitFor)
+	deadline := time.Now().Add(WaitFor)
 	for time.Now().Before(deadline) {
 		var got uuid.UUID
 		var ok bool
@@ -148,7 +149,7 @@ func waitOwner(t testing.TB, b Bus, key string, tenant uuid.UUID) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	t.Fatalf("the owner of %s was not known within %v", key, waitFor)
+	t.Fatalf("the owner of %s was not known within %v", key, WaitFor)
 }
 
 // TestUntenantedStreamsBeforeTheirOwner: tokens without a tenant arrive before any lifecycle event names their
@@ -157,12 +158,12 @@ func waitOwner(t testing.TB, b Bus, key string, tenant uuid.UUID) {
 func TestUntenantedStreamsBeforeTheirOwner(t *testing.T) {
 	for _, be := range natsBackends {
 		t.Run(be.name, func(t *testing.T) {
-			b := be.open(t, jetstreamConfig(t))
+			b := be.open(t, testOptions(t))
 			t.Cleanup(func() { b.Close() })
 			a, intruder, wf := uuid.New(), uuid.New(), uuid.NewString()
-			owner := subscribeStream(t, b, a, wf, StartEarliest())
-			guess := subscribeStream(t, b, intruder, wf, StartEarliest())
-			publishStream(t, b, stream(a, wf, "", 1, StreamToken, "mine")) // a tenanted event first: delivered at once
+			owner := SubscribeStream(t, b, a, wf, StartEarliest())
+			guess := SubscribeStream(t, b, intruder, wf, StartEarliest())
+			PublishStream(t, b, Stream(a, wf, "", 1, StreamToken, "mine")) // a tenanted event first: delivered at once
 			expectPayloads(t, owner, "mine")
 			rawStream(t, b, wf, "TOKEN", "t1")
 			rawStream(t, b, wf, "TOKEN", "t2")
@@ -182,7 +183,7 @@ func TestUntenantedStreamsBeforeTheirOwner(t *testing.T) {
 // waitUntenanted waits until the bus has counted n stream events without a known tenant.
 func waitUntenanted(t testing.TB, b Bus, n uint64) {
 	t.Helper()
-	deadline := time.Now().Add(waitFor)
+	deadline := time.Now().Add(WaitFor)
 	for time.Now().Before(deadline) {
 		if _, u := b.(DropCounter).Dropped(); u >= n {
 			if nb, ok := b.(*NATSBus); ok { // the lifecycle events must be watched from now on
@@ -200,22 +201,22 @@ func waitUntenanted(t testing.TB, b Bus, n uint64) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	t.Fatalf("fewer than %d untenanted stream events counted within %v", n, waitFor)
+	t.Fatalf("fewer than %d untenanted stream events counted within %v", n, WaitFor)
 }
 
 // TestUntenantedOwnerSurvivesRestart: with jetstream the owner is read from the index in the store, so a sidecar
 // started after the lifecycle events knows it without seeing them.
 func TestUntenantedOwnerSurvivesRestart(t *testing.T) {
-	cfg := jetstreamConfig(t)
+	cfg := testOptions(t)
 	b := newJetStreamTestBus(t, cfg)
 	a, wf := uuid.New(), uuid.NewString()
-	publishEvent(t, b, ev(a, "workflow.started").WithWorkflow(uuid.MustParse(wf)))
+	PublishEvent(t, b, Event(a, "workflow.started").WithWorkflow(uuid.MustParse(wf)))
 	waitOwner(t, b, wf, a)
 	b.Close()
 
 	b2 := newJetStreamTestBus(t, cfg)
 	t.Cleanup(func() { b2.Close() })
-	s := subscribeStream(t, b2, a, wf, StartEarliest())
+	s := SubscribeStream(t, b2, a, wf, StartEarliest())
 	rawStream(t, b2, wf, "TOKEN", "after restart")
 	expectPayloads(t, s, "after restart")
 	if _, u := b2.Dropped(); u != 0 {
@@ -228,20 +229,20 @@ func TestUntenantedOwnerSurvivesRestart(t *testing.T) {
 func TestUntenantedFallbacks(t *testing.T) {
 	for _, be := range natsBackends {
 		t.Run(be.name, func(t *testing.T) {
-			cfg := jetstreamConfig(t)
+			cfg := testOptions(t)
 			single := uuid.New()
-			cfg.Streams.UntenantedTenantID = single.String()
+			cfg.UntenantedTenant = single
 			b := be.open(t, cfg)
 			t.Cleanup(func() { b.Close() })
 			a, wf, owned := uuid.New(), uuid.NewString(), uuid.NewString()
-			s := subscribeStream(t, b, single, wf, StartEarliest())
+			s := SubscribeStream(t, b, single, wf, StartEarliest())
 			rawStream(t, b, wf, "PROGRESS", "0.5")
 			expectPayloads(t, s, "0.5")
 
 			rawEvent(t, b, a, "workflow.started", owned)
 			waitOwner(t, b, owned, a)
-			mine := subscribeStream(t, b, a, owned, StartEarliest())
-			theirs := subscribeStream(t, b, single, owned, StartEarliest())
+			mine := SubscribeStream(t, b, a, owned, StartEarliest())
+			theirs := SubscribeStream(t, b, single, owned, StartEarliest())
 			rawStream(t, b, owned, "TOKEN", "owned")
 			expectPayloads(t, mine, "owned")
 			sentinel(t, b, theirs, single, owned)
