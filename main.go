@@ -19,7 +19,10 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
-	_ "net/http/pprof" // served only when EVENTHOOK_PPROF names an address
+
+	"github.com/flovyn/eventhook/sidecar/config"
+
+	_ "net/http/pprof"
 	"os"
 	"os/signal"
 	"reflect"
@@ -28,10 +31,11 @@ import (
 	"syscall"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/flovyn/eventhook/sidecar"
+	"gopkg.in/yaml.v3"
 )
+
+// served only when EVENTHOOK_PPROF names an address
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -84,16 +88,16 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 
 // loadConfig reads the configuration named by -config. The default path may be absent (the defaults apply); a path
 // given explicitly must exist.
-func loadConfig(fset *flag.FlagSet, args []string) (*sidecar.Config, string, error) {
+func loadConfig(fset *flag.FlagSet, args []string) (*config.Config, string, error) {
 	path := fset.String("config", "config.yaml", "configuration file (YAML)")
 	if err := fset.Parse(args); err != nil {
 		return nil, "", err
 	}
 	explicit := false
 	fset.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "config" })
-	cfg, err := sidecar.LoadConfig(*path)
+	cfg, err := config.LoadConfig(*path)
 	if errors.Is(err, fs.ErrNotExist) && !explicit {
-		cfg = sidecar.DefaultConfig()
+		cfg = config.DefaultConfig()
 		return cfg, "(defaults: no config.yaml here)", cfg.Validate()
 	}
 	return cfg, *path, err
@@ -124,7 +128,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "eventhook: config:", err)
 		return 1
 	}
-	log := sidecar.NewLogger(cfg.Log, stderr)
+	log := config.NewLogger(cfg.Log, stderr)
 	if addr := os.Getenv("EVENTHOOK_PPROF"); addr != "" {
 		// Profiling for performance work, off unless asked for: EVENTHOOK_PPROF=127.0.0.1:6060.
 		go func() { log.Warn("pprof server stopped", slog.Any("err", http.ListenAndServe(addr, nil))) }()
@@ -139,8 +143,8 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 // serve runs the daemon until ctx is cancelled (SIGTERM or SIGINT), then shuts down in the reverse order of building:
 // the HTTP server (ending the SSE streams and waiting for in-flight publishes), then the bus. SIGHUP reloads the auth
 // section of the configuration file at path.
-func serve(ctx context.Context, cfg *sidecar.Config, path string, log *slog.Logger) error {
-	bus, err := sidecar.OpenBus(ctx, cfg, sidecar.FrameEncoders(cfg.Events.TenantKey), log)
+func serve(ctx context.Context, cfg *config.Config, path string, log *slog.Logger) error {
+	bus, err := config.OpenBus(ctx, cfg, sidecar.FrameEncoders(cfg.Events.TenantKey), log)
 	if err != nil {
 		return err
 	}
@@ -181,14 +185,14 @@ func serve(ctx context.Context, cfg *sidecar.Config, path string, log *slog.Logg
 
 // reloadOnHUP reloads the tokens (auth) from the configuration file at each SIGHUP until ctx ends. The whole file must
 // be valid; a change outside auth is reported and not applied (it needs a restart).
-func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, running *sidecar.Config, path string, srv *sidecar.Server, log *slog.Logger) {
+func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, running *config.Config, path string, srv *sidecar.Server, log *slog.Logger) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-hup:
 		}
-		next, err := sidecar.LoadConfig(path)
+		next, err := config.LoadConfig(path)
 		if err != nil {
 			log.Error("SIGHUP: the configuration was not reloaded", slog.String("config", path), slog.Any("err", err))
 			continue
@@ -205,8 +209,8 @@ func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, running *sidecar.Con
 }
 
 // outsideAuth names the top-level sections of the configuration, other than auth, in which next differs from running.
-func outsideAuth(running, next *sidecar.Config) string {
-	sections := func(c *sidecar.Config) map[string]any {
+func outsideAuth(running, next *config.Config) string {
+	sections := func(c *config.Config) map[string]any {
 		out, err := c.YAML()
 		m := map[string]any{}
 		if err == nil {

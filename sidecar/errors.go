@@ -6,16 +6,19 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+
+	"github.com/flovyn/eventhook/sidecar/bus"
+	"github.com/flovyn/eventhook/sidecar/event"
 )
 
 // problem is an RFC 9457 problem detail, as every error response of the API carries it.
 type problem struct {
-	Type    string          `json:"type"`
-	Title   string          `json:"title"`
-	Status  int             `json:"status"`
-	Detail  string          `json:"detail"`
-	Errors  []FieldError    `json:"errors,omitempty"`
-	Results []publishResult `json:"results,omitempty"`
+	Type    string             `json:"type"`
+	Title   string             `json:"title"`
+	Status  int                `json:"status"`
+	Detail  string             `json:"detail"`
+	Errors  []event.FieldError `json:"errors,omitempty"`
+	Results []publishResult    `json:"results,omitempty"`
 
 	retryAfter int // seconds; 0 for none
 }
@@ -36,7 +39,7 @@ func (e *errStatus) Error() string { return e.detail }
 
 // problemFor maps an error to the problem a client gets. 5xx problems never carry the error's text: it may hold internals.
 func problemFor(err error) (p problem, internal bool) {
-	var ve *ValidationError
+	var ve *event.ValidationError
 	var tl *errTooLarge
 	var es *errStatus
 	switch {
@@ -49,13 +52,13 @@ func problemFor(err error) (p problem, internal bool) {
 		p = problem{Status: http.StatusRequestEntityTooLarge, Detail: tl.detail}
 	case errors.As(err, &es):
 		p = problem{Status: es.status, Detail: es.detail, retryAfter: es.retryAfter}
-	case errors.Is(err, ErrUnconfirmed), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, bus.ErrUnconfirmed), errors.Is(err, context.DeadlineExceeded):
 		p = problem{Status: http.StatusServiceUnavailable, retryAfter: 1,
 			Detail: "the event backend did not confirm the event in time, so it may or may not be stored: retry after a moment (the id of a lifecycle event makes the retry safe)"}
-	case errors.Is(err, ErrUnavailable):
+	case errors.Is(err, bus.ErrUnavailable):
 		p = problem{Status: http.StatusServiceUnavailable, retryAfter: 1,
 			Detail: "the event backend is unavailable; nothing was stored: retry after a moment (the event id makes a retry safe)"}
-	case errors.Is(err, ErrClosed):
+	case errors.Is(err, bus.ErrClosed):
 		p = problem{Status: http.StatusServiceUnavailable, retryAfter: 1, Detail: "the sidecar is shutting down; retry on another instance"}
 	case errors.Is(err, context.Canceled):
 		p = problem{Status: http.StatusServiceUnavailable, retryAfter: 1,
@@ -66,7 +69,7 @@ func problemFor(err error) (p problem, internal bool) {
 	return p, false
 }
 
-func describeField(fe FieldError) string {
+func describeField(fe event.FieldError) string {
 	if fe.Field == "" {
 		return fe.Message
 	}

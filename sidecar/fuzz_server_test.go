@@ -5,14 +5,39 @@ import (
 	"errors"
 	"io"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/flovyn/eventhook/sidecar/bus"
+	"github.com/flovyn/eventhook/sidecar/config"
+	"github.com/flovyn/eventhook/sidecar/event"
 	"github.com/flovyn/eventhook/subjects"
 	"github.com/google/uuid"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/prometheus/client_golang/prometheus"
 )
+
+// Fixtures: two tenants and a workflow (the event package's tests use the same).
+const (
+	tenantStr  = "3f0c2b1e-8a4d-4c61-9f0e-2d7b5a9c00e1"
+	wfStr      = "0b5d8f4e-1c2a-4e3b-8d7f-6a5b4c3d2e1f"
+	fzOtherStr = "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d"
+	fzTaskStr  = "5e4d3c2b-1a0f-4e9d-8c7b-6a5f4e3d2c1b"
+)
+
+// fzLegacyPayload returns a legacy StateEventPayload carrying the event name and the timestamp, as a JSON string value.
+func fzLegacyPayload(name string, ts int64) string {
+	p, _ := json.Marshal(`{"type":"Event","event":"` + name + `","data":{"taskId":"t","state":"COMPLETED"},"timestampMs":` +
+		strconv.FormatInt(ts, 10) + `}`)
+	return string(p)
+}
+
+// fzStreamJSON returns a stream event in Flovyn's camelCase wire form.
+func fzStreamJSON(wf, task string, seq int, typ, payload string) string {
+	return `{"workflowExecutionId":"` + wf + `","taskExecutionId":"` + task + `","sequence":` + strconv.Itoa(seq) +
+		`,"type":"` + typ + `","payload":` + payload + `,"timestampMs":1700000000000}`
+}
 
 // FuzzEventValidateIsolation checks tenant isolation on the publish path (SPEC §2–§4, §6): whatever the body and the
 // Flovyn-Tenant-Id header, an event that is accepted belongs to the body's tenant, else the header's, else the default
@@ -64,12 +89,12 @@ func FuzzEventValidateIsolation(f *testing.F) {
 		f.Add([]byte(s.body), s.header)
 	}
 	newServer := func(defaultTenant string) *Server {
-		cfg := DefaultConfig()
+		cfg := config.DefaultConfig()
 		cfg.Backend = "memory"
 		cfg.Events.DefaultTenantID = defaultTenant
-		bus := NewMemoryBus(MemoryOptions{})
-		f.Cleanup(func() { bus.Close() })
-		srv, err := NewServer(Options{Config: cfg, Bus: bus, Logger: NewLogger(LogConfig{Level: "error"}, io.Discard),
+		eb := bus.NewMemoryBus(bus.MemoryOptions{})
+		f.Cleanup(func() { eb.Close() })
+		srv, err := NewServer(Options{Config: cfg, Bus: eb, Logger: config.NewLogger(config.LogConfig{Level: "error"}, io.Discard),
 			Registry: prometheus.NewRegistry()})
 		if err != nil {
 			f.Fatal(err)
@@ -127,11 +152,11 @@ func FuzzEventValidateIsolation(f *testing.F) {
 					t.Fatalf("accepted the malformed tenant header %q", header)
 				}
 				fzCheckTenantSubject(t, e)
-			} else if !errors.Is(err, ErrInvalidEvent) && !fzIsTooLarge(err) {
+			} else if !errors.Is(err, event.ErrInvalidEvent) && !fzIsTooLarge(err) {
 				t.Fatalf("prepareEvent(%q) error %v: want a validation error", body, err)
 			}
 
-			tenant, err := srv.tenantFor(r, uuid.Nil, TenantHeader)
+			tenant, err := srv.tenantFor(r, uuid.Nil, event.TenantHeader)
 			if err != nil || tenant == uuid.Nil {
 				continue
 			}
@@ -140,7 +165,7 @@ func FuzzEventValidateIsolation(f *testing.F) {
 			}
 			en, err := srv.prepareStream(body, tenant)
 			if err != nil {
-				if !errors.Is(err, ErrInvalidEvent) && !fzIsTooLarge(err) {
+				if !errors.Is(err, event.ErrInvalidEvent) && !fzIsTooLarge(err) {
 					t.Fatalf("prepareStream(%q) error %v: want a validation error", body, err)
 				}
 				continue
@@ -172,7 +197,7 @@ func fzIsTooLarge(err error) bool {
 }
 
 // fzCheckTenantSubject checks that an accepted event's subject is in its own tenant's namespace and parses back.
-func fzCheckTenantSubject(t *testing.T, e *FlovynEvent) {
+func fzCheckTenantSubject(t *testing.T, e *event.FlovynEvent) {
 	t.Helper()
 	if err := e.Validate(); err != nil {
 		t.Fatalf("an accepted event does not validate: %v", err)

@@ -7,13 +7,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/flovyn/eventhook/sidecar/event"
 	"github.com/google/uuid"
 )
 
 // Flovyn renamed tenants to orgs: org_id, Flovyn-Org-Id and ?org_id= are other names of tenant_id, Flovyn-Tenant-Id and
 // ?tenant_id=, wherever the sidecar reads a tenant.
-
-const orgOtherStr = "7c1e5a9b-2d3f-4b6a-8e0c-9f1a2b3c4d5e"
 
 // TestOrgNamesOverHTTP checks every place the HTTP API reads a tenant: the body's org_id, the Flovyn-Org-Id header and
 // the org_id query parameter are accepted as the tenant, and any two names of the tenant that disagree are a 400 naming
@@ -24,9 +23,9 @@ func TestOrgNamesOverHTTP(t *testing.T) {
 	ts, ots := tenant.String(), other.String()
 	wfPath := "/workflow-executions/" + wf.String() + "/stream"
 	byQuery := h.stream(t, h.unix, wfPath, url.Values{"org_id": {ts}}, "")
-	byHeader := h.streamHeader(t, h.unix, "/events/stream", nil, OrgHeader, ts)
+	byHeader := h.streamHeader(t, h.unix, "/events/stream", nil, event.OrgHeader, ts)
 	bothEqual := h.streamHeader(t, h.tcp, "/events/stream", url.Values{"tenant_id": {ts}, "org_id": {strings.ToUpper(ts)}},
-		TenantHeader, ts, OrgHeader, ts)
+		event.TenantHeader, ts, event.OrgHeader, ts)
 	others := h.stream(t, h.unix, "/events/stream", url.Values{"org_id": {ots}}, "")
 
 	orgEvent := func(id uuid.UUID, typ string) string {
@@ -38,10 +37,10 @@ func TestOrgNamesOverHTTP(t *testing.T) {
 	}{
 		{"body org_id", "e.body", "/v1/events", "", orgEvent(tenant, "e.body"), nil},
 		{"body both equal", "e.both", "/v1/events", "", fmt.Sprintf(`{"tenant_id":%q,"org_id":%q,"event_type":"e.both"%s}`, tenant, tenant, wfField(wf)), nil},
-		{"org header", "e.header", "/v1/events", "", fmt.Sprintf(`{"event_type":"e.header"%s}`, wfField(wf)), []string{OrgHeader, ts}},
+		{"org header", "e.header", "/v1/events", "", fmt.Sprintf(`{"event_type":"e.header"%s}`, wfField(wf)), []string{event.OrgHeader, ts}},
 		{"both headers equal", "e.headers", "/v1/events", "", fmt.Sprintf(`{"event_type":"e.headers"%s}`, wfField(wf)),
-			[]string{TenantHeader, ts, OrgHeader, strings.ToUpper(ts)}},
-		{"body org_id and org header", "e.match", "/v1/events", "", orgEvent(tenant, "e.match"), []string{OrgHeader, ts}},
+			[]string{event.TenantHeader, ts, event.OrgHeader, strings.ToUpper(ts)}},
+		{"body org_id and org header", "e.match", "/v1/events", "", orgEvent(tenant, "e.match"), []string{event.OrgHeader, ts}},
 		{"batch of org_id", "e.batch", "/v1/events/batch", "application/x-ndjson", orgEvent(tenant, "e.batch"), nil},
 	}
 	for _, tt := range accepted {
@@ -57,8 +56,8 @@ func TestOrgNamesOverHTTP(t *testing.T) {
 	}
 	// A stream event whose tenant is given by Flovyn-Org-Id.
 	tok := fmt.Sprintf(`{"workflowExecutionId":%q,"type":"TOKEN","payload":"hi"}`, wf)
-	if status, _, body := h.do(t, "POST", "/v1/streams", "", tok, OrgHeader, ts); status != http.StatusAccepted {
-		t.Fatalf("stream event with %s: status %d (%s)", OrgHeader, status, body)
+	if status, _, body := h.do(t, "POST", "/v1/streams", "", tok, event.OrgHeader, ts); status != http.StatusAccepted {
+		t.Fatalf("stream event with %s: status %d (%s)", event.OrgHeader, status, body)
 	}
 	if ev := byQuery.next(t); ev.Event != "token" || ev.Data != "hi" {
 		t.Fatalf("frame %+v; want the token", ev)
@@ -74,19 +73,19 @@ func TestOrgNamesOverHTTP(t *testing.T) {
 		{"batch entry disagrees", "POST", "/v1/events/batch", "application/x-ndjson",
 			orgEvent(tenant, "x") + "\n" + fmt.Sprintf(`{"tenant_id":%q,"org_id":%q,"event_type":"x"}`, tenant, other), nil,
 			"[1].org_id", "disagrees with tenant_id"},
-		{"headers disagree", "POST", "/v1/events", "", `{"event_type":"x"}`, []string{TenantHeader, ts, OrgHeader, ots},
-			OrgHeader, "disagrees with " + TenantHeader + " " + ts},
-		{"body org_id and tenant header disagree", "POST", "/v1/events", "", orgEvent(tenant, "x"), []string{TenantHeader, ots},
-			"tenant_id", "disagrees with the " + TenantHeader + " header " + ots},
-		{"body tenant_id and org header disagree", "POST", "/v1/events", "", eventJSON(tenant, "x", ""), []string{OrgHeader, ots},
-			"tenant_id", "disagrees with the " + OrgHeader + " header " + ots},
-		{"bad org header", "POST", "/v1/events", "", `{"event_type":"x"}`, []string{OrgHeader, "acme"}, OrgHeader, "UUID"},
-		{"stream headers disagree", "POST", "/v1/streams", "", tok, []string{TenantHeader, ts, OrgHeader, ots}, OrgHeader, "disagrees"},
-		{"stream without tenant", "POST", "/v1/streams", "", tok, nil, TenantHeader, OrgHeader},
+		{"headers disagree", "POST", "/v1/events", "", `{"event_type":"x"}`, []string{event.TenantHeader, ts, event.OrgHeader, ots},
+			event.OrgHeader, "disagrees with " + event.TenantHeader + " " + ts},
+		{"body org_id and tenant header disagree", "POST", "/v1/events", "", orgEvent(tenant, "x"), []string{event.TenantHeader, ots},
+			"tenant_id", "disagrees with the " + event.TenantHeader + " header " + ots},
+		{"body tenant_id and org header disagree", "POST", "/v1/events", "", eventJSON(tenant, "x", ""), []string{event.OrgHeader, ots},
+			"tenant_id", "disagrees with the " + event.OrgHeader + " header " + ots},
+		{"bad org header", "POST", "/v1/events", "", `{"event_type":"x"}`, []string{event.OrgHeader, "acme"}, event.OrgHeader, "UUID"},
+		{"stream headers disagree", "POST", "/v1/streams", "", tok, []string{event.TenantHeader, ts, event.OrgHeader, ots}, event.OrgHeader, "disagrees"},
+		{"stream without tenant", "POST", "/v1/streams", "", tok, nil, event.TenantHeader, event.OrgHeader},
 		{"query disagrees", "GET", "/events/stream?tenant_id=" + ts + "&org_id=" + ots, "", "", nil, "org_id", "disagrees with tenant_id " + ts},
-		{"query org_id and tenant header disagree", "GET", wfPath + "?org_id=" + ts, "", "", []string{TenantHeader, ots},
-			"org_id", "disagrees with the " + TenantHeader + " header"},
-		{"stream headers disagree on SSE", "GET", wfPath, "", "", []string{OrgHeader, ts, TenantHeader, ots}, OrgHeader, "disagrees with " + TenantHeader},
+		{"query org_id and tenant header disagree", "GET", wfPath + "?org_id=" + ts, "", "", []string{event.TenantHeader, ots},
+			"org_id", "disagrees with the " + event.TenantHeader + " header"},
+		{"stream headers disagree on SSE", "GET", wfPath, "", "", []string{event.OrgHeader, ts, event.TenantHeader, ots}, event.OrgHeader, "disagrees with " + event.TenantHeader},
 		{"bad org query", "GET", "/events/stream?org_id=acme", "", "", nil, "org_id", "UUID"},
 		{"no tenant on SSE", "GET", "/events/stream", "", "", nil, "tenant_id", "org_id"},
 	}
@@ -113,8 +112,8 @@ func TestCORSAllowsOrgHeader(t *testing.T) {
 	status, hdr, _ := h.do(t, "OPTIONS", "/events/stream", "", "", "Origin", "https://app.example",
 		"Access-Control-Request-Method", "GET", "Access-Control-Request-Headers", "flovyn-org-id")
 	allowed := strings.Split(hdr.Get("Access-Control-Allow-Headers"), ", ")
-	if status != http.StatusNoContent || !contains(allowed, OrgHeader) || !contains(allowed, TenantHeader) {
-		t.Fatalf("preflight: %d, Access-Control-Allow-Headers %q; want %s and %s", status, allowed, TenantHeader, OrgHeader)
+	if status != http.StatusNoContent || !contains(allowed, event.OrgHeader) || !contains(allowed, event.TenantHeader) {
+		t.Fatalf("preflight: %d, Access-Control-Allow-Headers %q; want %s and %s", status, allowed, event.TenantHeader, event.OrgHeader)
 	}
 }
 

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/flovyn/eventhook/sidecar/bus"
+	"github.com/flovyn/eventhook/sidecar/event"
 	"github.com/google/uuid"
 )
 
@@ -22,7 +24,7 @@ const maxBatchBodyBytes = 32 << 20
 // tenantParams and tenantHeaders are the names of the tenant, each followed by its alias: in a query and in headers.
 var (
 	tenantParams  = [2]string{"tenant_id", "org_id"}
-	tenantHeaders = [2]string{TenantHeader, OrgHeader}
+	tenantHeaders = [2]string{event.TenantHeader, event.OrgHeader}
 )
 
 // tenantOf reads a tenant given under a name or its alias (names) in m, a query or a header (whose keys are canonical,
@@ -39,11 +41,11 @@ func tenantOf(m map[string][]string, names [2]string) (uuid.UUID, string, error)
 		v := vs[0]
 		u, err := uuid.Parse(v)
 		if err != nil || len(v) != 36 || u == uuid.Nil {
-			return uuid.Nil, "", Invalid(name, "%q is not a non-nil UUID", v)
+			return uuid.Nil, "", event.Invalid(name, "%q is not a non-nil UUID", v)
 		}
 		if from != "" {
 			if u != id {
-				return uuid.Nil, "", Invalid(name, "%s disagrees with %s %s; send one of them (%s is another name of %s), "+
+				return uuid.Nil, "", event.Invalid(name, "%s disagrees with %s %s; send one of them (%s is another name of %s), "+
 					"or the same tenant in both", u, from, id, name, from)
 			}
 			continue
@@ -69,7 +71,7 @@ type entryError struct {
 	Detail string `json:"detail"`
 }
 
-func stored(i int, id string, r PublishResult) publishResult {
+func stored(i int, id string, r bus.PublishResult) publishResult {
 	seq, dup := r.Sequence, r.Duplicate
 	return publishResult{Index: &i, ID: id, Sequence: &seq, Duplicate: &dup}
 }
@@ -128,7 +130,7 @@ func (s *Server) tenantFor(r *http.Request, body uuid.UUID, field string) (uuid.
 	}
 	switch {
 	case body != uuid.Nil && header != uuid.Nil && body != header:
-		return uuid.Nil, Invalid(field, "%s disagrees with the %s header %s; send one, or the same in both", body, name, header)
+		return uuid.Nil, event.Invalid(field, "%s disagrees with the %s header %s; send one, or the same in both", body, name, header)
 	case body != uuid.Nil:
 		return body, nil
 	case header != uuid.Nil:
@@ -142,8 +144,8 @@ func (s *Server) tenantFor(r *http.Request, body uuid.UUID, field string) (uuid.
 
 // prepareEvent decodes one event, fills its tenant, stamps and validates it, and checks its encoded size. Field names
 // in errors get prefix (such as "[3].").
-func (s *Server) prepareEvent(r *http.Request, raw []byte, prefix string) (*FlovynEvent, error) {
-	e, err := DecodeEvent(raw)
+func (s *Server) prepareEvent(r *http.Request, raw []byte, prefix string) (*event.FlovynEvent, error) {
+	e, err := event.DecodeEvent(raw)
 	if err == nil {
 		e.TenantID, err = s.tenantFor(r, e.TenantID, "tenant_id")
 	}
@@ -161,7 +163,7 @@ func (s *Server) prepareEvent(r *http.Request, raw []byte, prefix string) (*Flov
 }
 
 // checkSize returns a 413 error when the encoded event exceeds the limit; it encodes only when a cheap bound says it may.
-func (s *Server) checkSize(e *FlovynEvent) error {
+func (s *Server) checkSize(e *event.FlovynEvent) error {
 	limit := s.maxEventBytes()
 	bound := 320 + len(e.Data) + len(e.EventType) + 6*len(e.Source)
 	if e.CorrelationID != nil {
@@ -179,14 +181,14 @@ func (s *Server) checkSize(e *FlovynEvent) error {
 // maxEventBytes is events.max_event_bytes, lowered to the backend's max payload minus 4 KiB kept for headers.
 func (s *Server) maxEventBytes() int {
 	limit := s.cfg.Events.MaxEventBytes
-	if pl, ok := s.bus.(PayloadLimiter); ok {
+	if pl, ok := s.bus.(bus.PayloadLimiter); ok {
 		limit = min(limit, pl.MaxPayload()-4096)
 	}
 	return limit
 }
 
 func prefixFields(err error, prefix string) error {
-	var ve *ValidationError
+	var ve *event.ValidationError
 	var es *errStatus
 	if prefix != "" && errors.As(err, &es) {
 		return &errStatus{status: es.status, detail: prefix[:len(prefix)-1] + ": " + es.detail, retryAfter: es.retryAfter}
@@ -194,9 +196,9 @@ func prefixFields(err error, prefix string) error {
 	if prefix == "" || !errors.As(err, &ve) {
 		return err
 	}
-	out := &ValidationError{Errors: make([]FieldError, len(ve.Errors))}
+	out := &event.ValidationError{Errors: make([]event.FieldError, len(ve.Errors))}
 	for i, fe := range ve.Errors {
-		out.Errors[i] = FieldError{Field: prefix + fe.Field, Message: fe.Message}
+		out.Errors[i] = event.FieldError{Field: prefix + fe.Field, Message: fe.Message}
 		if fe.Field == "" {
 			out.Errors[i].Field = prefix[:len(prefix)-1]
 		}
@@ -230,7 +232,7 @@ func (s *Server) handlePublishEvent(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	e, err := s.readEvent(w, r)
 	if err == nil {
-		var res PublishResult
+		var res bus.PublishResult
 		ctx, cancel := s.publishCtx(r)
 		res, err = s.bus.PublishEvent(ctx, e)
 		cancel()
@@ -239,7 +241,7 @@ func (s *Server) handlePublishEvent(w http.ResponseWriter, r *http.Request) {
 			s.metrics.publishDuration.WithLabelValues("event").Observe(time.Since(start).Seconds())
 			var buf [96]byte
 			b := append(buf[:0], `{"id":"`...)
-			b = AppendUUID(b, e.ID)
+			b = event.AppendUUID(b, e.ID)
 			b = append(b, `","sequence":`...)
 			b = strconv.AppendUint(b, res.Sequence, 10)
 			b = append(b, `,"duplicate":`...)
@@ -255,7 +257,7 @@ func (s *Server) handlePublishEvent(w http.ResponseWriter, r *http.Request) {
 	s.writeError(w, r, err)
 }
 
-func (s *Server) readEvent(w http.ResponseWriter, r *http.Request) (*FlovynEvent, error) {
+func (s *Server) readEvent(w http.ResponseWriter, r *http.Request) (*event.FlovynEvent, error) {
 	format, err := requestFormat(r)
 	if err != nil {
 		return nil, err
@@ -265,12 +267,12 @@ func (s *Server) readEvent(w http.ResponseWriter, r *http.Request) (*FlovynEvent
 		return nil, err
 	}
 	if format == formatNDJSON || firstByte(body) == '[' {
-		return nil, Invalid("", "this endpoint takes one JSON object; send several to /v1/events/batch")
+		return nil, event.Invalid("", "this endpoint takes one JSON object; send several to /v1/events/batch")
 	}
 	return s.prepareEvent(r, body, "")
 }
 
-func (s *Server) countPublished(kind string, r PublishResult) {
+func (s *Server) countPublished(kind string, r bus.PublishResult) {
 	if r.Duplicate {
 		s.metrics.duplicates.Inc()
 		return
@@ -293,7 +295,7 @@ func splitEntries(body []byte, limit int) ([]json.RawMessage, error) {
 	if firstByte(body) == '[' {
 		dec := json.NewDecoder(bytes.NewReader(body))
 		if err := dec.Decode(&entries); err != nil {
-			return nil, DescribeJSONError(err)
+			return nil, event.DescribeJSONError(err)
 		}
 	} else {
 		for line := range bytes.SplitSeq(body, []byte("\n")) {
@@ -306,7 +308,7 @@ func splitEntries(body []byte, limit int) ([]json.RawMessage, error) {
 		}
 	}
 	if len(entries) == 0 {
-		return nil, Invalid("", "the batch is empty; send a JSON array or one JSON object per line")
+		return nil, event.Invalid("", "the batch is empty; send a JSON array or one JSON object per line")
 	}
 	if len(entries) > limit {
 		return nil, &errTooLarge{detail: fmt.Sprintf("the batch holds more than %d entries (events.max_batch); split it", limit)}
@@ -365,7 +367,7 @@ func (s *Server) writePartial(w http.ResponseWriter, firstErr error, results []p
 }
 
 // readBatch reads and validates every entry of a batch; any invalid entry fails the whole batch with every error.
-func (s *Server) readBatch(w http.ResponseWriter, r *http.Request) ([]*FlovynEvent, error) {
+func (s *Server) readBatch(w http.ResponseWriter, r *http.Request) ([]*event.FlovynEvent, error) {
 	if _, err := requestFormat(r); err != nil {
 		return nil, err
 	}
@@ -377,11 +379,11 @@ func (s *Server) readBatch(w http.ResponseWriter, r *http.Request) ([]*FlovynEve
 	if err != nil {
 		return nil, err
 	}
-	events := make([]*FlovynEvent, len(entries))
-	all := &ValidationError{}
+	events := make([]*event.FlovynEvent, len(entries))
+	all := &event.ValidationError{}
 	for i, raw := range entries {
 		e, err := s.prepareEvent(r, raw, "["+strconv.Itoa(i)+"].")
-		var ve *ValidationError
+		var ve *event.ValidationError
 		switch {
 		case errors.As(err, &ve):
 			all.Errors = append(all.Errors, ve.Errors...)
@@ -398,12 +400,12 @@ func (s *Server) readBatch(w http.ResponseWriter, r *http.Request) ([]*FlovynEve
 
 // publishBatch publishes the entries of a request (see BatchPublisher), pipelined when the backend can; after a failure
 // of a one-by-one backend, the rest are not attempted.
-func (s *Server) publishBatch(ctx context.Context, events []*FlovynEvent, streams []*StreamEvent) ([]PublishResult, []error) {
-	if bp, ok := s.bus.(BatchPublisher); ok {
+func (s *Server) publishBatch(ctx context.Context, events []*event.FlovynEvent, streams []*event.StreamEvent) ([]bus.PublishResult, []error) {
+	if bp, ok := s.bus.(bus.BatchPublisher); ok {
 		return bp.PublishBatch(ctx, events, streams)
 	}
 	n := max(len(events), len(streams))
-	results := make([]PublishResult, n)
+	results := make([]bus.PublishResult, n)
 	errs := make([]error, n)
 	for i := range n {
 		if i < len(events) && events[i] != nil {
@@ -424,8 +426,8 @@ func (s *Server) publishBatch(ctx context.Context, events []*FlovynEvent, stream
 // streamEntry is one validated entry of a /v1/streams request: a stream event, or the lifecycle event a legacy
 // StateEventPayload became.
 type streamEntry struct {
-	stream *StreamEvent
-	event  *FlovynEvent
+	stream *event.StreamEvent
+	event  *event.FlovynEvent
 }
 
 func (s *Server) handlePublishStreams(w http.ResponseWriter, r *http.Request) {
@@ -438,8 +440,8 @@ func (s *Server) handlePublishStreams(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := s.publishCtx(r)
 	defer cancel()
-	events := make([]*FlovynEvent, len(entries))
-	streams := make([]*StreamEvent, len(entries))
+	events := make([]*event.FlovynEvent, len(entries))
+	streams := make([]*event.StreamEvent, len(entries))
 	for i, en := range entries {
 		events[i], streams[i] = en.event, en.stream
 	}
@@ -505,9 +507,9 @@ func (s *Server) readStreams(w http.ResponseWriter, r *http.Request) ([]streamEn
 			return nil, false, err
 		}
 	}
-	tenant, err := s.tenantFor(r, uuid.Nil, TenantHeader)
+	tenant, err := s.tenantFor(r, uuid.Nil, event.TenantHeader)
 	if err == nil && tenant == uuid.Nil {
-		err = Invalid(TenantHeader, "is required for stream events (or its other name %s, or set events.default_tenant_id)", OrgHeader)
+		err = event.Invalid(event.TenantHeader, "is required for stream events (or its other name %s, or set events.default_tenant_id)", event.OrgHeader)
 	}
 	if err == nil {
 		err = allow(r, tenant, rightPublish)
@@ -516,14 +518,14 @@ func (s *Server) readStreams(w http.ResponseWriter, r *http.Request) ([]streamEn
 		return nil, false, err
 	}
 	entries := make([]streamEntry, len(raws))
-	all := &ValidationError{}
+	all := &event.ValidationError{}
 	for i, raw := range raws {
 		prefix := ""
 		if !single {
 			prefix = "[" + strconv.Itoa(i) + "]."
 		}
 		en, err := s.prepareStream(raw, tenant)
-		var ve *ValidationError
+		var ve *event.ValidationError
 		switch err = prefixFields(err, prefix); {
 		case errors.As(err, &ve):
 			all.Errors = append(all.Errors, ve.Errors...)
@@ -542,7 +544,7 @@ func (s *Server) prepareStream(raw []byte, tenant uuid.UUID) (streamEntry, error
 	if len(raw) > s.maxEventBytes() {
 		return streamEntry{}, &errTooLarge{detail: fmt.Sprintf("a stream event is %d bytes; at most %d are allowed", len(raw), s.maxEventBytes())}
 	}
-	se, err := DecodeStreamEvent(raw)
+	se, err := event.DecodeStreamEvent(raw)
 	if err != nil {
 		return streamEntry{}, err
 	}
@@ -554,7 +556,7 @@ func (s *Server) prepareStream(raw []byte, tenant uuid.UUID) (streamEntry, error
 		}
 		return streamEntry{stream: se}, nil
 	}
-	e, known, err := LegacyToEvent(se, p) // before any stamping: a retry of the same bytes gets the same id
+	e, known, err := event.LegacyToEvent(se, p) // before any stamping: a retry of the same bytes gets the same id
 	if err != nil {
 		return streamEntry{}, err
 	}

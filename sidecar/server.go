@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/flovyn/eventhook/sidecar/bus"
+	"github.com/flovyn/eventhook/sidecar/config"
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -25,9 +27,9 @@ import (
 // Options are what NewServer needs.
 type Options struct {
 	// Config is the validated configuration.
-	Config *Config
+	Config *config.Config
 	// Bus is the backend; the server does not close it.
-	Bus Bus
+	Bus bus.Bus
 	// Logger receives the server's logs; nil means slog.Default().
 	Logger *slog.Logger
 	// Registry receives the metrics and serves /metrics; nil means a fresh registry with the process and Go collectors
@@ -41,8 +43,8 @@ type Options struct {
 // Lifecycle: NewServer, then Listen (opens the listeners), then Serve (blocks), and Shutdown from another goroutine, which
 // ends the SSE streams, waits for in-flight requests and removes the socket file. The server does not close the bus.
 type Server struct {
-	cfg           *Config
-	bus           Bus
+	cfg           *config.Config
+	bus           bus.Bus
 	log           *slog.Logger
 	metrics       *Metrics
 	registry      *prometheus.Registry
@@ -84,7 +86,7 @@ func NewServer(opts Options) (*Server, error) {
 		err = opts.Registry.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "eventhook_backend_connected", Help: "1 when the backend is connected to its server (always 1 for memory).",
 		}, func() float64 {
-			if c, ok := opts.Bus.(Connectivity); ok && !c.Connected() {
+			if c, ok := opts.Bus.(bus.Connectivity); ok && !c.Connected() {
 				return 0
 			}
 			return 1
@@ -235,7 +237,7 @@ func (s *Server) handleHealthz(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
-	if p, ok := s.bus.(Pinger); ok {
+	if p, ok := s.bus.(bus.Pinger); ok {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		if err := p.Ping(ctx); err != nil {
@@ -258,7 +260,7 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 // reloaded). Requests are checked against the new tokens at once, and every open SSE stream is woken to check the
 // token it was opened with again: it ends when that token may no longer subscribe to its tenant. A token read from an environment variable is read again from the process
 // environment, which does not change after start. On error nothing changes.
-func (s *Server) ReloadAuth(cfg AuthConfig) error {
+func (s *Server) ReloadAuth(cfg config.AuthConfig) error {
 	a, err := newAuthenticator(cfg)
 	if err != nil {
 		return err

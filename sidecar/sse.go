@@ -12,18 +12,20 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/flovyn/eventhook/sidecar/bus"
+	"github.com/flovyn/eventhook/sidecar/event"
 	"github.com/google/uuid"
 )
 
 // streamSpec is what one SSE request asks for.
 type streamSpec struct {
 	tenant    uuid.UUID
-	events    *EventPattern // nil: no lifecycle feed
-	streamKey string        // "": no generic stream feed
-	taskOnly  string        // when set, keep only the stream events of this task
-	types     TypeFilter
+	events    *event.EventPattern // nil: no lifecycle feed
+	streamKey string              // "": no generic stream feed
+	taskOnly  string              // when set, keep only the stream events of this task
+	types     event.TypeFilter
 	replay    bool // without a cursor, start with what the backend holds (workflow and task streams)
-	cursor    *Cursor
+	cursor    *event.Cursor
 	earliest  bool
 	flovyn    bool // lifecycle events with a legacy name in Flovyn's framing (format=flovyn)
 	// unreadable: the client sent a cursor this sidecar cannot read; it gets a reset gap, then the stream as without a
@@ -41,9 +43,9 @@ func (s *Server) handleWorkflowStream(w http.ResponseWriter, r *http.Request) {
 	spec, err := s.streamRequest(r, false)
 	if err == nil {
 		var id string
-		if id, err = ParseID("id", r.PathValue("id")); err == nil {
+		if id, err = event.ParseID("id", r.PathValue("id")); err == nil {
 			if u, perr := uuid.Parse(id); perr == nil && spec.types.Lifecycle() {
-				p := ForWorkflow(spec.tenant, u)
+				p := event.ForWorkflow(spec.tenant, u)
 				p.EventTypePrefix = spec.types.Prefix()
 				spec.events = &p
 			}
@@ -64,11 +66,11 @@ func (s *Server) handleTaskStream(w http.ResponseWriter, r *http.Request) {
 	spec, err := s.streamRequest(r, false)
 	var id, wf string
 	if err == nil {
-		id, err = ParseID("id", r.PathValue("id"))
+		id, err = event.ParseID("id", r.PathValue("id"))
 	}
 	if err == nil {
 		if q := r.URL.Query().Get("workflow_execution_id"); q != "" {
-			wf, err = ParseID("workflow_execution_id", q)
+			wf, err = event.ParseID("workflow_execution_id", q)
 		}
 	}
 	if err != nil {
@@ -76,7 +78,7 @@ func (s *Server) handleTaskStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if u, perr := uuid.Parse(id); perr == nil && spec.types.Lifecycle() {
-		p := ForTask(spec.tenant, u)
+		p := event.ForTask(spec.tenant, u)
 		p.EventTypePrefix = spec.types.Prefix()
 		spec.events = &p
 	}
@@ -97,7 +99,7 @@ func (s *Server) handleTenantStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	p := AllEvents(spec.tenant)
+	p := event.AllEvents(spec.tenant)
 	p.EventTypePrefix = spec.types.Prefix()
 	p.Source = q.Get("source")
 	for _, f := range []struct {
@@ -107,7 +109,7 @@ func (s *Server) handleTenantStream(w http.ResponseWriter, r *http.Request) {
 		if v := q.Get(f.name); v != "" {
 			u, err := uuid.Parse(v)
 			if err != nil || len(v) != 36 {
-				s.writeError(w, r, Invalid(f.name, "%q is not a UUID", v))
+				s.writeError(w, r, event.Invalid(f.name, "%q is not a UUID", v))
 				return
 			}
 			*f.dst = &u
@@ -130,14 +132,14 @@ func (s *Server) streamRequest(r *http.Request, lifecycleOnly bool) (streamSpec,
 		return spec, err
 	}
 	if tenant == uuid.Nil {
-		return spec, Invalid("tenant_id", "is required: pass ?tenant_id=<uuid> (or ?org_id=) or the %s header (or %s), "+
-			"or set events.default_tenant_id", TenantHeader, OrgHeader)
+		return spec, event.Invalid("tenant_id", "is required: pass ?tenant_id=<uuid> (or ?org_id=) or the %s header (or %s), "+
+			"or set events.default_tenant_id", event.TenantHeader, event.OrgHeader)
 	}
 	if err := allow(r, tenant, rightSubscribe); err != nil {
 		return spec, err
 	}
 	spec.tenant = tenant
-	if spec.types, err = ParseTypes(q.Get("types"), lifecycleOnly); err != nil {
+	if spec.types, err = event.ParseTypes(q.Get("types"), lifecycleOnly); err != nil {
 		return spec, err
 	}
 	if spec.flovyn, err = streamFormat(q, s.cfg.SSE.Format, lifecycleOnly); err != nil {
@@ -149,12 +151,12 @@ func (s *Server) streamRequest(r *http.Request, lifecycleOnly bool) (streamSpec,
 	}
 	switch last {
 	case "":
-	case CursorEarliest:
+	case event.CursorEarliest:
 		spec.earliest = true
 	default:
 		// Never a 400: an EventSource gives up on a non-200, and another server's id (Flovyn numbers its frames) or a
 		// truncated cursor must not end a page's stream for good.
-		if c, err := ParseCursor(last); err == nil {
+		if c, err := event.ParseCursor(last); err == nil {
 			spec.cursor = &c
 		} else {
 			spec.unreadable = true
@@ -166,14 +168,14 @@ func (s *Server) streamRequest(r *http.Request, lifecycleOnly bool) (streamSpec,
 
 // start returns where a feed begins: after the cursor's position for it, else from the earliest held event when asked
 // or when the client has had nothing from this feed yet, else live.
-func (spec *streamSpec) start(has bool, p Position) Start {
+func (spec *streamSpec) start(has bool, p event.Position) bus.Start {
 	switch {
 	case spec.cursor != nil && has:
-		return StartAfter(p)
+		return bus.StartAfter(p)
 	case spec.earliest || spec.replay || spec.cursor != nil:
-		return StartEarliest()
+		return bus.StartEarliest()
 	}
-	return StartLive()
+	return bus.StartLive()
 }
 
 // sseConn is one SSE client: its feeds, its cursor, its write buffer and its connection.
@@ -187,7 +189,7 @@ type sseConn struct {
 	s       *Server
 	spec    *streamSpec
 	conn    net.Conn
-	cursor  Cursor
+	cursor  event.Cursor
 	buf     []byte
 	woken   atomic.Bool
 	creds   credentials // what the stream was opened with, checked again after ReloadAuth
@@ -195,12 +197,12 @@ type sseConn struct {
 	wake    func()      // interrupts the wait of run
 	unwatch func() bool // stops the wake-up at the next ReloadAuth
 
-	ev     Subscription[FlovynEvent]
-	st     Subscription[StreamEvent]
-	nextEv *Delivery[FlovynEvent]
-	nextSt *Delivery[StreamEvent]
-	evD    Delivery[FlovynEvent]
-	stD    Delivery[StreamEvent]
+	ev     bus.Subscription[event.FlovynEvent]
+	st     bus.Subscription[event.StreamEvent]
+	nextEv *bus.Delivery[event.FlovynEvent]
+	nextSt *bus.Delivery[event.StreamEvent]
+	evD    bus.Delivery[event.FlovynEvent]
+	stD    bus.Delivery[event.StreamEvent]
 }
 
 // aLongTimeAgo is a deadline in the past: it makes a blocked read return at once.
@@ -258,7 +260,7 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, spec streamSpe
 	c.buf = strconv.AppendInt(c.buf, sseRetry.Milliseconds(), 10)
 	c.buf = append(c.buf, "\n\n"...)
 	if spec.unreadable {
-		c.writeGap(&Gap{Reason: GapReset, Missed: -1}) // before anything the feeds give
+		c.writeGap(&event.Gap{Reason: event.GapReset, Missed: -1}) // before anything the feeds give
 		s.metrics.unreadableCursors.Inc()
 	}
 	s.metrics.subscribers.Inc()
@@ -374,7 +376,7 @@ func (c *sseConn) watchReload() {
 }
 
 // ended reports whether a subscription has ended (the bus closed it).
-func ended[T any](s Subscription[T]) bool {
+func ended[T any](s bus.Subscription[T]) bool {
 	if s == nil {
 		return false
 	}
@@ -426,9 +428,9 @@ func (c *sseConn) drain() error {
 }
 
 // settled reports whether s, when there is one, is settled (see Subscription.Settled).
-func settled[T any](s Subscription[T]) bool { return s == nil || s.Settled() }
+func settled[T any](s bus.Subscription[T]) bool { return s == nil || s.Settled() }
 
-func (c *sseConn) writeEvent(d *Delivery[FlovynEvent]) {
+func (c *sseConn) writeEvent(d *bus.Delivery[event.FlovynEvent]) {
 	if d.Gap != nil {
 		c.writeGap(d.Gap)
 		return
@@ -440,13 +442,13 @@ func (c *sseConn) writeEvent(d *Delivery[FlovynEvent]) {
 }
 
 // writeLifecycle writes the frame of a lifecycle event at the current cursor; wire is its shared encoding, or nil.
-func (c *sseConn) writeLifecycle(e *FlovynEvent, wire []byte) {
+func (c *sseConn) writeLifecycle(e *event.FlovynEvent, wire []byte) {
 	c.buf = c.appendID(c.buf)
 	c.buf = c.appendLifecycle(c.buf, e, wire)
 	c.s.metrics.deliveredLifecycle.Inc()
 }
 
-func (c *sseConn) writeStream(d *Delivery[StreamEvent]) {
+func (c *sseConn) writeStream(d *bus.Delivery[event.StreamEvent]) {
 	if d.Gap != nil {
 		c.writeGap(d.Gap)
 		return
@@ -471,10 +473,10 @@ func (c *sseConn) writeStream(d *Delivery[StreamEvent]) {
 	} else {
 		c.buf = appendStreamFrame(c.buf, se)
 	}
-	c.s.metrics.deliveredStream[StreamKindIndex(se.Type)].Inc()
+	c.s.metrics.deliveredStream[event.StreamKindIndex(se.Type)].Inc()
 }
 
-func (c *sseConn) writeGap(g *Gap) {
+func (c *sseConn) writeGap(g *event.Gap) {
 	c.buf = append(c.buf, "event: gap\ndata: "...)
 	c.buf = g.AppendJSON(c.buf)
 	c.buf = append(c.buf, "\n\n"...)
@@ -490,7 +492,7 @@ func (c *sseConn) appendID(dst []byte) []byte {
 }
 
 // appendLifecycleFrame appends the SSE frame of a lifecycle event after its id line, with the tenant under key.
-func appendLifecycleFrame(dst []byte, e *FlovynEvent, key TenantKey) []byte {
+func appendLifecycleFrame(dst []byte, e *event.FlovynEvent, key event.TenantKey) []byte {
 	dst = append(dst, "event: lifecycle\ndata: "...)
 	dst = e.AppendJSONAs(dst, key)
 	return append(dst, "\n\n"...)
@@ -498,7 +500,7 @@ func appendLifecycleFrame(dst []byte, e *FlovynEvent, key TenantKey) []byte {
 
 // appendStreamFrame appends the SSE frame of a generic stream event after its id line: its kind, and its payload
 // verbatim as data lines.
-func appendStreamFrame(dst []byte, s *StreamEvent) []byte {
+func appendStreamFrame(dst []byte, s *event.StreamEvent) []byte {
 	dst = append(dst, "event: "...)
 	dst = append(dst, s.Type.SSEName()...)
 	dst = append(dst, '\n')
@@ -509,21 +511,21 @@ func appendStreamFrame(dst []byte, s *StreamEvent) []byte {
 // FrameEncoders returns the encoders a bus is given (FeedOptions.Encoders): the SSE frames of lifecycle and stream events
 // after their id line, with the tenant of a lifecycle event under key (events.tenant_key). The bus encodes each item
 // once with them, for every subscriber; the SSE writer sends what they return.
-func FrameEncoders(key TenantKey) Encoders {
-	return Encoders{Event: lifecycleWire(key), Stream: streamFrameWire(key)}
+func FrameEncoders(key event.TenantKey) bus.Encoders {
+	return bus.Encoders{Event: lifecycleWire(key), Stream: streamFrameWire(key)}
 }
 
 // lifecycleWire returns the hubs' shared encoding of lifecycle events, with the tenant under key (events.tenant_key);
 // streamFrameWire is the one of stream events.
-func lifecycleWire(key TenantKey) func(*FlovynEvent) []byte {
-	return func(e *FlovynEvent) []byte {
+func lifecycleWire(key event.TenantKey) func(*event.FlovynEvent) []byte {
+	return func(e *event.FlovynEvent) []byte {
 		return appendLifecycleFrame(make([]byte, 0, 440+len(e.Data)+len(e.EventType)+len(e.Source)), e, key)
 	}
 }
 
-func streamFrameWire(key TenantKey) func(*StreamEvent) []byte {
+func streamFrameWire(key event.TenantKey) func(*event.StreamEvent) []byte {
 	lifecycle := lifecycleWire(key)
-	return func(s *StreamEvent) []byte {
+	return func(s *event.StreamEvent) []byte {
 		if s.Lifecycle() != nil { // a legacy lifecycle payload from NATS: its lifecycle frame
 			return lifecycle(s.Lifecycle())
 		}
