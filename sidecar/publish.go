@@ -55,30 +55,15 @@ func tenantOf(m map[string][]string, names [2]string) (uuid.UUID, string, error)
 	return id, from, nil
 }
 
-// publishResult is one entry of a publish answer. A stored entry has id (for lifecycle events), sequence and duplicate;
-// a failed one has error.
-type publishResult struct {
-	Index     *int        `json:"index,omitempty"`
-	ID        string      `json:"id,omitempty"`
-	Sequence  *uint64     `json:"sequence,omitempty"`
-	Duplicate *bool       `json:"duplicate,omitempty"`
-	Converted string      `json:"converted_to,omitempty"` // a legacy stream publish: the lifecycle event type it became
-	Error     *entryError `json:"error,omitempty"`
+// stored is the reply for entry i, stored as r says; id is a lifecycle event's.
+func stored(i int, id string, r bus.PublishResult) event.PublishReply {
+	return event.PublishReply{Index: i, ID: id, Sequence: r.Sequence, Duplicate: r.Duplicate}
 }
 
-type entryError struct {
-	Status int    `json:"status"`
-	Detail string `json:"detail"`
-}
-
-func stored(i int, id string, r bus.PublishResult) publishResult {
-	seq, dup := r.Sequence, r.Duplicate
-	return publishResult{Index: &i, ID: id, Sequence: &seq, Duplicate: &dup}
-}
-
-func failed(i int, err error) publishResult {
+// failed is the reply for entry i, not stored because of err.
+func failed(i int, err error) event.PublishReply {
 	p, _ := problemFor(err)
-	return publishResult{Index: &i, Error: &entryError{Status: p.Status, Detail: p.Detail}}
+	return event.PublishReply{Index: i, Error: &event.Problem{Status: p.Status, Detail: p.Detail}}
 }
 
 // bodyFormat is how a request body is framed.
@@ -331,7 +316,7 @@ func (s *Server) handlePublishBatch(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := s.publishCtx(r)
 	defer cancel()
 	results, errs := s.publishBatch(ctx, events, nil)
-	out := make([]publishResult, len(events))
+	out := make([]event.PublishReply, len(events))
 	var firstErr error
 	for i, e := range events {
 		if errs[i] != nil {
@@ -354,7 +339,7 @@ func (s *Server) handlePublishBatch(w http.ResponseWriter, r *http.Request) {
 // failure (503 for a backend failure), with every entry's result, so the client knows which were stored. A retry of
 // the whole request is safe when every entry is a lifecycle event (dedup by id); stream events have no id, so only
 // the entries that failed should be sent again.
-func (s *Server) writePartial(w http.ResponseWriter, firstErr error, results []publishResult, retryAll bool) {
+func (s *Server) writePartial(w http.ResponseWriter, firstErr error, results []event.PublishReply, retryAll bool) {
 	s.reject(firstErr)
 	p, _ := problemFor(firstErr)
 	advice := "a retry of the whole request is safe"
@@ -446,7 +431,7 @@ func (s *Server) handlePublishStreams(w http.ResponseWriter, r *http.Request) {
 		events[i], streams[i] = en.event, en.stream
 	}
 	results, errs := s.publishBatch(ctx, events, streams)
-	out := make([]publishResult, len(entries))
+	out := make([]event.PublishReply, len(entries))
 	var firstErr error
 	for i, en := range entries {
 		switch {
@@ -456,7 +441,7 @@ func (s *Server) handlePublishStreams(w http.ResponseWriter, r *http.Request) {
 		case en.event != nil:
 			s.countPublished("event", results[i])
 			out[i] = stored(i, en.event.ID.String(), results[i])
-			out[i].Converted = en.event.EventType
+			out[i].ConvertedTo = en.event.EventType
 		default:
 			s.countPublished("stream", results[i])
 			out[i] = stored(i, "", results[i])
@@ -473,7 +458,7 @@ func (s *Server) handlePublishStreams(w http.ResponseWriter, r *http.Request) {
 	}
 	s.metrics.publishDuration.WithLabelValues("stream").Observe(time.Since(start).Seconds())
 	if single {
-		out[0].Index = nil
+		out[0].Index = -1 // a single entry: no index
 		writeJSON(w, http.StatusAccepted, out[0])
 		return
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/flovyn/eventhook/sidecar/bus"
 	"github.com/flovyn/eventhook/sidecar/config"
+	"github.com/flovyn/eventhook/sidecar/event"
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -243,7 +244,7 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 		if err := p.Ping(ctx); err != nil {
 			s.metrics.backendUp.Set(0)
 			s.log.LogAttrs(r.Context(), slog.LevelWarn, "not ready", slog.Any("err", err))
-			writeProblem(w, problem{Status: http.StatusServiceUnavailable, retryAfter: 1,
+			writeProblem(w, event.Problem{Status: http.StatusServiceUnavailable, RetryAfter: time.Second,
 				Detail: "the event backend is not usable: " + err.Error()})
 			return
 		}

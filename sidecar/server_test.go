@@ -121,7 +121,7 @@ func (h *harness) do(t testing.TB, method, path, contentType, body string, heade
 }
 
 // problemOf decodes a problem+json answer, failing unless it is one with the wanted status.
-func problemOf(t testing.TB, status int, hdr http.Header, body []byte, want int) problem {
+func problemOf(t testing.TB, status int, hdr http.Header, body []byte, want int) event.Problem {
 	t.Helper()
 	if status != want {
 		t.Fatalf("status %d; want %d (body %s)", status, want, body)
@@ -129,7 +129,7 @@ func problemOf(t testing.TB, status int, hdr http.Header, body []byte, want int)
 	if ct := hdr.Get("Content-Type"); ct != "application/problem+json" {
 		t.Fatalf("Content-Type %q; want application/problem+json", ct)
 	}
-	var p problem
+	var p event.Problem
 	if err := json.Unmarshal(body, &p); err != nil || p.Status != want || p.Detail == "" || p.Title == "" || p.Type == "" {
 		t.Fatalf("not a complete problem: %s (%v)", body, err)
 	}
@@ -855,7 +855,9 @@ func TestBatchBackendFailure(t *testing.T) {
 	if hdr.Get("Retry-After") == "" || len(p.Results) != 3 {
 		t.Fatalf("503 %s; want Retry-After and three results", raw)
 	}
-	if p.Results[0].Error != nil || p.Results[0].Sequence == nil || p.Results[1].Error == nil || p.Results[2].Error == nil ||
+	var keys struct{ Results []map[string]json.RawMessage }
+	_ = json.Unmarshal(raw, &keys)
+	if p.Results[0].Error != nil || keys.Results[0]["sequence"] == nil || p.Results[1].Error == nil || p.Results[2].Error == nil ||
 		p.Results[1].Error.Status != 503 {
 		t.Fatalf("results %s; want the first stored and the others failed with 503", raw)
 	}
@@ -899,7 +901,7 @@ func TestUnavailableDetails(t *testing.T) {
 		{fmt.Errorf("publish: %w", context.DeadlineExceeded), "may or may not be stored"},
 	} {
 		p, internal := problemFor(tt.err)
-		if p.Status != 503 || p.retryAfter <= 0 || internal || !strings.Contains(p.Detail, tt.want) {
+		if p.Status != 503 || p.RetryAfter <= 0 || internal || !strings.Contains(p.Detail, tt.want) {
 			t.Errorf("problemFor(%v) = %+v (internal %v); want a 503 with Retry-After saying %q", tt.err, p, internal, tt.want)
 		}
 	}

@@ -1,14 +1,18 @@
 package event
 
 import (
+	"encoding/json"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 )
 
-// PublishReply is the sidecar's answer about one published entry (SPEC §3): where it was stored, or why it was not. It is
-// the wire form of the HTTP API; the bus's own answer is PublishResult.
+// PublishReply is the sidecar's answer about one published entry: where it was stored, or why it was not. It is the
+// wire form of the HTTP API, written by the server and read by the client; the bus' own answer is bus.PublishResult.
+//
+// In JSON, a reply with an Error has no sequence and no duplicate, and a negative Index is left out (the server's
+// answer to a single stream publish, which decodes as 0).
 type PublishReply struct {
 	// Index is the entry's position in its request (0 for a single publish).
 	Index int `json:"index"`
@@ -24,8 +28,8 @@ type PublishReply struct {
 	Error *Problem `json:"error,omitempty"`
 }
 
-// Problem is an RFC 9457 problem detail, the body of every error response of the sidecar. It is the error type returned by
-// the Client's methods for a non-success status.
+// Problem is an RFC 9457 problem detail, the body of every error response of the sidecar, as the server writes it and
+// the client reads it. It is the error type the client's methods return for a non-success status.
 type Problem struct {
 	// Type is a URI naming the kind of problem, often "about:blank".
 	Type string `json:"type,omitempty"`
@@ -41,6 +45,25 @@ type Problem struct {
 	Results []PublishReply `json:"results,omitempty"`
 	// RetryAfter is the delay the server asked for in its Retry-After header, or 0.
 	RetryAfter time.Duration `json:"-"`
+}
+
+// MarshalJSON writes r as the server answers it (see PublishReply).
+func (r PublishReply) MarshalJSON() ([]byte, error) {
+	w := struct {
+		Index       *int     `json:"index,omitempty"`
+		ID          string   `json:"id,omitempty"`
+		Sequence    *uint64  `json:"sequence,omitempty"`
+		Duplicate   *bool    `json:"duplicate,omitempty"`
+		ConvertedTo string   `json:"converted_to,omitempty"`
+		Error       *Problem `json:"error,omitempty"`
+	}{ID: r.ID, ConvertedTo: r.ConvertedTo, Error: r.Error}
+	if r.Index >= 0 {
+		w.Index = &r.Index
+	}
+	if r.Error == nil {
+		w.Sequence, w.Duplicate = &r.Sequence, &r.Duplicate
+	}
+	return json.Marshal(w)
 }
 
 // Error returns "status: detail (field: message; ...)".
