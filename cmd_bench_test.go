@@ -33,7 +33,7 @@ func newBenchTestDaemon(t *testing.T) *benchTestDaemon {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	port := benchTestFreePort(t)
-	cfg := config.DefaultConfig()
+	cfg := config.Default()
 	cfg.Backend = "jetstream"
 	cfg.NATS.StoreDir = filepath.Join(dir, "data")
 	cfg.NATS.EmbeddedListen = "127.0.0.1:" + port

@@ -87,7 +87,7 @@ func (c *cliConn) resolveTenant() error {
 
 // client returns a client of the sidecar the flags name. The token comes from EVENTHOOK_TOKEN when -token is not given
 // (never as a flag default, so that usage output does not print it).
-func (c *cliConn) client() (*client.Client, error) {
+func (c *cliConn) client() (*client.Sidecar, error) {
 	token := c.token
 	if token == "" {
 		token = os.Getenv("EVENTHOOK_TOKEN")
@@ -96,7 +96,7 @@ func (c *cliConn) client() (*client.Client, error) {
 	if c.url != "" {
 		target = c.url
 	}
-	return client.NewClient(target, token)
+	return client.New(target, token)
 }
 
 // target names the sidecar for error messages.
@@ -234,7 +234,7 @@ func (o *publishOptions) buildEvent(tenant string) ([]byte, error) {
 
 // publisher publishes and prints results.
 type publisher struct {
-	client *client.Client
+	client *client.Sidecar
 	conn   *cliConn
 	stdout io.Writer
 	stderr io.Writer

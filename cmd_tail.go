@@ -150,7 +150,7 @@ func (o *tailOptions) request() (path string, query url.Values, err error) {
 
 // tailer follows one stream across reconnections.
 type tailer struct {
-	client *client.Client
+	client *client.Sidecar
 	conn   *cliConn
 	opts   *tailOptions
 	path   string

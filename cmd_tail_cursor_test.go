@@ -25,14 +25,14 @@ func TestTailUnreadableCursor(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	cfg := config.DefaultConfig()
+	cfg := config.Default()
 	cfg.Backend = "memory"
 	cfg.HTTP.Listen = ""
 	cfg.HTTP.UnixSocket = filepath.Join(dir, "eh.sock")
 	cfg.SSE.Format = "flovyn"
-	bus := bus.NewMemoryBus(bus.MemoryOptions{})
+	bus := bus.NewMemory(bus.MemoryOptions{})
 	t.Cleanup(func() { bus.Close() })
-	srv, err := sidecar.NewServer(sidecar.Options{Config: cfg, Bus: bus, Logger: config.NewLogger(config.LogConfig{Level: "error"}, io.Discard)})
+	srv, err := sidecar.NewServer(sidecar.Options{Config: cfg, Bus: bus, Logger: config.NewLogger(config.Log{Level: "error"}, io.Discard)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -951,8 +951,8 @@ func TestTailPrinterHelpers(t *testing.T) {
 
 // TestOutsideAuth: a SIGHUP reload reports the sections it does not apply, and only those.
 func TestOutsideAuth(t *testing.T) {
-	running := config.DefaultConfig()
-	next := config.DefaultConfig()
+	running := config.Default()
+	next := config.Default()
 	next.Auth.UnixSocket = "token"
 	if got := outsideAuth(running, next); got != "" {
 		t.Errorf("only auth changed: outsideAuth = %q; want nothing", got)

@@ -95,9 +95,9 @@ func loadConfig(fset *flag.FlagSet, args []string) (*config.Config, string, erro
 	}
 	explicit := false
 	fset.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "config" })
-	cfg, err := config.LoadConfig(*path)
+	cfg, err := config.Load(*path)
 	if errors.Is(err, fs.ErrNotExist) && !explicit {
-		cfg = config.DefaultConfig()
+		cfg = config.Default()
 		return cfg, "(defaults: no config.yaml here)", cfg.Validate()
 	}
 	return cfg, *path, err
@@ -192,7 +192,7 @@ func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, running *config.Conf
 			return
 		case <-hup:
 		}
-		next, err := config.LoadConfig(path)
+		next, err := config.Load(path)
 		if err != nil {
 			log.Error("SIGHUP: the configuration was not reloaded", slog.String("config", path), slog.Any("err", err))
 			continue

@@ -42,7 +42,7 @@ type load struct {
 	wg    sync.WaitGroup
 }
 
-func startLoad(client *client.Client, tenant uuid.UUID, workers int) *load {
+func startLoad(client *client.Sidecar, tenant uuid.UUID, workers int) *load {
 	l := &load{stop: make(chan struct{})}
 	for w := range workers {
 		l.wg.Add(1)
@@ -92,7 +92,7 @@ func (l *load) finish() (acked []string, errs []error) {
 }
 
 // storedIDs reads the lifecycle events of tenant the sidecar holds (earliest), in order, until enough says it has them.
-func storedIDs(t testing.TB, client *client.Client, tenant uuid.UUID, enough func(ids []string) bool) []string {
+func storedIDs(t testing.TB, client *client.Sidecar, tenant uuid.UUID, enough func(ids []string) bool) []string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
@@ -275,7 +275,7 @@ func TestSIGHUPReloadsTokens(t *testing.T) {
 	side := startSidecar(t, eh, dir, config("alpha"))
 	tenant := uuid.New()
 	publishWith := func(token string) error {
-		c, err := client.NewClient(side.socket, token)
+		c, err := client.New(side.socket, token)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -165,7 +165,7 @@ type sidecarProc struct {
 	*proc
 	dir    string
 	socket string
-	client *client.Client
+	client *client.Sidecar
 }
 
 // startSidecar writes a config (the YAML given) into dir and starts eventhook serve on it; it returns once /readyz
@@ -178,7 +178,7 @@ func startSidecar(t testing.TB, bin, dir, yaml string) *sidecarProc {
 	}
 	s := &sidecarProc{dir: dir, socket: filepath.Join(dir, "eh.sock")}
 	s.proc = start(t, "eventhook", bin, "serve", "-config", cfgPath)
-	c, err := client.NewClient(s.socket, "")
+	c, err := client.New(s.socket, "")
 	if err != nil {
 		t.Fatal(err)
 	}

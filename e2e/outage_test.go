@@ -28,7 +28,7 @@ type collector struct {
 	gaps       []string
 }
 
-func (c *collector) run(ctx context.Context, t testing.TB, client *client.Client, path string, q url.Values) {
+func (c *collector) run(ctx context.Context, t testing.TB, client *client.Sidecar, path string, q url.Values) {
 	last := ""
 	for ctx.Err() == nil {
 		r, closer, err := client.Stream(ctx, path, q, last)
@@ -86,7 +86,7 @@ type publisher struct {
 	lastError string
 }
 
-func (p *publisher) run(ctx context.Context, client *client.Client, tenant uuid.UUID, every time.Duration) {
+func (p *publisher) run(ctx context.Context, client *client.Sidecar, tenant uuid.UUID, every time.Duration) {
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for i := 0; ctx.Err() == nil; i++ {

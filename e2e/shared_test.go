@@ -85,7 +85,7 @@ func notApplied(p *proc, stream string) (map[string]int, map[string]map[string]a
 }
 
 // openSSE opens an SSE stream of the sidecar (closed with the test) and returns once its response headers arrived.
-func openSSE(t *testing.T, client *client.Client, path string, q url.Values, last string) *client.SSEReader {
+func openSSE(t *testing.T, client *client.Sidecar, path string, q url.Values, last string) *client.SSEReader {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	t.Cleanup(cancel)

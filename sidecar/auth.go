@@ -74,7 +74,7 @@ type authenticator struct {
 }
 
 // newAuthenticator reads the tokens of cfg; a token held in an unset environment variable is an error naming it.
-func newAuthenticator(cfg config.AuthConfig) (*authenticator, error) {
+func newAuthenticator(cfg config.Auth) (*authenticator, error) {
 	a := &authenticator{socketRequires: cfg.UnixSocket == "token"}
 	for i, t := range cfg.Tokens {
 		e := tokenEntry{p: principal{name: t.Name, tenants: map[uuid.UUID]bool{}}}

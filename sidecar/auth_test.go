@@ -31,7 +31,7 @@ func authHarness(t *testing.T, socket string) (h *harness, a, b uuid.UUID) {
 	t.Setenv("EH_TEST_TOKEN", "from-env")
 	cfg := testConfig(t)
 	cfg.Auth.UnixSocket = socket
-	cfg.Auth.Tokens = []config.TokenConfig{
+	cfg.Auth.Tokens = []config.Token{
 		{Name: "a", SHA256: sha("token-a"), Tenants: []string{a.String()}, Allow: []string{"publish", "subscribe"}},
 		{Name: "reader", SHA256: sha("reader"), Tenants: []string{"*"}, Allow: []string{"subscribe"}},
 		{Name: "env", Env: "EH_TEST_TOKEN", Tenants: []string{b.String()}, Allow: []string{"publish"}},
@@ -219,14 +219,14 @@ func TestReloadAuth(t *testing.T) {
 	cfg := testConfig(t)
 	// testConfig's keep-alive is an hour: a stream that ends within the test's wait was woken by the reload itself.
 	cfg.Auth.UnixSocket = "token"
-	both := config.TokenConfig{Name: "both", SHA256: sha("both"), Tenants: []string{a.String(), b.String()}, Allow: []string{"publish", "subscribe"}}
-	cfg.Auth.Tokens = []config.TokenConfig{
+	both := config.Token{Name: "both", SHA256: sha("both"), Tenants: []string{a.String(), b.String()}, Allow: []string{"publish", "subscribe"}}
+	cfg.Auth.Tokens = []config.Token{
 		{Name: "old", SHA256: sha("old"), Tenants: []string{"*"}, Allow: []string{"publish", "subscribe"}},
 		both,
 	}
 	h := newHarness(t, cfg, nil)
-	client := func(token string) *client.Client {
-		c, err := client.NewClient(h.socket, token)
+	client := func(token string) *client.Sidecar {
+		c, err := client.New(h.socket, token)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -238,8 +238,8 @@ func TestReloadAuth(t *testing.T) {
 	bothA := h.stream(t, client("both"), "/events/stream", q(a), "")
 	bothB := h.stream(t, client("both"), "/events/stream", q(b), "")
 
-	bad := []config.TokenConfig{{Name: "bad", SHA256: "not hex", Tenants: []string{"*"}, Allow: []string{"publish"}}}
-	if err := h.srv.ReloadAuth(config.AuthConfig{UnixSocket: "token", Tokens: bad}); err == nil {
+	bad := []config.Token{{Name: "bad", SHA256: "not hex", Tenants: []string{"*"}, Allow: []string{"publish"}}}
+	if err := h.srv.ReloadAuth(config.Auth{UnixSocket: "token", Tokens: bad}); err == nil {
 		t.Fatal("ReloadAuth with a malformed sha256 succeeded")
 	}
 	if _, err := client("old").PublishEvent(t.Context(), []byte(eventJSON(a, "still.old", "")), ""); err != nil {
@@ -249,8 +249,8 @@ func TestReloadAuth(t *testing.T) {
 	bothA.nextLifecycle(t, "still.old")
 
 	both.Tenants = []string{a.String()} // loses tenant b
-	fresh := config.TokenConfig{Name: "new", SHA256: sha("new"), Tenants: []string{"*"}, Allow: []string{"publish", "subscribe"}}
-	if err := h.srv.ReloadAuth(config.AuthConfig{UnixSocket: "token", Tokens: []config.TokenConfig{both, fresh}}); err != nil {
+	fresh := config.Token{Name: "new", SHA256: sha("new"), Tenants: []string{"*"}, Allow: []string{"publish", "subscribe"}}
+	if err := h.srv.ReloadAuth(config.Auth{UnixSocket: "token", Tokens: []config.Token{both, fresh}}); err != nil {
 		t.Fatal(err)
 	}
 	var p *event.Problem

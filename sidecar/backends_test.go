@@ -22,7 +22,7 @@ import (
 // jetstreamConfig is a configuration for a JetStream bus on an embedded server of its own, in-process only, with its
 // store in a temporary directory.
 func jetstreamConfig(t testing.TB) *config.Config {
-	cfg := config.DefaultConfig()
+	cfg := config.Default()
 	cfg.Backend = "jetstream"
 	cfg.NATS.EmbeddedListen = ""
 	cfg.NATS.StoreDir = t.TempDir()
@@ -43,12 +43,12 @@ func openBus(t testing.TB, cfg *config.Config) bus.Bus {
 
 // newJetStreamTestBus returns a JetStream bus on an embedded server of its own, whose feeds close with their last
 // subscriber; the test closes it.
-func newJetStreamTestBus(t testing.TB) *natsbus.JetStreamBus {
+func newJetStreamTestBus(t testing.TB) *natsbus.JetStream {
 	t.Helper()
 	cfg := jetstreamConfig(t)
 	o := cfg.NATSOptions(FrameEncoders(cfg.Events.TenantKey))
 	o.Linger = -1
-	b, err := natsbus.NewJetStreamBus(t.Context(), o, quietLog)
+	b, err := natsbus.NewJetStream(t.Context(), o, quietLog)
 	if err != nil {
 		t.Fatalf("NewJetStreamBus: %v", err)
 	}
@@ -56,11 +56,11 @@ func newJetStreamTestBus(t testing.TB) *natsbus.JetStreamBus {
 }
 
 // newNATSTestBus returns a core NATS bus on an embedded server of its own, with rings of 64 events; the test closes it.
-func newNATSTestBus(t testing.TB) *natsbus.NATSBus {
+func newNATSTestBus(t testing.TB) *natsbus.Core {
 	t.Helper()
 	cfg := jetstreamConfig(t)
 	cfg.Memory.EventBuffer = 64
-	b, err := natsbus.NewNATSBus(t.Context(), cfg.NATSOptions(FrameEncoders(cfg.Events.TenantKey)), quietLog)
+	b, err := natsbus.NewCore(t.Context(), cfg.NATSOptions(FrameEncoders(cfg.Events.TenantKey)), quietLog)
 	if err != nil {
 		t.Fatalf("NewNATSBus: %v", err)
 	}

@@ -118,7 +118,7 @@ func testUnreadableCursors(t *testing.T, h *harness) {
 func TestUnreadableCursorLog(t *testing.T) {
 	for _, format := range []string{"text", "json"} {
 		var buf bytes.Buffer
-		s := &Server{log: config.NewLogger(config.LogConfig{Level: "debug", Format: format}, &buf)}
+		s := &Server{log: config.NewLogger(config.Log{Level: "debug", Format: format}, &buf)}
 		v := "\x1b[2J\x00\n" + strings.Repeat("A", 10<<10)
 		s.unreadableCursor(httptestRequest("GET", "/events/stream"), "Last-Event-ID", v)
 		out := buf.String()
@@ -128,7 +128,7 @@ func TestUnreadableCursorLog(t *testing.T) {
 			t.Errorf("%s log %q; want one line, escaped, with 64 bytes of the cursor and its length", format, out)
 		}
 		buf.Reset()
-		s = &Server{log: config.NewLogger(config.LogConfig{Level: "info", Format: format}, &buf)}
+		s = &Server{log: config.NewLogger(config.Log{Level: "info", Format: format}, &buf)}
 		s.unreadableCursor(httptestRequest("GET", "/events/stream"), "Last-Event-ID", v)
 		if buf.Len() != 0 {
 			t.Errorf("%s log at info: %q; want nothing", format, buf.String())

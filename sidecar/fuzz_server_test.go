@@ -89,12 +89,12 @@ func FuzzEventValidateIsolation(f *testing.F) {
 		f.Add([]byte(s.body), s.header)
 	}
 	newServer := func(defaultTenant string) *Server {
-		cfg := config.DefaultConfig()
+		cfg := config.Default()
 		cfg.Backend = "memory"
 		cfg.Events.DefaultTenantID = defaultTenant
-		eb := bus.NewMemoryBus(bus.MemoryOptions{})
+		eb := bus.NewMemory(bus.MemoryOptions{})
 		f.Cleanup(func() { eb.Close() })
-		srv, err := NewServer(Options{Config: cfg, Bus: eb, Logger: config.NewLogger(config.LogConfig{Level: "error"}, io.Discard),
+		srv, err := NewServer(Options{Config: cfg, Bus: eb, Logger: config.NewLogger(config.Log{Level: "error"}, io.Discard),
 			Registry: prometheus.NewRegistry()})
 		if err != nil {
 			f.Fatal(err)

@@ -261,7 +261,7 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 // reloaded). Requests are checked against the new tokens at once, and every open SSE stream is woken to check the
 // token it was opened with again: it ends when that token may no longer subscribe to its tenant. A token read from an environment variable is read again from the process
 // environment, which does not change after start. On error nothing changes.
-func (s *Server) ReloadAuth(cfg config.AuthConfig) error {
+func (s *Server) ReloadAuth(cfg config.Auth) error {
 	a, err := newAuthenticator(cfg)
 	if err != nil {
 		return err

@@ -32,8 +32,8 @@ type harness struct {
 	bus    bus.Bus
 	cfg    *config.Config
 	socket string
-	unix   *client.Client // over the socket
-	tcp    *client.Client // over TCP
+	unix   *client.Sidecar // over the socket
+	tcp    *client.Sidecar // over TCP
 	served chan error
 }
 
@@ -49,7 +49,7 @@ func socketDir(t testing.TB) string {
 }
 
 func testConfig(t testing.TB) *config.Config {
-	cfg := config.DefaultConfig()
+	cfg := config.Default()
 	cfg.Backend = "memory"
 	cfg.HTTP.Listen = "127.0.0.1:0"
 	cfg.HTTP.UnixSocket = filepath.Join(socketDir(t), "eh.sock")
@@ -66,11 +66,11 @@ func newHarness(t testing.TB, cfg *config.Config, eb bus.Bus) *harness {
 		t.Fatalf("test config: %v", err)
 	}
 	if eb == nil {
-		eb = bus.NewMemoryBus(bus.MemoryOptions{Feed: bus.FeedOptions{EventBuffer: cfg.Memory.EventBuffer, StreamBuffer: cfg.Memory.StreamBuffer,
+		eb = bus.NewMemory(bus.MemoryOptions{Feed: bus.FeedOptions{EventBuffer: cfg.Memory.EventBuffer, StreamBuffer: cfg.Memory.StreamBuffer,
 			Encoders: FrameEncoders(cfg.Events.TenantKey)}})
 		t.Cleanup(func() { eb.Close() })
 	}
-	srv, err := NewServer(Options{Config: cfg, Bus: eb, Logger: config.NewLogger(config.LogConfig{Level: "error"}, io.Discard),
+	srv, err := NewServer(Options{Config: cfg, Bus: eb, Logger: config.NewLogger(config.Log{Level: "error"}, io.Discard),
 		Registry: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
@@ -85,10 +85,10 @@ func newHarness(t testing.TB, cfg *config.Config, eb bus.Bus) *harness {
 		defer cancel()
 		srv.Shutdown(ctx)
 	})
-	if h.unix, err = client.NewClient(h.socket, ""); err != nil {
+	if h.unix, err = client.New(h.socket, ""); err != nil {
 		t.Fatal(err)
 	}
-	if h.tcp, err = client.NewClient("http://"+srv.Addr().String(), ""); err != nil {
+	if h.tcp, err = client.New("http://"+srv.Addr().String(), ""); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(h.unix.Close)
@@ -144,7 +144,7 @@ type sse struct {
 	errc   chan error
 }
 
-func (h *harness) stream(t testing.TB, c *client.Client, path string, q url.Values, last string) *sse {
+func (h *harness) stream(t testing.TB, c *client.Sidecar, path string, q url.Values, last string) *sse {
 	t.Helper()
 	r, closer, err := c.Stream(t.Context(), path, q, last)
 	if err != nil {
@@ -154,7 +154,7 @@ func (h *harness) stream(t testing.TB, c *client.Client, path string, q url.Valu
 }
 
 // streamHeader opens a stream as stream does, with extra request headers given as name, value pairs.
-func (h *harness) streamHeader(t testing.TB, c *client.Client, path string, q url.Values, header ...string) *sse {
+func (h *harness) streamHeader(t testing.TB, c *client.Sidecar, path string, q url.Values, header ...string) *sse {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, (&url.URL{Path: path, RawQuery: q.Encode()}).String(), nil)
 	if err != nil {
@@ -779,7 +779,7 @@ func TestUnixSocketFile(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.HTTP.UnixSocket = h.socket
 	cfg.HTTP.Listen = ""
-	other, _ := NewServer(Options{Config: cfg, Bus: h.bus, Logger: config.NewLogger(config.LogConfig{}, io.Discard), Registry: prometheus.NewRegistry()})
+	other, _ := NewServer(Options{Config: cfg, Bus: h.bus, Logger: config.NewLogger(config.Log{}, io.Discard), Registry: prometheus.NewRegistry()})
 	if err := other.Listen(); err == nil || !strings.Contains(err.Error(), "already running") {
 		t.Fatalf("Listen on a live socket = %v; want a clear refusal", err)
 	}
@@ -792,7 +792,7 @@ func TestUnixSocketFile(t *testing.T) {
 	l.(*net.UnixListener).SetUnlinkOnClose(false)
 	l.Close()
 	cfg.HTTP.UnixSocket = stale
-	replaced, _ := NewServer(Options{Config: cfg, Bus: h.bus, Logger: config.NewLogger(config.LogConfig{}, io.Discard), Registry: prometheus.NewRegistry()})
+	replaced, _ := NewServer(Options{Config: cfg, Bus: h.bus, Logger: config.NewLogger(config.Log{}, io.Discard), Registry: prometheus.NewRegistry()})
 	if err := replaced.Listen(); err != nil {
 		t.Fatalf("Listen on a stale socket: %v", err)
 	}
@@ -801,7 +801,7 @@ func TestUnixSocketFile(t *testing.T) {
 	file := filepath.Join(socketDir(t), "file")
 	os.WriteFile(file, []byte("keep"), 0o600)
 	cfg.HTTP.UnixSocket = file
-	notSock, _ := NewServer(Options{Config: cfg, Bus: h.bus, Logger: config.NewLogger(config.LogConfig{}, io.Discard), Registry: prometheus.NewRegistry()})
+	notSock, _ := NewServer(Options{Config: cfg, Bus: h.bus, Logger: config.NewLogger(config.Log{}, io.Discard), Registry: prometheus.NewRegistry()})
 	if err := notSock.Listen(); err == nil || !strings.Contains(err.Error(), "not a socket") {
 		t.Fatalf("Listen on a regular file = %v", err)
 	}
@@ -845,7 +845,7 @@ func (b *failingBus) PublishStream(ctx context.Context, e *event.StreamEvent) (b
 // TestBatchBackendFailure: a backend failure mid-batch is a 503 with Retry-After and per-entry results saying which
 // entries were stored.
 func TestBatchBackendFailure(t *testing.T) {
-	mem := bus.NewMemoryBus(bus.MemoryOptions{})
+	mem := bus.NewMemory(bus.MemoryOptions{})
 	t.Cleanup(func() { mem.Close() })
 	h := newHarness(t, nil, &failingBus{Bus: mem, ok: 1})
 	tenant := uuid.New()
@@ -869,7 +869,7 @@ func TestBatchBackendFailure(t *testing.T) {
 // TestStreamsBackendFailure: stream events have no id, so a partly stored /v1/streams request tells the client to send
 // again only what failed; a single stream event that fails is a plain 503.
 func TestStreamsBackendFailure(t *testing.T) {
-	mem := bus.NewMemoryBus(bus.MemoryOptions{})
+	mem := bus.NewMemory(bus.MemoryOptions{})
 	t.Cleanup(func() { mem.Close() })
 	fb := &failingBus{Bus: mem, ok: 1}
 	h := newHarness(t, nil, fb)

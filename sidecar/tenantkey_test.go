@@ -68,7 +68,7 @@ func TestTenantKeyOrgOutput(t *testing.T) {
 					t.Fatalf("no NATS message within %v", bustest.WaitFor)
 				}
 			}
-			if js, ok := eb.(*natsbus.JetStreamBus); ok {
+			if js, ok := eb.(*natsbus.JetStream); ok {
 				jsc, err := jetstream.New(js.Conn())
 				if err != nil {
 					t.Fatal(err)

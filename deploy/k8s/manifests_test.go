@@ -487,7 +487,7 @@ func sidecarConfig(t *testing.T, objs []*object) *config.Config {
 	if !ok {
 		t.Fatalf("ConfigMap eventhook-config has no config.yaml")
 	}
-	cfg, err := config.ParseConfig([]byte(text))
+	cfg, err := config.Parse([]byte(text))
 	if err != nil {
 		t.Fatalf("the sidecar configuration in ConfigMap eventhook-config does not load: %v", err)
 	}
@@ -982,7 +982,7 @@ func TestDockerfile(t *testing.T) {
 	if defaultConfig == nil {
 		t.Fatalf("the runtime stage has no default configuration (COPY <<EOF %s/config.yaml)", configDir)
 	}
-	cfg, err := config.ParseConfig([]byte(strings.Join(defaultConfig, "\n")))
+	cfg, err := config.Parse([]byte(strings.Join(defaultConfig, "\n")))
 	if err != nil {
 		t.Fatalf("the image's default configuration does not load: %v", err)
 	}

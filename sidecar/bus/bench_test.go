@@ -25,7 +25,7 @@ func BenchmarkPublishIdle(b *testing.B) {
 				if shape.broadcast {
 					o = bus.Broadcast(o)
 				}
-				mb := bus.NewMemoryBus(o)
+				mb := bus.NewMemory(o)
 				defer mb.Close()
 				ctx := context.Background()
 				tenant, wf := uuid.New(), uuid.New()
@@ -57,7 +57,7 @@ func BenchmarkPublishIdle(b *testing.B) {
 func BenchmarkFanout(b *testing.B) {
 	for _, n := range []int{1, 100, 1000} {
 		b.Run(fmt.Sprintf("subs=%d", n), func(b *testing.B) {
-			mb := bus.NewMemoryBus(bus.MemoryOptions{})
+			mb := bus.NewMemory(bus.MemoryOptions{})
 			defer mb.Close()
 			ctx := context.Background()
 			tenant := uuid.New()

@@ -6,10 +6,10 @@ import "time"
 // bustest and so cannot be internal: bustest imports bus.
 
 // EventsEpoch returns the epoch of the bus' lifecycle feeds.
-func (b *MemoryBus) EventsEpoch() uint64 { return b.events.epoch }
+func (b *Memory) EventsEpoch() uint64 { return b.events.epoch }
 
 // EventBytes returns the bytes the bus' lifecycle rings hold, as the hub counts them.
-func (b *MemoryBus) EventBytes() int64 { return b.events.bytes.Load() }
+func (b *Memory) EventBytes() int64 { return b.events.bytes.Load() }
 
 // Broadcast returns o with every subscriber of a tenant in one bucket, as the original design's per-tenant broadcast.
 func Broadcast(o MemoryOptions) MemoryOptions {
@@ -18,4 +18,4 @@ func Broadcast(o MemoryOptions) MemoryOptions {
 }
 
 // Cleanup removes the idle rings as of now, as the janitor does.
-func (b *MemoryBus) Cleanup(now time.Time) int { return b.cleanup(now) }
+func (b *Memory) Cleanup(now time.Time) int { return b.cleanup(now) }

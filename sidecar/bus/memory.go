@@ -11,7 +11,7 @@ import (
 	"github.com/google/uuid"
 )
 
-// MemoryOptions configures a MemoryBus. The zero value means the defaults.
+// MemoryOptions configures a Memory. The zero value means the defaults.
 type MemoryOptions struct {
 	// Feed holds the settings every backend shares: ring sizes, byte bound, dedup window, encoders.
 	Feed FeedOptions
@@ -36,12 +36,12 @@ func (o MemoryOptions) withDefaults() MemoryOptions {
 	return o
 }
 
-// MemoryBus is the in-memory backend: a single node's bounded rings (1024 lifecycle events per tenant, 256 events per
+// Memory is the in-memory backend: a single node's bounded rings (1024 lifecycle events per tenant, 256 events per
 // generic stream), nothing durable. Cursors carry a boot epoch, so a cursor from an earlier process gets a reset gap.
 // Event ids are deduplicated per tenant within the dedup window, as JetStream does.
 //
 // A janitor goroutine removes the rings that have had no event and no subscriber for IdleTTL; Close stops it.
-type MemoryBus struct {
+type Memory struct {
 	opts    MemoryOptions
 	events  *Hub[event.FlovynEvent]
 	streams *Hub[event.StreamEvent]
@@ -51,14 +51,14 @@ type MemoryBus struct {
 	closeOnce sync.Once
 }
 
-var _ Bus = (*MemoryBus)(nil)
+var _ Bus = (*Memory)(nil)
 
-// NewMemoryBus returns a running MemoryBus.
-func NewMemoryBus(opts MemoryOptions) *MemoryBus {
+// NewMemory returns a running Memory.
+func NewMemory(opts MemoryOptions) *Memory {
 	opts = opts.withDefaults()
 	epoch := NewEpoch()
 	arrival := new(atomic.Uint64)
-	b := &MemoryBus{
+	b := &Memory{
 		opts: opts,
 		events: NewHub[event.FlovynEvent](HubConfig[event.FlovynEvent]{Capacity: opts.Feed.EventBuffer, IdleTTL: opts.IdleTTL,
 			Broadcast: opts.broadcast, Dedup: opts.Feed.DedupWindow, DedupMax: opts.DedupMax,
@@ -72,7 +72,7 @@ func NewMemoryBus(opts MemoryOptions) *MemoryBus {
 	return b
 }
 
-func (b *MemoryBus) janitor() {
+func (b *Memory) janitor() {
 	defer b.wg.Done()
 	t := time.NewTicker(min(b.opts.IdleTTL/2, time.Minute))
 	defer t.Stop()
@@ -88,15 +88,15 @@ func (b *MemoryBus) janitor() {
 
 // CleanupInactive removes the rings that have had no event and no subscriber for the idle TTL (the design's
 // cleanup_inactive_channels) and returns how many it removed. The janitor calls it periodically; tests may call it.
-func (b *MemoryBus) CleanupInactive() int { return b.cleanup(time.Now()) }
+func (b *Memory) CleanupInactive() int { return b.cleanup(time.Now()) }
 
-func (b *MemoryBus) cleanup(now time.Time) int { return b.events.Sweep(now) + b.streams.Sweep(now) }
+func (b *Memory) cleanup(now time.Time) int { return b.events.Sweep(now) + b.streams.Sweep(now) }
 
 // Channels returns the number of tenant rings and stream rings held.
-func (b *MemoryBus) Channels() (events, streams int) { return b.events.Size(), b.streams.Size() }
+func (b *Memory) Channels() (events, streams int) { return b.events.Size(), b.streams.Size() }
 
 // PublishEvent implements EventPublisher. The event must be stamped and valid.
-func (b *MemoryBus) PublishEvent(ctx context.Context, e *event.FlovynEvent) (PublishResult, error) {
+func (b *Memory) PublishEvent(ctx context.Context, e *event.FlovynEvent) (PublishResult, error) {
 	if err := ctx.Err(); err != nil {
 		return PublishResult{}, err
 	}
@@ -109,7 +109,7 @@ func (b *MemoryBus) PublishEvent(ctx context.Context, e *event.FlovynEvent) (Pub
 }
 
 // SubscribeEvents implements EventSubscriber.
-func (b *MemoryBus) SubscribeEvents(ctx context.Context, p event.EventPattern, from Start) (Subscription[event.FlovynEvent], error) {
+func (b *Memory) SubscribeEvents(ctx context.Context, p event.EventPattern, from Start) (Subscription[event.FlovynEvent], error) {
 	if err := ValidatePattern(&p); err != nil {
 		return nil, err
 	}
@@ -121,7 +121,7 @@ func (b *MemoryBus) SubscribeEvents(ctx context.Context, p event.EventPattern, f
 }
 
 // PublishStream implements StreamPublisher. The event must be valid and carry its tenant.
-func (b *MemoryBus) PublishStream(ctx context.Context, s *event.StreamEvent) (PublishResult, error) {
+func (b *Memory) PublishStream(ctx context.Context, s *event.StreamEvent) (PublishResult, error) {
 	if err := ctx.Err(); err != nil {
 		return PublishResult{}, err
 	}
@@ -138,7 +138,7 @@ func (b *MemoryBus) PublishStream(ctx context.Context, s *event.StreamEvent) (Pu
 }
 
 // SubscribeStream implements StreamSubscriber.
-func (b *MemoryBus) SubscribeStream(ctx context.Context, tenant uuid.UUID, key string, from Start) (Subscription[event.StreamEvent], error) {
+func (b *Memory) SubscribeStream(ctx context.Context, tenant uuid.UUID, key string, from Start) (Subscription[event.StreamEvent], error) {
 	key, err := StreamKey(tenant, key)
 	if err != nil {
 		return nil, err
@@ -151,7 +151,7 @@ func (b *MemoryBus) SubscribeStream(ctx context.Context, tenant uuid.UUID, key s
 }
 
 // Close implements Bus: it ends every subscription and stops the janitor.
-func (b *MemoryBus) Close() error {
+func (b *Memory) Close() error {
 	b.closeOnce.Do(func() {
 		close(b.stop)
 		b.wg.Wait()

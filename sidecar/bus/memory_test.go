@@ -16,7 +16,7 @@ import (
 func memoryContract() bustest.Contract {
 	return bustest.Contract{
 		NewBus: func(_ testing.TB, o bustest.Options) bus.Bus {
-			return bus.NewMemoryBus(bus.MemoryOptions{Feed: bus.FeedOptions{EventBuffer: 64, StreamBuffer: 32, Encoders: o.Encoders}})
+			return bus.NewMemory(bus.MemoryOptions{Feed: bus.FeedOptions{EventBuffer: 64, StreamBuffer: 32, Encoders: o.Encoders}})
 		},
 		EventBuffer: 64,
 	}
@@ -27,14 +27,14 @@ func TestMemoryContract(t *testing.T) { bustest.Run(t, memoryContract()) }
 // TestMemoryDefaultsContract runs the suite once with the default ring sizes (1024 events, 256 stream events).
 func TestMemoryDefaultsContract(t *testing.T) {
 	bustest.Run(t, bustest.Contract{NewBus: func(_ testing.TB, o bustest.Options) bus.Bus {
-		return bus.NewMemoryBus(bus.MemoryOptions{Feed: bus.FeedOptions{Encoders: o.Encoders}})
+		return bus.NewMemory(bus.MemoryOptions{Feed: bus.FeedOptions{Encoders: o.Encoders}})
 	}, EventBuffer: 1024})
 }
 
 // TestMemoryCleanup is the design's test_cleanup_event_channels: rings no one uses are removed, for both kinds, and a
 // ring in use, or used within the idle TTL, is kept.
 func TestMemoryCleanup(t *testing.T) {
-	b := bus.NewMemoryBus(bus.MemoryOptions{IdleTTL: time.Minute})
+	b := bus.NewMemory(bus.MemoryOptions{IdleTTL: time.Minute})
 	defer b.Close()
 	tenant, busy := uuid.New(), uuid.New()
 	wf := uuid.NewString()
@@ -82,7 +82,7 @@ func TestMemoryDedupWindow(t *testing.T) {
 // TestMemoryMaxBytes checks that memory.max_bytes bounds what the rings hold: past it, the publishing ring gives up its
 // oldest events, and a cursor before them gets a gap.
 func TestMemoryMaxBytes(t *testing.T) {
-	b := bus.NewMemoryBus(bus.MemoryOptions{Feed: bus.FeedOptions{EventBuffer: 1024, MaxBytes: 2 * 64 << 10}})
+	b := bus.NewMemory(bus.MemoryOptions{Feed: bus.FeedOptions{EventBuffer: 1024, MaxBytes: 2 * 64 << 10}})
 	defer b.Close()
 	tenant := uuid.New()
 	first := bustest.PublishEvent(t, b, bustest.Event(tenant, "first"))

@@ -18,29 +18,30 @@ import (
 	"github.com/flovyn/eventhook/sidecar/event"
 )
 
-// ErrNotEventStream is returned by Client.Stream when the server answers 200 with a body that is not text/event-stream:
+// ErrNotEventStream is returned by Sidecar.Stream when the server answers 200 with a body that is not text/event-stream:
 // the target is most likely not an eventhook sidecar, or the path is wrong.
 var ErrNotEventStream = errors.New("sidecar: response is not an event stream")
 
-// maxProblemBytes bounds the error body a Client reads.
+// maxProblemBytes bounds the error body a Sidecar reads.
 const maxProblemBytes = 1 << 20
 
-// Client is a client of the sidecar's HTTP API (SPEC §3 and §4), over a Unix socket or TCP. It is safe for concurrent use.
+// Sidecar is a client of one sidecar's HTTP API (the publish endpoints and the SSE streams), over a Unix socket or
+// TCP. It is safe for concurrent use.
 //
-// A Client sets no overall timeout: publishes end when their context does, and streams live until their context is
+// A Sidecar sets no overall timeout: publishes end when their context does, and streams live until their context is
 // cancelled or their body closed.
-type Client struct {
+type Sidecar struct {
 	base  url.URL // scheme, host and an optional path prefix
 	token string
 	http  *http.Client
 }
 
-// NewClient returns a client of the sidecar at target: "unix:///abs/path.sock" or "unix://rel/path.sock", a bare
+// New returns a client of the sidecar at target: "unix:///abs/path.sock" or "unix://rel/path.sock", a bare
 // filesystem path to the socket (such as "./eventhook.sock"), or a base URL "http://host:port" (or https, optionally with
 // a path prefix). token, when not empty, is sent on every request as "Authorization: Bearer <token>". It returns an error
 // for an empty target or a URL of another scheme. Nothing is dialled until the first request.
-func NewClient(target, token string) (*Client, error) {
-	c := &Client{token: token}
+func New(target, token string) (*Sidecar, error) {
+	c := &Sidecar{token: token}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 64
 	switch {
@@ -77,15 +78,15 @@ func NewClient(target, token string) (*Client, error) {
 }
 
 // BaseURL returns the base URL requests are sent to: the target's URL, or "http://eventhook" for a Unix socket.
-func (c *Client) BaseURL() string { return c.base.String() }
+func (c *Sidecar) BaseURL() string { return c.base.String() }
 
 // Close closes the client's idle connections. The client stays usable.
-func (c *Client) Close() { c.http.CloseIdleConnections() }
+func (c *Sidecar) Close() { c.http.CloseIdleConnections() }
 
 // Do sends req as is, after completing it: a request whose URL has no scheme and host (a path such as "/healthz") is
 // sent to the client's target, and the bearer token is added unless req already has an Authorization header. The
 // response and errors are those of http.Client.Do: a non-2xx status is not an error here.
-func (c *Client) Do(req *http.Request) (*http.Response, error) {
+func (c *Sidecar) Do(req *http.Request) (*http.Response, error) {
 	if req.URL.Scheme == "" && req.URL.Host == "" {
 		u := *req.URL
 		u.Scheme, u.Host = c.base.Scheme, c.base.Host
@@ -105,7 +106,7 @@ func (c *Client) Do(req *http.Request) (*http.Response, error) {
 // PublishEvent publishes one FlovynEvent, given as its JSON form, with POST /v1/events. A non-empty tenant is sent as
 // the Flovyn-Tenant-Id header. It returns the sidecar's reply, a *Problem when the sidecar refused the event, or the
 // transport's error.
-func (c *Client) PublishEvent(ctx context.Context, body []byte, tenant string) (event.PublishReply, error) {
+func (c *Sidecar) PublishEvent(ctx context.Context, body []byte, tenant string) (event.PublishReply, error) {
 	body, err := c.publish(ctx, "/v1/events", body, "application/json", tenant)
 	if err != nil {
 		return event.PublishReply{}, err
@@ -121,21 +122,21 @@ func (c *Client) PublishEvent(ctx context.Context, body []byte, tenant string) (
 // per event in input order. A non-empty tenant is sent as the Flovyn-Tenant-Id header. On failure it returns a *Problem
 // (naming bad entries "[i].field") together with the replies the problem carries: after a 503 part way, those say which
 // entries were stored.
-func (c *Client) PublishBatch(ctx context.Context, ndjson []byte, tenant string) ([]event.PublishReply, error) {
+func (c *Sidecar) PublishBatch(ctx context.Context, ndjson []byte, tenant string) ([]event.PublishReply, error) {
 	return c.publishMany(ctx, "/v1/events/batch", ndjson, "application/x-ndjson", tenant)
 }
 
 // PublishStreams publishes StreamEvents with POST /v1/streams: one event, a JSON array or NDJSON, as contentType says
 // (empty means application/x-ndjson). A non-empty tenant is sent as the Flovyn-Tenant-Id header. It returns the
 // per-entry replies (one for a single event, none when the sidecar sent no body), or errors as PublishBatch does.
-func (c *Client) PublishStreams(ctx context.Context, body []byte, contentType, tenant string) ([]event.PublishReply, error) {
+func (c *Sidecar) PublishStreams(ctx context.Context, body []byte, contentType, tenant string) ([]event.PublishReply, error) {
 	if contentType == "" {
 		contentType = "application/x-ndjson"
 	}
 	return c.publishMany(ctx, "/v1/streams", body, contentType, tenant)
 }
 
-func (c *Client) publishMany(ctx context.Context, path string, payload []byte, contentType, tenant string) ([]event.PublishReply, error) {
+func (c *Sidecar) publishMany(ctx context.Context, path string, payload []byte, contentType, tenant string) ([]event.PublishReply, error) {
 	body, err := c.publish(ctx, path, payload, contentType, tenant)
 	if err != nil {
 		var p *event.Problem
@@ -161,7 +162,7 @@ func (c *Client) publishMany(ctx context.Context, path string, payload []byte, c
 }
 
 // publish POSTs payload and returns the body of a 2xx answer, or a *Problem.
-func (c *Client) publish(ctx context.Context, path string, payload []byte, contentType, tenant string) ([]byte, error) {
+func (c *Sidecar) publish(ctx context.Context, path string, payload []byte, contentType, tenant string) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, path, bytes.NewReader(payload))
 	if err != nil {
 		return nil, fmt.Errorf("publish %s: %w", path, err)
@@ -190,7 +191,7 @@ func (c *Client) publish(ctx context.Context, path string, payload []byte, conte
 // lastEventID when it is not empty. It returns a reader over the stream and the body, which the caller closes (cancelling
 // ctx ends the stream too). Errors are a *Problem for a non-200 status, ErrNotEventStream for a 200 that is not an
 // event stream, or the transport's error.
-func (c *Client) Stream(ctx context.Context, path string, query url.Values, lastEventID string) (*SSEReader, io.Closer, error) {
+func (c *Sidecar) Stream(ctx context.Context, path string, query url.Values, lastEventID string) (*SSEReader, io.Closer, error) {
 	u := &url.URL{Path: path, RawQuery: query.Encode()}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
@@ -204,7 +205,7 @@ func (c *Client) Stream(ctx context.Context, path string, query url.Values, last
 
 // OpenStream sends req, a GET of an SSE stream prepared by the caller (with extra headers such as Flovyn-Tenant-Id), and
 // returns a reader over the stream and the body to close. It sets the Accept header. Errors are as for Stream.
-func (c *Client) OpenStream(req *http.Request) (*SSEReader, io.Closer, error) {
+func (c *Sidecar) OpenStream(req *http.Request) (*SSEReader, io.Closer, error) {
 	req.Header.Set("Accept", "text/event-stream")
 	req.Header.Set("Cache-Control", "no-cache")
 	resp, err := c.Do(req)

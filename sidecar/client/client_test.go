@@ -34,7 +34,7 @@ func clientSocketPath(t testing.TB) string {
 	return filepath.Join(dir, "eh.sock")
 }
 
-// clientTestServer serves h over TCP or a Unix socket and returns the target to give NewClient.
+// clientTestServer serves h over TCP or a Unix socket and returns the target to give New.
 func clientTestServer(t testing.TB, h http.Handler, unix bool) string {
 	t.Helper()
 	srv := httptest.NewUnstartedServer(h)
@@ -57,9 +57,9 @@ func clientTestServer(t testing.TB, h http.Handler, unix bool) string {
 	return target
 }
 
-func newTestClient(t testing.TB, target, token string) *Client {
+func newTestClient(t testing.TB, target, token string) *Sidecar {
 	t.Helper()
-	c, err := NewClient(target, token)
+	c, err := New(target, token)
 	if err != nil {
 		t.Fatalf("NewClient(%q) error = %v", target, err)
 	}
@@ -112,7 +112,7 @@ func TestClientNewTargets(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := NewClient(tt.target, "")
+			c, err := New(tt.target, "")
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("NewClient(%q) error = %v; want error %v", tt.target, err, tt.wantErr)
 			}

@@ -18,11 +18,11 @@ import (
 func OpenBus(ctx context.Context, cfg *Config, enc bus.Encoders, log *slog.Logger) (bus.Bus, error) {
 	switch cfg.Backend {
 	case cfgBackendMemory:
-		return bus.NewMemoryBus(cfg.MemoryOptions(enc)), nil
+		return bus.NewMemory(cfg.MemoryOptions(enc)), nil
 	case cfgBackendNATS:
-		return natsbus.NewNATSBus(ctx, cfg.NATSOptions(enc), log)
+		return natsbus.NewCore(ctx, cfg.NATSOptions(enc), log)
 	case cfgBackendJetStream:
-		return natsbus.NewJetStreamBus(ctx, cfg.NATSOptions(enc), log)
+		return natsbus.NewJetStream(ctx, cfg.NATSOptions(enc), log)
 	}
 	return nil, fmt.Errorf("open bus: backend %q is not available in this build", cfg.Backend)
 }
@@ -46,9 +46,9 @@ func (cfg *Config) FeedOptions(enc bus.Encoders) bus.FeedOptions {
 }
 
 // NATSOptions returns the options of the nats and jetstream backends, with enc.
-func (cfg *Config) NATSOptions(enc bus.Encoders) natsbus.NATSOptions {
+func (cfg *Config) NATSOptions(enc bus.Encoders) natsbus.Options {
 	n, j := &cfg.NATS, &cfg.JetStream
-	return natsbus.NATSOptions{
+	return natsbus.Options{
 		Conn: natsbus.ConnOptions{Embedded: n.IsEmbedded(), EmbeddedListen: n.EmbeddedListen, StoreDir: n.StoreDir,
 			SyncAlways: n.SyncAlways, URLs: n.URLs, CredsFile: n.CredsFile, Token: n.Token,
 			TLS:            natsbus.TLSOptions{CAFile: n.TLS.CAFile, CertFile: n.TLS.CertFile, KeyFile: n.TLS.KeyFile},
@@ -66,7 +66,7 @@ func (cfg *Config) NATSOptions(enc bus.Encoders) natsbus.NATSOptions {
 }
 
 // NewLogger returns the logger that log configures, writing to w (os.Stderr when nil).
-func NewLogger(log LogConfig, w io.Writer) *slog.Logger {
+func NewLogger(log Log, w io.Writer) *slog.Logger {
 	if w == nil {
 		w = os.Stderr
 	}

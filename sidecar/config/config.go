@@ -22,12 +22,12 @@ import (
 )
 
 // This file is the daemon's configuration (SPEC §7): one plain struct decoded from YAML with unknown keys rejected,
-// defaults filled in one place (DefaultConfig, applied to zero values by ApplyDefaults), and a Validate that names the
+// defaults filled in one place (Default, applied to zero values by ApplyDefaults), and a Validate that names the
 // bad key by its dotted YAML path and says how to fix it.
 //
 // Reading a file goes: ${VAR} expansion in the text, a parse into a yaml.Node (to reject a document that is not a
-// mapping and to remember the line of every key), a strict decode (KnownFields) on top of DefaultConfig, ApplyDefaults,
-// Validate. Every problem is a *ConfigError; all of them are reported at once, joined.
+// mapping and to remember the line of every key), a strict decode (KnownFields) on top of Default, ApplyDefaults,
+// Validate. Every problem is a *Error; all of them are reported at once, joined.
 
 // Limits enforced by Validate, and the words of the configuration.
 const (
@@ -50,13 +50,13 @@ const (
 	cfgAllTenants       = "*"
 )
 
-// ErrInvalidConfig is the family of every configuration problem; check it with errors.Is. The concrete errors are
-// *ConfigError values, joined with errors.Join when there are several.
-var ErrInvalidConfig = errors.New("sidecar: invalid configuration")
+// ErrInvalid is the family of every configuration problem; check it with errors.Is. The concrete errors are
+// *Error values, joined with errors.Join when there are several.
+var ErrInvalid = errors.New("sidecar: invalid configuration")
 
-// ConfigError is one problem in a configuration.
-type ConfigError struct {
-	// File is the configuration file, set by LoadConfig.
+// Error is one problem in a configuration.
+type Error struct {
+	// File is the configuration file, set by Load.
 	File string
 	// Line is the 1-based line of the offending key in the file; 0 when unknown (the value is a default, or the Config
 	// was built in code).
@@ -70,7 +70,7 @@ type ConfigError struct {
 
 // Error returns the message prefixed with the file and line when they are known, as in
 // `config.yaml line 3: unknown key "listn" in http (known: listen, ...)`.
-func (e *ConfigError) Error() string {
+func (e *Error) Error() string {
 	switch {
 	case e.File != "" && e.Line > 0:
 		return fmt.Sprintf("%s line %d: %s", e.File, e.Line, e.Msg)
@@ -82,8 +82,8 @@ func (e *ConfigError) Error() string {
 	return e.Msg
 }
 
-// Unwrap returns ErrInvalidConfig.
-func (e *ConfigError) Unwrap() error { return ErrInvalidConfig }
+// Unwrap returns ErrInvalid.
+func (e *Error) Unwrap() error { return ErrInvalid }
 
 // Duration is a time.Duration read from and written to YAML as a Go duration string ("5s", "10m", "168h").
 type Duration time.Duration
@@ -124,24 +124,24 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
 
 // Config is the daemon's configuration, as read from config.yaml (SPEC §7). Its zero value, after ApplyDefaults, is
-// DefaultConfig().
+// Default().
 type Config struct {
-	HTTP HTTPConfig `yaml:"http"`
+	HTTP HTTP `yaml:"http"`
 	// Backend is memory, nats or jetstream (the default).
-	Backend   string          `yaml:"backend"`
-	NATS      NATSConfig      `yaml:"nats"`
-	JetStream JetStreamConfig `yaml:"jetstream"`
-	Memory    MemoryConfig    `yaml:"memory"`
-	Events    EventsConfig    `yaml:"events"`
-	Streams   StreamsConfig   `yaml:"streams"`
-	SSE       SSEConfig       `yaml:"sse"`
-	Auth      AuthConfig      `yaml:"auth"`
-	Log       LogConfig       `yaml:"log"`
+	Backend   string    `yaml:"backend"`
+	NATS      NATS      `yaml:"nats"`
+	JetStream JetStream `yaml:"jetstream"`
+	Memory    Memory    `yaml:"memory"`
+	Events    Events    `yaml:"events"`
+	Streams   Streams   `yaml:"streams"`
+	SSE       SSE       `yaml:"sse"`
+	Auth      Auth      `yaml:"auth"`
+	Log       Log       `yaml:"log"`
 }
 
-// HTTPConfig is where the daemon serves its HTTP API. An empty Listen or UnixSocket turns that listener off; at least
+// HTTP is where the daemon serves its HTTP API. An empty Listen or UnixSocket turns that listener off; at least
 // one must be set (when both are empty, ApplyDefaults fills in both).
-type HTTPConfig struct {
+type HTTP struct {
 	// Listen is the TCP host:port (default 127.0.0.1:8787). A non-loopback address needs auth tokens, or
 	// auth.allow_unauthenticated_tcp.
 	Listen string `yaml:"listen"`
@@ -157,7 +157,7 @@ type HTTPConfig struct {
 
 // SocketMode returns UnixSocketMode parsed as an octal file mode, or 0660 when it does not parse (Validate rejects such
 // a value).
-func (h HTTPConfig) SocketMode() os.FileMode {
+func (h HTTP) SocketMode() os.FileMode {
 	m, err := parseSocketMode(h.UnixSocketMode)
 	if err != nil {
 		return 0o660
@@ -180,8 +180,8 @@ func parseSocketMode(s string) (os.FileMode, error) {
 	return os.FileMode(v), nil
 }
 
-// NATSConfig is the NATS connection: an embedded server (development) or an external cluster (production).
-type NATSConfig struct {
+// NATS is the NATS connection: an embedded server (development) or an external cluster (production).
+type NATS struct {
 	// Embedded runs a NATS server with JetStream inside the daemon. Unset, it is true unless URLs are set; setting it
 	// to true together with URLs is an error.
 	Embedded *bool `yaml:"embedded"`
@@ -198,22 +198,22 @@ type NATSConfig struct {
 	// Token is a NATS authentication token (exclusive with CredsFile). It is never printed.
 	Token string `yaml:"token"`
 	// TLS is the client TLS configuration for the external cluster.
-	TLS TLSConfig `yaml:"tls"`
+	TLS TLS `yaml:"tls"`
 	// ConnectTimeout bounds a connection attempt (default 10s).
 	ConnectTimeout Duration `yaml:"connect_timeout"`
 }
 
 // IsEmbedded reports whether the daemon runs its own NATS server: Embedded when set, otherwise true exactly when no
 // URLs are configured. It matters only for the nats and jetstream backends.
-func (n NATSConfig) IsEmbedded() bool {
+func (n NATS) IsEmbedded() bool {
 	if n.Embedded != nil {
 		return *n.Embedded
 	}
 	return len(n.URLs) == 0
 }
 
-// TLSConfig is a client TLS configuration: a CA to verify the servers and an optional client certificate.
-type TLSConfig struct {
+// TLS is a client TLS configuration: a CA to verify the servers and an optional client certificate.
+type TLS struct {
 	// CAFile is a PEM bundle of the CAs that sign the servers' certificates.
 	CAFile string `yaml:"ca_file"`
 	// CertFile is the client certificate (PEM); it needs KeyFile.
@@ -222,8 +222,8 @@ type TLSConfig struct {
 	KeyFile string `yaml:"key_file"`
 }
 
-// JetStreamConfig names and sizes the two JetStream streams of the jetstream backend.
-type JetStreamConfig struct {
+// JetStream names and sizes the two JetStream streams of the jetstream backend.
+type JetStream struct {
 	// EventsStream is the lifecycle events stream on flovyn.events.> (default FLOVYN_EVENTS).
 	EventsStream string `yaml:"events_stream"`
 	// StreamsStream is the generic streams stream on flovyn.streams.workflow.> (default FLOVYN_STREAMS).
@@ -249,8 +249,8 @@ type JetStreamConfig struct {
 	PublishTimeout Duration `yaml:"publish_timeout"`
 }
 
-// MemoryConfig sizes the memory backend and the live rings of every backend.
-type MemoryConfig struct {
+// Memory sizes the memory backend and the live rings of every backend.
+type Memory struct {
 	// EventBuffer is the number of lifecycle events held per tenant (default 1024).
 	EventBuffer int `yaml:"event_buffer"`
 	// StreamBuffer is the number of events held per workflow stream (default 256).
@@ -261,8 +261,8 @@ type MemoryConfig struct {
 	MaxBytes int64 `yaml:"max_bytes"`
 }
 
-// EventsConfig holds the publishing defaults and limits of lifecycle events.
-type EventsConfig struct {
+// Events holds the publishing defaults and limits of lifecycle events.
+type Events struct {
 	// DefaultTenantID is the tenant of an event published without one; empty (the default) makes the tenant required.
 	DefaultTenantID string `yaml:"default_tenant_id"`
 	// DefaultSource is stamped on an event published without a source (default "system").
@@ -276,8 +276,8 @@ type EventsConfig struct {
 	TenantKey event.TenantKey `yaml:"tenant_key"`
 }
 
-// StreamsConfig holds the settings of generic streams.
-type StreamsConfig struct {
+// Streams holds the settings of generic streams.
+type Streams struct {
 	// AcceptUntenanted delivers a stream event that arrives on NATS without a tenant, and whose workflow's tenant is
 	// not known, to every subscriber of its workflow id, whatever its tenant (default false). Only for a cluster where
 	// every producer is trusted.
@@ -287,8 +287,8 @@ type StreamsConfig struct {
 	UntenantedTenantID string `yaml:"untenanted_tenant_id"`
 }
 
-// SSEConfig holds the settings of Server-Sent Events subscriptions.
-type SSEConfig struct {
+// SSE holds the settings of Server-Sent Events subscriptions.
+type SSE struct {
 	// Heartbeat is the interval of keep-alive comments on an idle stream, at least 1s (default 15s).
 	Heartbeat Duration `yaml:"heartbeat"`
 	// MaxSubscribers bounds the concurrent SSE subscribers of the daemon (default 10000).
@@ -304,19 +304,19 @@ type SSEConfig struct {
 	Format string `yaml:"format"`
 }
 
-// AuthConfig holds the bearer tokens and who must present them.
-type AuthConfig struct {
+// Auth holds the bearer tokens and who must present them.
+type Auth struct {
 	// Tokens are the accepted bearer tokens.
-	Tokens []TokenConfig `yaml:"tokens"`
+	Tokens []Token `yaml:"tokens"`
 	// UnixSocket is "trusted" (the default: callers on the socket need no token) or "token".
 	UnixSocket string `yaml:"unix_socket"`
 	// AllowUnauthenticatedTCP allows serving TCP on a non-loopback address without any token.
 	AllowUnauthenticatedTCP bool `yaml:"allow_unauthenticated_tcp"`
 }
 
-// TokenConfig is one bearer token: its name, the token itself given as a SHA-256 hash or as the name of an environment
+// Token is one bearer token: its name, the token itself given as a SHA-256 hash or as the name of an environment
 // variable holding it, its tenants and its rights.
-type TokenConfig struct {
+type Token struct {
 	// Name identifies the token without revealing it; names are unique.
 	Name string `yaml:"name"`
 	// SHA256 is the hex SHA-256 of the token (64 hex digits, lower-cased by ApplyDefaults). Exclusive with Env.
@@ -331,7 +331,7 @@ type TokenConfig struct {
 
 // UnmarshalYAML reads a token, accepting tenants as a list or as a single string such as "*". Unknown keys are
 // rejected as a strict decoder would. Errors are *yaml.TypeError values carrying lines.
-func (t *TokenConfig) UnmarshalYAML(n *yaml.Node) error {
+func (t *Token) UnmarshalYAML(n *yaml.Node) error {
 	n = cfgResolveAlias(n)
 	if n.Kind != yaml.MappingNode {
 		return cfgTypeError(n.Line, "want a token mapping {name, sha256 or env, tenants, allow}, not a %s",
@@ -340,7 +340,7 @@ func (t *TokenConfig) UnmarshalYAML(n *yaml.Node) error {
 	var issues []string
 	rest := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: n.Line, Column: n.Column}
 	var tenants *yaml.Node
-	known := cfgYAMLKeys(reflect.TypeFor[TokenConfig]())
+	known := cfgYAMLKeys(reflect.TypeFor[Token]())
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		switch {
@@ -348,12 +348,12 @@ func (t *TokenConfig) UnmarshalYAML(n *yaml.Node) error {
 			tenants = cfgResolveAlias(v)
 		case !slices.Contains(known, k.Value):
 			issues = append(issues, fmt.Sprintf("line %d: field %s not found in type %s", k.Line, k.Value,
-				reflect.TypeFor[TokenConfig]()))
+				reflect.TypeFor[Token]()))
 		default:
 			rest.Content = append(rest.Content, k, v)
 		}
 	}
-	type plain TokenConfig // without this method
+	type plain Token // without this method
 	p := plain(*t)
 	if err := rest.Decode(&p); err != nil {
 		var te *yaml.TypeError
@@ -362,7 +362,7 @@ func (t *TokenConfig) UnmarshalYAML(n *yaml.Node) error {
 		}
 		issues = append(issues, te.Errors...)
 	}
-	*t = TokenConfig(p)
+	*t = Token(p)
 	if tenants != nil {
 		switch {
 		case tenants.Kind == yaml.ScalarNode && tenants.ShortTag() == "!!null":
@@ -386,34 +386,34 @@ func (t *TokenConfig) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-// LogConfig is the daemon's logging.
-type LogConfig struct {
+// Log is the daemon's logging.
+type Log struct {
 	// Level is debug, info (the default), warn or error.
 	Level string `yaml:"level"`
 	// Format is text (the default) or json.
 	Format string `yaml:"format"`
 }
 
-// DefaultConfig returns the default configuration of SPEC §7: the jetstream backend on an embedded NATS server with
+// Default returns the default configuration of SPEC §7: the jetstream backend on an embedded NATS server with
 // its data under ./data, HTTP on 127.0.0.1:8787 and the socket ./eventhook.sock.
-func DefaultConfig() *Config {
+func Default() *Config {
 	yes := true
 	manage := true
 	return &Config{
-		HTTP: HTTPConfig{
+		HTTP: HTTP{
 			Listen:            "127.0.0.1:8787",
 			UnixSocket:        "./eventhook.sock",
 			UnixSocketMode:    "0660",
 			ReadHeaderTimeout: Duration(5 * time.Second),
 		},
 		Backend: cfgBackendJetStream,
-		NATS: NATSConfig{
+		NATS: NATS{
 			Embedded:       &yes,
 			EmbeddedListen: "127.0.0.1:4222",
 			StoreDir:       "./data",
 			ConnectTimeout: Duration(10 * time.Second),
 		},
-		JetStream: JetStreamConfig{
+		JetStream: JetStream{
 			EventsStream:    "FLOVYN_EVENTS",
 			StreamsStream:   "FLOVYN_STREAMS",
 			StreamsStorage:  StorageMemory,
@@ -425,36 +425,36 @@ func DefaultConfig() *Config {
 			ManageStreams:   &manage,
 			PublishTimeout:  Duration(5 * time.Second),
 		},
-		Memory: MemoryConfig{
+		Memory: Memory{
 			EventBuffer:  1024,
 			StreamBuffer: 256,
 			IdleTTL:      Duration(10 * time.Minute),
 			MaxBytes:     256 << 20,
 		},
-		Events: EventsConfig{
+		Events: Events{
 			DefaultSource: event.DefaultSource,
 			MaxEventBytes: 1 << 20,
 			MaxBatch:      1000,
 			TenantKey:     event.TenantKeyTenantID,
 		},
-		SSE: SSEConfig{
+		SSE: SSE{
 			Heartbeat:               Duration(15 * time.Second),
 			MaxSubscribers:          10_000,
 			MaxSubscribersPerTenant: 1000,
 			WriteTimeout:            Duration(10 * time.Second),
 			Format:                  FormatEventhook,
 		},
-		Auth: AuthConfig{UnixSocket: cfgSocketTrusted},
-		Log:  LogConfig{Level: "info", Format: "text"},
+		Auth: Auth{UnixSocket: cfgSocketTrusted},
+		Log:  Log{Level: "info", Format: "text"},
 	}
 }
 
-// ApplyDefaults fills every zero value with its default from DefaultConfig. Two fields are special: nats.embedded,
+// ApplyDefaults fills every zero value with its default from Default. Two fields are special: nats.embedded,
 // when unset, becomes true unless nats.urls is set (then false); http.listen and http.unix_socket are filled only when
 // both are empty, since an empty one turns that listener off. Empty lists become nil, and token hashes are
 // lower-cased.
 func (c *Config) ApplyDefaults() {
-	d := DefaultConfig()
+	d := Default()
 	if c.HTTP.Listen == "" && c.HTTP.UnixSocket == "" {
 		c.HTTP.Listen, c.HTTP.UnixSocket = d.HTTP.Listen, d.HTTP.UnixSocket
 	}
@@ -473,7 +473,7 @@ func (c *Config) ApplyDefaults() {
 		embedded := len(c.NATS.URLs) == 0
 		c.NATS.Embedded = &embedded
 	}
-	// nats.embedded_listen is not defaulted here: "" means in-process connections only (DefaultConfig sets the address).
+	// nats.embedded_listen is not defaulted here: "" means in-process connections only (Default sets the address).
 	cfgOrDefault(&c.NATS.StoreDir, d.NATS.StoreDir)
 	cfgOrDefault(&c.NATS.ConnectTimeout, d.NATS.ConnectTimeout)
 
@@ -551,9 +551,9 @@ func (c *Config) UntenantedTenant() uuid.UUID {
 	return id
 }
 
-// LoadConfig reads the file at path and parses it with ParseConfig. A read error is returned wrapped (it names the
-// path); configuration problems are *ConfigError values (ErrInvalidConfig) whose File is path.
-func LoadConfig(path string) (*Config, error) {
+// Load reads the file at path and parses it with Parse. A read error is returned wrapped (it names the
+// path); configuration problems are *Error values (ErrInvalid) whose File is path.
+func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("load config: %w", err)
@@ -561,11 +561,11 @@ func LoadConfig(path string) (*Config, error) {
 	return parseConfig(data, path)
 }
 
-// ParseConfig reads a configuration: it expands ${VAR} and ${VAR:-default} in the text (only the braced form; $$ is a
-// literal $), decodes the YAML strictly (unknown keys are errors) on top of DefaultConfig, then applies the defaults
-// and validates. An empty document is the default configuration. Every problem found is reported, each a *ConfigError
-// (ErrInvalidConfig) naming the key and its line, joined with errors.Join.
-func ParseConfig(data []byte) (*Config, error) {
+// Parse reads a configuration: it expands ${VAR} and ${VAR:-default} in the text (only the braced form; $$ is a
+// literal $), decodes the YAML strictly (unknown keys are errors) on top of Default, then applies the defaults
+// and validates. An empty document is the default configuration. Every problem found is reported, each a *Error
+// (ErrInvalid) naming the key and its line, joined with errors.Join.
+func Parse(data []byte) (*Config, error) {
 	return parseConfig(data, "")
 }
 
@@ -580,13 +580,13 @@ func parseConfig(data []byte, file string) (*Config, error) {
 	return c, nil
 }
 
-func decodeConfig(data []byte) (*Config, []*ConfigError) {
+func decodeConfig(data []byte) (*Config, []*Error) {
 	text, errs := expandEnv(data)
 	if len(errs) > 0 {
 		return nil, errs
 	}
 
-	c := DefaultConfig()
+	c := Default()
 	c.NATS.Embedded = nil // its default depends on nats.urls: ApplyDefaults decides
 
 	dec := yaml.NewDecoder(bytes.NewReader(text))
@@ -596,14 +596,14 @@ func decodeConfig(data []byte) (*Config, []*ConfigError) {
 		c.ApplyDefaults() // an empty document: the defaults
 		return c, nil
 	case err != nil:
-		return nil, []*ConfigError{cfgSyntaxError(err)}
+		return nil, []*Error{cfgSyntaxError(err)}
 	}
 	var second yaml.Node
 	if err := dec.Decode(&second); !errors.Is(err, io.EOF) {
 		if err != nil {
-			return nil, []*ConfigError{cfgSyntaxError(err)}
+			return nil, []*Error{cfgSyntaxError(err)}
 		}
-		return nil, []*ConfigError{{Line: second.Line, Msg: "more than one YAML document; put the whole configuration " +
+		return nil, []*Error{{Line: second.Line, Msg: "more than one YAML document; put the whole configuration " +
 			"in one"}}
 	}
 	root := cfgResolveAlias(&doc)
@@ -615,7 +615,7 @@ func decodeConfig(data []byte) (*Config, []*ConfigError) {
 		return c, nil
 	}
 	if root.Kind != yaml.MappingNode {
-		return nil, []*ConfigError{{Line: root.Line, Msg: fmt.Sprintf(
+		return nil, []*Error{{Line: root.Line, Msg: fmt.Sprintf(
 			"the configuration must be a mapping of sections (%s), not a %s",
 			strings.Join(cfgYAMLKeys(reflect.TypeFor[Config]()), ", "), cfgKindName(root.Kind))}}
 	}
@@ -641,7 +641,7 @@ func decodeConfig(data []byte) (*Config, []*ConfigError) {
 			e.Line = idx.lineOf(e.Key)
 		}
 	}
-	slices.SortStableFunc(errs, func(a, b *ConfigError) int { return a.Line - b.Line }) // in the order of the file
+	slices.SortStableFunc(errs, func(a, b *Error) int { return a.Line - b.Line }) // in the order of the file
 	if len(errs) > 0 {
 		return nil, errs
 	}
@@ -649,7 +649,7 @@ func decodeConfig(data []byte) (*Config, []*ConfigError) {
 }
 
 // YAML returns the configuration as YAML, for `eventhook config check`. Secrets are redacted: nats.token is shown as
-// "<redacted>" when set, and so is the user information of a NATS URL. Without secrets, ParseConfig of the result gives
+// "<redacted>" when set, and so is the user information of a NATS URL. Without secrets, Parse of the result gives
 // back the same configuration.
 func (c *Config) YAML() ([]byte, error) {
 	out := *c
@@ -694,11 +694,11 @@ func cfgRedactURL(s string) string {
 	return u.Scheme + "://" + cfgRedacted + "@" + u.Host + u.EscapedPath()
 }
 
-// Validate checks a configuration whose defaults have been applied (ParseConfig does both; a Config built in code
-// should call ApplyDefaults first). It returns nil, or every problem found, each a *ConfigError (ErrInvalidConfig)
+// Validate checks a configuration whose defaults have been applied (Parse does both; a Config built in code
+// should call ApplyDefaults first). It returns nil, or every problem found, each a *Error (ErrInvalid)
 // naming the key by its dotted YAML path and saying how to fix it, joined with errors.Join.
 func (c *Config) Validate() error {
-	var errs []*ConfigError
+	var errs []*Error
 	if c.HTTP.Listen == "" && c.HTTP.UnixSocket == "" {
 		errs = append(errs, cfgNoListener())
 	}
@@ -706,7 +706,7 @@ func (c *Config) Validate() error {
 	return joinConfigErrors(errs)
 }
 
-func joinConfigErrors(errs []*ConfigError) error {
+func joinConfigErrors(errs []*Error) error {
 	if len(errs) == 0 {
 		return nil
 	}
@@ -720,16 +720,16 @@ func joinConfigErrors(errs []*ConfigError) error {
 	return errors.Join(list...)
 }
 
-func cfgNoListener() *ConfigError {
-	return &ConfigError{Key: "http", Msg: `http: listen and unix_socket are both empty, so nothing would be served; ` +
+func cfgNoListener() *Error {
+	return &Error{Key: "http", Msg: `http: listen and unix_socket are both empty, so nothing would be served; ` +
 		`set http.listen (e.g. "127.0.0.1:8787") or http.unix_socket (e.g. "./eventhook.sock")`}
 }
 
 // cfgProblems collects the ConfigErrors of a validation.
-type cfgProblems []*ConfigError
+type cfgProblems []*Error
 
 func (p *cfgProblems) add(key, format string, args ...any) {
-	*p = append(*p, &ConfigError{Key: key, Msg: key + ": " + fmt.Sprintf(format, args...)})
+	*p = append(*p, &Error{Key: key, Msg: key + ": " + fmt.Sprintf(format, args...)})
 }
 
 func (p *cfgProblems) positive(key string, d Duration, example string) {
@@ -745,7 +745,7 @@ func (p *cfgProblems) atLeastOne(key string, v int64) {
 }
 
 // validate checks everything but the presence of a listener (see Validate and decodeConfig).
-func (c *Config) validate() []*ConfigError {
+func (c *Config) validate() []*Error {
 	var p cfgProblems
 	c.validateHTTP(&p)
 
@@ -989,7 +989,7 @@ var cfgEnvName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 func cfgCheckStreamName(p *cfgProblems, key, name string) {
 	switch {
 	case name == "":
-		p.add(key, "is empty; name the JetStream stream, e.g. %q", DefaultConfig().JetStream.EventsStream)
+		p.add(key, "is empty; name the JetStream stream, e.g. %q", Default().JetStream.EventsStream)
 	case len(name) > cfgMaxStreamName:
 		p.add(key, "is %d bytes; a stream name has at most %d", len(name), cfgMaxStreamName)
 	case strings.ContainsAny(name, ".*>/\\") || strings.IndexFunc(name, unicode.IsSpace) >= 0 ||
@@ -1082,13 +1082,13 @@ func cfgCheckPrintable(s string, limit int) string {
 // expandEnv replaces ${VAR} with the variable's value (empty when unset) and ${VAR:-default} with the default when the
 // variable is unset or empty; $$ is a literal $, and any other $ is left as it is (so "$2a$10$..." survives). A
 // default runs to the first '}' and is not itself expanded. Malformed ${...} expressions are errors with their line.
-func expandEnv(data []byte) ([]byte, []*ConfigError) {
+func expandEnv(data []byte) ([]byte, []*Error) {
 	if !bytes.Contains(data, []byte("$")) {
 		return data, nil
 	}
 	var out bytes.Buffer
 	out.Grow(len(data))
-	var errs []*ConfigError
+	var errs []*Error
 	line := 1
 	for i := 0; i < len(data); i++ {
 		b := data[i]
@@ -1107,7 +1107,7 @@ func expandEnv(data []byte) ([]byte, []*ConfigError) {
 			rest := data[i+2:]
 			end := bytes.IndexAny(rest, "}\n")
 			if end < 0 || rest[end] != '}' {
-				errs = append(errs, &ConfigError{Line: line, Msg: "unterminated \"${\"; write ${NAME} or " +
+				errs = append(errs, &Error{Line: line, Msg: "unterminated \"${\"; write ${NAME} or " +
 					"${NAME:-default}, or $${ for a literal \"${\""})
 				out.WriteByte(b)
 				continue
@@ -1115,7 +1115,7 @@ func expandEnv(data []byte) ([]byte, []*ConfigError) {
 			expr := string(rest[:end])
 			name, def, hasDefault := strings.Cut(expr, ":-")
 			if !cfgEnvName.MatchString(name) {
-				errs = append(errs, &ConfigError{Line: line, Msg: fmt.Sprintf("%q is not a variable reference; "+
+				errs = append(errs, &Error{Line: line, Msg: fmt.Sprintf("%q is not a variable reference; "+
 					"write ${NAME} or ${NAME:-default}, or $${ for a literal \"${\"", "${"+expr+"}")})
 			}
 			v := os.Getenv(name)
@@ -1204,16 +1204,16 @@ var (
 )
 
 // describe turns a decoding error of yaml.v3 into ConfigErrors naming the key and its line.
-func (x *cfgKeyIndex) describe(err error) []*ConfigError {
+func (x *cfgKeyIndex) describe(err error) []*Error {
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
-		return []*ConfigError{cfgSyntaxError(err)}
+		return []*Error{cfgSyntaxError(err)}
 	}
-	var errs []*ConfigError
+	var errs []*Error
 	for _, s := range te.Errors {
 		m := cfgLineMsg.FindStringSubmatch(s)
 		if m == nil {
-			errs = append(errs, &ConfigError{Msg: s})
+			errs = append(errs, &Error{Msg: s})
 			continue
 		}
 		line, _ := strconv.Atoi(m[1])
@@ -1228,7 +1228,7 @@ func (x *cfgKeyIndex) describe(err error) []*ConfigError {
 			if path == "" {
 				path = d[1]
 			}
-			errs = append(errs, &ConfigError{Line: line, Key: path, Msg: path + ": is set twice; remove one of them"})
+			errs = append(errs, &Error{Line: line, Key: path, Msg: path + ": is set twice; remove one of them"})
 			continue
 		}
 		if c := cfgCannotMsg.FindStringSubmatch(msg); c != nil {
@@ -1243,7 +1243,7 @@ func (x *cfgKeyIndex) describe(err error) []*ConfigError {
 			case c[1] == "!!map":
 				got = "a mapping"
 			}
-			errs = append(errs, &ConfigError{Line: line, Key: e.path,
+			errs = append(errs, &Error{Line: line, Key: e.path,
 				Msg: cfgKeyPrefix(e.path) + fmt.Sprintf("%s is not valid here; want %s", got, cfgDescribeType(c[3]))})
 			continue
 		}
@@ -1251,7 +1251,7 @@ func (x *cfgKeyIndex) describe(err error) []*ConfigError {
 			return e.valueLine == line && e.value != "" &&
 				(strings.Contains(msg, strconv.Quote(e.value)) || strings.Contains(msg, "`"+e.value+"`"))
 		})
-		errs = append(errs, &ConfigError{Line: line, Key: e.path, Msg: cfgKeyPrefix(e.path) + msg})
+		errs = append(errs, &Error{Line: line, Key: e.path, Msg: cfgKeyPrefix(e.path) + msg})
 	}
 	return errs
 }
@@ -1277,7 +1277,7 @@ func (x *cfgKeyIndex) find(line int, match func(cfgKeyEntry) bool) cfgKeyEntry {
 	return byKey
 }
 
-func (x *cfgKeyIndex) unknownKey(line int, key string) *ConfigError {
+func (x *cfgKeyIndex) unknownKey(line int, key string) *Error {
 	e := x.find(line, func(e cfgKeyEntry) bool { return e.line == line && e.key == key })
 	known := "?"
 	if e.section != nil {
@@ -1291,7 +1291,7 @@ func (x *cfgKeyIndex) unknownKey(line int, key string) *ConfigError {
 	if path == "" {
 		path = key
 	}
-	return &ConfigError{Line: line, Key: path, Msg: msg}
+	return &Error{Line: line, Key: path, Msg: msg}
 }
 
 func cfgKeyPrefix(path string) string {
@@ -1312,7 +1312,7 @@ func cfgDescribeType(goType string) string {
 		return "a string"
 	case "[]string":
 		return "a list of strings"
-	case "[]config.TokenConfig":
+	case "[]config.Token":
 		return "a list of tokens"
 	case "event.TenantKey":
 		return "tenant_id or org_id"
@@ -1323,13 +1323,13 @@ func cfgDescribeType(goType string) string {
 	return goType
 }
 
-func cfgSyntaxError(err error) *ConfigError {
+func cfgSyntaxError(err error) *Error {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	if m := cfgLineMsg.FindStringSubmatch(msg); m != nil {
 		line, _ := strconv.Atoi(m[1])
-		return &ConfigError{Line: line, Msg: "invalid YAML: " + m[2]}
+		return &Error{Line: line, Msg: "invalid YAML: " + m[2]}
 	}
-	return &ConfigError{Msg: "invalid YAML: " + msg}
+	return &Error{Msg: "invalid YAML: " + msg}
 }
 
 func cfgTypeError(line int, format string, args ...any) *yaml.TypeError {

@@ -20,8 +20,8 @@ const (
 	cfgHash    = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08" // sha256("test")
 )
 
-// configErrors returns the *ConfigError values of err, which may be joined.
-func configErrors(tb testing.TB, err error) []*ConfigError {
+// configErrors returns the *Error values of err, which may be joined.
+func configErrors(tb testing.TB, err error) []*Error {
 	tb.Helper()
 	var list []error
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
@@ -29,9 +29,9 @@ func configErrors(tb testing.TB, err error) []*ConfigError {
 	} else {
 		list = []error{err}
 	}
-	out := make([]*ConfigError, 0, len(list))
+	out := make([]*Error, 0, len(list))
 	for _, e := range list {
-		var ce *ConfigError
+		var ce *Error
 		if !errors.As(e, &ce) {
 			tb.Fatalf("error %v (%T) is not a *ConfigError", e, e)
 		}
@@ -40,10 +40,10 @@ func configErrors(tb testing.TB, err error) []*ConfigError {
 	return out
 }
 
-// wantConfigError checks that err is an ErrInvalidConfig with a ConfigError on key whose message names the key.
-func wantConfigError(tb testing.TB, err error, key string) *ConfigError {
+// wantConfigError checks that err is an ErrInvalid with a Error on key whose message names the key.
+func wantConfigError(tb testing.TB, err error, key string) *Error {
 	tb.Helper()
-	if !errors.Is(err, ErrInvalidConfig) {
+	if !errors.Is(err, ErrInvalid) {
 		tb.Fatalf("error = %v; want ErrInvalidConfig", err)
 	}
 	for _, ce := range configErrors(tb, err) {
@@ -64,27 +64,27 @@ func cfgBoolPtr(b bool) *bool { return &b }
 
 func TestDefaultConfig(t *testing.T) {
 	want := &Config{
-		HTTP: HTTPConfig{Listen: "127.0.0.1:8787", UnixSocket: "./eventhook.sock", UnixSocketMode: "0660",
+		HTTP: HTTP{Listen: "127.0.0.1:8787", UnixSocket: "./eventhook.sock", UnixSocketMode: "0660",
 			ReadHeaderTimeout: Duration(5 * time.Second)},
 		Backend: "jetstream",
-		NATS: NATSConfig{Embedded: cfgBoolPtr(true), EmbeddedListen: "127.0.0.1:4222", StoreDir: "./data",
+		NATS: NATS{Embedded: cfgBoolPtr(true), EmbeddedListen: "127.0.0.1:4222", StoreDir: "./data",
 			ConnectTimeout: Duration(10 * time.Second)},
-		JetStream: JetStreamConfig{EventsStream: "FLOVYN_EVENTS", StreamsStream: "FLOVYN_STREAMS", StreamsStorage: "memory", Replicas: 1,
+		JetStream: JetStream{EventsStream: "FLOVYN_EVENTS", StreamsStream: "FLOVYN_STREAMS", StreamsStorage: "memory", Replicas: 1,
 			EventsMaxAge: Duration(168 * time.Hour), EventsMaxBytes: -1, StreamsMaxAge: Duration(time.Hour),
 			DuplicateWindow: Duration(2 * time.Minute), ManageStreams: cfgBoolPtr(true),
 			PublishTimeout: Duration(5 * time.Second)},
-		Memory:  MemoryConfig{EventBuffer: 1024, StreamBuffer: 256, IdleTTL: Duration(10 * time.Minute), MaxBytes: 268435456},
-		Events:  EventsConfig{DefaultSource: "system", MaxEventBytes: 1048576, MaxBatch: 1000, TenantKey: "tenant_id"},
-		Streams: StreamsConfig{AcceptUntenanted: false},
-		SSE: SSEConfig{Heartbeat: Duration(15 * time.Second), MaxSubscribers: 10000, MaxSubscribersPerTenant: 1000,
+		Memory:  Memory{EventBuffer: 1024, StreamBuffer: 256, IdleTTL: Duration(10 * time.Minute), MaxBytes: 268435456},
+		Events:  Events{DefaultSource: "system", MaxEventBytes: 1048576, MaxBatch: 1000, TenantKey: "tenant_id"},
+		Streams: Streams{AcceptUntenanted: false},
+		SSE: SSE{Heartbeat: Duration(15 * time.Second), MaxSubscribers: 10000, MaxSubscribersPerTenant: 1000,
 			WriteTimeout: Duration(10 * time.Second), Format: "eventhook"},
-		Auth: AuthConfig{UnixSocket: "trusted"},
-		Log:  LogConfig{Level: "info", Format: "text"},
+		Auth: Auth{UnixSocket: "trusted"},
+		Log:  Log{Level: "info", Format: "text"},
 	}
-	if got := DefaultConfig(); !reflect.DeepEqual(got, want) {
+	if got := Default(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("DefaultConfig() = %+v; want %+v", got, want)
 	}
-	if err := DefaultConfig().Validate(); err != nil {
+	if err := Default().Validate(); err != nil {
 		t.Fatalf("DefaultConfig().Validate() = %v; want nil", err)
 	}
 
@@ -99,7 +99,7 @@ func TestDefaultConfig(t *testing.T) {
 	want.NATS.EmbeddedListen = "127.0.0.1:4222"
 
 	for _, doc := range []string{"", "# nothing\n", "~\n", "http:\nnats:\n"} {
-		got, err := ParseConfig([]byte(doc))
+		got, err := Parse([]byte(doc))
 		if err != nil {
 			t.Fatalf("ParseConfig(%q) = %v", doc, err)
 		}
@@ -110,7 +110,7 @@ func TestDefaultConfig(t *testing.T) {
 }
 
 func TestConfigRootFile(t *testing.T) {
-	c, err := LoadConfig("../../config.yaml")
+	c, err := Load("../../config.yaml")
 	if err != nil {
 		t.Fatalf("LoadConfig(../../config.yaml) = %v", err)
 	}
@@ -118,7 +118,7 @@ func TestConfigRootFile(t *testing.T) {
 		t.Fatalf("Validate() = %v", err)
 	}
 	// The development file spells out exactly the defaults.
-	if want := DefaultConfig(); !reflect.DeepEqual(c, want) {
+	if want := Default(); !reflect.DeepEqual(c, want) {
 		t.Fatalf("../../config.yaml = %+v; want the defaults %+v", c, want)
 	}
 	if !c.NATS.IsEmbedded() || c.Backend != "jetstream" || c.NATS.StoreDir != "./data" {
@@ -273,7 +273,7 @@ func TestConfigValidate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := ParseConfig([]byte(tt.yaml))
+			c, err := Parse([]byte(tt.yaml))
 			if tt.wantKey == "" {
 				if err != nil {
 					t.Fatalf("ParseConfig(%q) = %v; want nil", tt.yaml, err)
@@ -303,17 +303,17 @@ func TestConfigValidateInCode(t *testing.T) {
 		wantErr error
 	}{
 		{name: "defaults", edit: func(*Config) {}},
-		{name: "zero replicas", edit: func(c *Config) { c.JetStream.Replicas = 0 }, wantKey: "jetstream.replicas", wantErr: ErrInvalidConfig},
-		{name: "no listener", edit: func(c *Config) { c.HTTP.Listen, c.HTTP.UnixSocket = "", "" }, wantKey: "http", wantErr: ErrInvalidConfig},
-		{name: "empty stream name", edit: func(c *Config) { c.JetStream.EventsStream = "" }, wantKey: "jetstream.events_stream", wantErr: ErrInvalidConfig},
-		{name: "empty backend", edit: func(c *Config) { c.Backend = "" }, wantKey: "backend", wantErr: ErrInvalidConfig},
-		{name: "empty source", edit: func(c *Config) { c.Events.DefaultSource = "" }, wantKey: "events.default_source", wantErr: ErrInvalidConfig},
-		{name: "zero heartbeat", edit: func(c *Config) { c.SSE.Heartbeat = 0 }, wantKey: "sse.heartbeat", wantErr: ErrInvalidConfig},
-		{name: "tenant key", edit: func(c *Config) { c.Events.TenantKey = "tenant" }, wantKey: "events.tenant_key", wantErr: ErrInvalidConfig},
+		{name: "zero replicas", edit: func(c *Config) { c.JetStream.Replicas = 0 }, wantKey: "jetstream.replicas", wantErr: ErrInvalid},
+		{name: "no listener", edit: func(c *Config) { c.HTTP.Listen, c.HTTP.UnixSocket = "", "" }, wantKey: "http", wantErr: ErrInvalid},
+		{name: "empty stream name", edit: func(c *Config) { c.JetStream.EventsStream = "" }, wantKey: "jetstream.events_stream", wantErr: ErrInvalid},
+		{name: "empty backend", edit: func(c *Config) { c.Backend = "" }, wantKey: "backend", wantErr: ErrInvalid},
+		{name: "empty source", edit: func(c *Config) { c.Events.DefaultSource = "" }, wantKey: "events.default_source", wantErr: ErrInvalid},
+		{name: "zero heartbeat", edit: func(c *Config) { c.SSE.Heartbeat = 0 }, wantKey: "sse.heartbeat", wantErr: ErrInvalid},
+		{name: "tenant key", edit: func(c *Config) { c.Events.TenantKey = "tenant" }, wantKey: "events.tenant_key", wantErr: ErrInvalid},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := DefaultConfig()
+			c := Default()
 			tt.edit(c)
 			err := c.Validate()
 			if !errors.Is(err, tt.wantErr) {
@@ -333,7 +333,7 @@ func TestConfigValidateInCode(t *testing.T) {
 	}
 
 	// Several problems are reported together.
-	c := DefaultConfig()
+	c := Default()
 	c.Log.Level, c.Log.Format, c.JetStream.Replicas = "loud", "xml", 9
 	if n := len(configErrors(t, c.Validate())); n != 3 {
 		t.Fatalf("Validate() with 3 problems reported %d", n)
@@ -355,7 +355,7 @@ func TestConfigDocumentShape(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := ParseConfig([]byte(tt.yaml))
+			_, err := Parse([]byte(tt.yaml))
 			ce := wantConfigError(t, err, "")
 			if !strings.Contains(ce.Msg, tt.wantMsg) {
 				t.Errorf("ParseConfig(%q) = %q; want it to contain %q", tt.yaml, ce.Msg, tt.wantMsg)
@@ -387,7 +387,7 @@ func TestConfigUnknownKey(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := ParseConfig([]byte(tt.yaml))
+			_, err := Parse([]byte(tt.yaml))
 			ce := wantConfigError(t, err, tt.wantKey)
 			if ce.Msg != tt.wantMsg {
 				t.Errorf("message = %q; want %q", ce.Msg, tt.wantMsg)
@@ -398,12 +398,12 @@ func TestConfigUnknownKey(t *testing.T) {
 		})
 	}
 
-	// Every unknown key is reported at once, and LoadConfig names the file.
+	// Every unknown key is reported at once, and Load names the file.
 	path := filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(path, []byte("http:\n  listn: x\nlog:\n  levl: debug\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err := LoadConfig(path)
+	_, err := Load(path)
 	errs := configErrors(t, err)
 	if len(errs) != 2 {
 		t.Fatalf("LoadConfig = %v; want 2 errors", err)
@@ -418,7 +418,7 @@ func TestConfigUnknownKey(t *testing.T) {
 }
 
 func TestLoadConfigErrors(t *testing.T) {
-	_, err := LoadConfig(filepath.Join(t.TempDir(), "missing.yaml"))
+	_, err := Load(filepath.Join(t.TempDir(), "missing.yaml"))
 	if !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "missing.yaml") {
 		t.Fatalf("LoadConfig(missing) = %v; want ErrNotExist naming the path", err)
 	}
@@ -428,7 +428,7 @@ func TestLoadConfigErrors(t *testing.T) {
 	if err := os.WriteFile(path, []byte("backend: memory\njetstream:\n  replicas: 7\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err = LoadConfig(path)
+	_, err = Load(path)
 	ce := wantConfigError(t, err, "jetstream.replicas")
 	if got, want := ce.Error(), path+" line 3: jetstream.replicas: is 7; it must be between 1 and 5"; got != want {
 		t.Fatalf("Error() = %q; want %q", got, want)
@@ -470,14 +470,14 @@ func TestConfigEnvExpansion(t *testing.T) {
 			check: func(c *Config) bool { return c.Events.DefaultSource == "x$" }},
 		{name: "in a comment", yaml: "# ${EH_LISTEN}\nbackend: memory",
 			check: func(c *Config) bool { return c.Backend == "memory" }},
-		{name: "unterminated", yaml: "backend: memory\nhttp: {listen: \"${EH_LISTEN\"}\n", wantErr: ErrInvalidConfig},
-		{name: "not a name", yaml: `http: {listen: "${EH-LISTEN}"}`, wantErr: ErrInvalidConfig},
-		{name: "unsupported form", yaml: `http: {listen: "${EH_LISTEN:=x}"}`, wantErr: ErrInvalidConfig},
-		{name: "empty braces", yaml: `http: {listen: "${}"}`, wantErr: ErrInvalidConfig},
+		{name: "unterminated", yaml: "backend: memory\nhttp: {listen: \"${EH_LISTEN\"}\n", wantErr: ErrInvalid},
+		{name: "not a name", yaml: `http: {listen: "${EH-LISTEN}"}`, wantErr: ErrInvalid},
+		{name: "unsupported form", yaml: `http: {listen: "${EH_LISTEN:=x}"}`, wantErr: ErrInvalid},
+		{name: "empty braces", yaml: `http: {listen: "${}"}`, wantErr: ErrInvalid},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := ParseConfig([]byte(tt.yaml))
+			c, err := Parse([]byte(tt.yaml))
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("ParseConfig(%q) = %v; want %v", tt.yaml, err, tt.wantErr)
 			}
@@ -493,7 +493,7 @@ func TestConfigEnvExpansion(t *testing.T) {
 		})
 	}
 
-	_, err := ParseConfig([]byte("backend: memory\nhttp: {listen: \"${EH_LISTEN\"}\n"))
+	_, err := Parse([]byte("backend: memory\nhttp: {listen: \"${EH_LISTEN\"}\n"))
 	if ce := wantConfigError(t, err, ""); ce.Line != 2 {
 		t.Errorf("unterminated ${ reported on line %d; want 2", ce.Line)
 	}
@@ -517,7 +517,7 @@ func TestConfigEmbeddedAndURLs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := ParseConfig([]byte(tt.yaml))
+			c, err := Parse([]byte(tt.yaml))
 			if tt.wantKey != "" {
 				ce := wantConfigError(t, err, tt.wantKey)
 				if !strings.Contains(ce.Msg, "exclusive") && tt.wantKey == "nats.embedded" {
@@ -540,7 +540,7 @@ func TestConfigEmbeddedAndURLs(t *testing.T) {
 		})
 	}
 
-	if (NATSConfig{}).IsEmbedded() != true || (NATSConfig{URLs: []string{"nats://a:4222"}}).IsEmbedded() != false {
+	if (NATS{}).IsEmbedded() != true || (NATS{URLs: []string{"nats://a:4222"}}).IsEmbedded() != false {
 		t.Fatal("IsEmbedded of an unset embedded does not follow urls")
 	}
 }
@@ -562,7 +562,7 @@ func TestConfigTokenTenants(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			doc := "auth:\n  tokens:\n    - name: ops\n      sha256: " + strings.ToUpper(cfgHash) + "\n      tenants: " +
 				tt.tenants + "\n      allow: [publish]\n"
-			c, err := ParseConfig([]byte(doc))
+			c, err := Parse([]byte(doc))
 			if err != nil {
 				t.Fatalf("ParseConfig(%q) = %v", doc, err)
 			}
@@ -624,7 +624,7 @@ log: {level: debug, format: json}
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := ParseConfig([]byte(tt.yaml))
+			c, err := Parse([]byte(tt.yaml))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -632,7 +632,7 @@ log: {level: debug, format: json}
 			if err != nil {
 				t.Fatalf("YAML() = %v", err)
 			}
-			back, err := ParseConfig(out)
+			back, err := Parse(out)
 			if err != nil {
 				t.Fatalf("ParseConfig(YAML()) = %v\n%s", err, out)
 			}
@@ -642,7 +642,7 @@ log: {level: debug, format: json}
 		})
 	}
 
-	c, err := ParseConfig([]byte(rich))
+	c, err := Parse([]byte(rich))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -656,7 +656,7 @@ log: {level: debug, format: json}
 }
 
 func TestConfigYAMLRedactsSecrets(t *testing.T) {
-	c, err := ParseConfig([]byte(`nats: {urls: ["nats://user:pa55word@a:4222", "nats://t0ken@b:4222/", "nats://c:4222"], token: "s3cret"}`))
+	c, err := Parse([]byte(`nats: {urls: ["nats://user:pa55word@a:4222", "nats://t0ken@b:4222/", "nats://c:4222"], token: "s3cret"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -686,7 +686,7 @@ func TestConfigYAMLRedactsSecrets(t *testing.T) {
 	}
 
 	// Errors about URLs do not echo their credentials either.
-	_, err = ParseConfig([]byte(`nats: {urls: ["http://user:pa55word@a:4222"]}`))
+	_, err = Parse([]byte(`nats: {urls: ["http://user:pa55word@a:4222"]}`))
 	wantConfigError(t, err, "nats.urls[0]")
 	if strings.Contains(err.Error(), "pa55word") {
 		t.Fatalf("error %q shows the password", err)
@@ -718,7 +718,7 @@ func TestConfigDuration(t *testing.T) {
 	if Duration(time.Second).D() != time.Second {
 		t.Error("D() does not return the time.Duration")
 	}
-	c, err := ParseConfig([]byte("sse:\n  heartbeat: 0\n"))
+	c, err := Parse([]byte("sse:\n  heartbeat: 0\n"))
 	if err != nil {
 		t.Fatalf("heartbeat 0: %v", err)
 	}
@@ -730,7 +730,7 @@ func TestConfigDuration(t *testing.T) {
 func TestConfigSocketMode(t *testing.T) {
 	for mode, want := range map[string]os.FileMode{"0660": 0o660, "0600": 0o600, "0o640": 0o640, "777": 0o777,
 		"0000": 0, "0999": 0o660, "": 0o660, "01000": 0o660} {
-		if got := (HTTPConfig{UnixSocketMode: mode}).SocketMode(); got != want {
+		if got := (HTTP{UnixSocketMode: mode}).SocketMode(); got != want {
 			t.Errorf("SocketMode(%q) = %o; want %o", mode, got, want)
 		}
 	}
@@ -749,7 +749,7 @@ func TestConfigDefaultTenant(t *testing.T) {
 		{id: cfgNilUUID},
 	}
 	for _, tt := range tests {
-		c := DefaultConfig()
+		c := Default()
 		c.Events.DefaultTenantID = tt.id
 		if got, ok := c.DefaultTenant(); got != tt.want || ok != tt.wantOK {
 			t.Errorf("DefaultTenant(%q) = %v, %v; want %v, %v", tt.id, got, ok, tt.want, tt.wantOK)
@@ -759,19 +759,19 @@ func TestConfigDefaultTenant(t *testing.T) {
 
 func TestConfigErrorFormat(t *testing.T) {
 	tests := []struct {
-		err  ConfigError
+		err  Error
 		want string
 	}{
-		{ConfigError{Key: "log.level", Msg: "log.level: bad"}, "log.level: bad"},
-		{ConfigError{Line: 4, Key: "log.level", Msg: "log.level: bad"}, "line 4: log.level: bad"},
-		{ConfigError{File: "c.yaml", Key: "log.level", Msg: "log.level: bad"}, "c.yaml: log.level: bad"},
-		{ConfigError{File: "c.yaml", Line: 4, Key: "log.level", Msg: "log.level: bad"}, "c.yaml line 4: log.level: bad"},
+		{Error{Key: "log.level", Msg: "log.level: bad"}, "log.level: bad"},
+		{Error{Line: 4, Key: "log.level", Msg: "log.level: bad"}, "line 4: log.level: bad"},
+		{Error{File: "c.yaml", Key: "log.level", Msg: "log.level: bad"}, "c.yaml: log.level: bad"},
+		{Error{File: "c.yaml", Line: 4, Key: "log.level", Msg: "log.level: bad"}, "c.yaml line 4: log.level: bad"},
 	}
 	for _, tt := range tests {
 		if got := tt.err.Error(); got != tt.want {
 			t.Errorf("Error() = %q; want %q", got, tt.want)
 		}
-		if !errors.Is(&tt.err, ErrInvalidConfig) {
+		if !errors.Is(&tt.err, ErrInvalid) {
 			t.Errorf("errors.Is(%v, ErrInvalidConfig) = false", &tt.err)
 		}
 	}

@@ -33,9 +33,9 @@ import (
 // IndexPrefix starts the subjects of the per-workflow index.
 const IndexPrefix = "flovyn.index."
 
-// JetStreamBus is the jetstream backend. See the package documentation and the comments of this file for its design.
-type JetStreamBus struct {
-	o      NATSOptions
+// JetStream is the jetstream backend. See the package documentation and the comments of this file for its design.
+type JetStream struct {
+	o      Options
 	log    *slog.Logger
 	conn   *natsConn
 	js     jetstream.JetStream
@@ -61,10 +61,10 @@ type JetStreamBus struct {
 }
 
 var (
-	_ bus.Bus            = (*JetStreamBus)(nil)
-	_ bus.BatchPublisher = (*JetStreamBus)(nil)
-	_ bus.Pinger         = (*JetStreamBus)(nil)
-	_ bus.PayloadLimiter = (*JetStreamBus)(nil)
+	_ bus.Bus            = (*JetStream)(nil)
+	_ bus.BatchPublisher = (*JetStream)(nil)
+	_ bus.Pinger         = (*JetStream)(nil)
+	_ bus.PayloadLimiter = (*JetStream)(nil)
 )
 
 // busStats counts what a NATS-fed bus drops; the metrics read them.
@@ -75,10 +75,10 @@ type busStats struct {
 }
 
 // Resent implements ResendCounter.
-func (b *JetStreamBus) Resent() uint64 { return b.stats.resent.Load() }
+func (b *JetStream) Resent() uint64 { return b.stats.resent.Load() }
 
 // Dropped implements DropCounter.
-func (b *JetStreamBus) Dropped() (invalid, untenanted uint64) {
+func (b *JetStream) Dropped() (invalid, untenanted uint64) {
 	return b.stats.invalid.Load(), b.stats.untenanted.Load()
 }
 
@@ -90,9 +90,9 @@ type jsKind[T any] struct {
 	epoch  uint64
 }
 
-// NewJetStreamBus connects to NATS (starting the embedded server when configured), creates or verifies the streams, and
+// NewJetStream connects to NATS (starting the embedded server when configured), creates or verifies the streams, and
 // returns the bus. It returns an error saying what failed: the server, the connection, or the streams.
-func NewJetStreamBus(ctx context.Context, o NATSOptions, log *slog.Logger) (*JetStreamBus, error) {
+func NewJetStream(ctx context.Context, o Options, log *slog.Logger) (*JetStream, error) {
 	o = o.withDefaults()
 	if o.Linger == 0 {
 		o.Linger = 30 * time.Second
@@ -109,7 +109,7 @@ func NewJetStreamBus(ctx context.Context, o NATSOptions, log *slog.Logger) (*Jet
 	return b, nil
 }
 
-func newJetStreamBus(ctx context.Context, o NATSOptions, log *slog.Logger, conn *natsConn) (*JetStreamBus, error) {
+func newJetStreamBus(ctx context.Context, o Options, log *slog.Logger, conn *natsConn) (*JetStream, error) {
 	// An ack that never comes (its stream leader died) is given up after publish_timeout, so that its pending entry
 	// does not stay behind: nats.go stalls publishing when 4000 are pending.
 	js, err := jetstream.New(conn.nc, jetstream.WithPublishAsyncTimeout(o.Streams.PublishTimeout))
@@ -124,7 +124,7 @@ func newJetStreamBus(ctx context.Context, o NATSOptions, log *slog.Logger, conn 
 	}
 	arrival := new(atomic.Uint64)
 
-	b := &JetStreamBus{o: o, log: log, conn: conn, js: js, index: idx, feeds: map[string]*jsFeed{},
+	b := &JetStream{o: o, log: log, conn: conn, js: js, index: idx, feeds: map[string]*jsFeed{},
 		untenanted: o.UntenantedTenant}
 	b.events = &jsKind[event.FlovynEvent]{stream: evs, name: o.Streams.EventsStream, epoch: streamEpoch(evs)}
 	// A subscriber may have 4 × the ring pending before it is overtaken: its queue holds 48-byte references to shared entries,
@@ -155,7 +155,7 @@ func streamEpoch(s jetstream.Stream) uint64 {
 func indexStreamName(o *StreamOptions) string { return o.EventsStream + "_INDEX" }
 
 // Ping implements Pinger: a stream info round trip to JetStream.
-func (b *JetStreamBus) Ping(ctx context.Context) error {
+func (b *JetStream) Ping(ctx context.Context) error {
 	if !b.conn.connected() {
 		return errors.New("not connected to NATS")
 	}
@@ -166,7 +166,7 @@ func (b *JetStreamBus) Ping(ctx context.Context) error {
 }
 
 // MaxPayload implements PayloadLimiter.
-func (b *JetStreamBus) MaxPayload() int { return int(b.conn.nc.MaxPayload()) }
+func (b *JetStream) MaxPayload() int { return int(b.conn.nc.MaxPayload()) }
 
 // unavailable maps a NATS error to ErrUnavailable (keeping the cause) unless it is the caller's context.
 func unavailable(op string, err error) error {
@@ -176,7 +176,7 @@ func unavailable(op string, err error) error {
 	return fmt.Errorf("%s: %w: %w", op, bus.ErrUnavailable, err)
 }
 
-func (b *JetStreamBus) isClosed() bool {
+func (b *JetStream) isClosed() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.closed
@@ -184,7 +184,7 @@ func (b *JetStreamBus) isClosed() bool {
 
 // Close implements Bus: it ends every subscription and feed, waits for replay workers, drains the connection and shuts
 // the embedded server down.
-func (b *JetStreamBus) Close() error {
+func (b *JetStream) Close() error {
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
@@ -209,14 +209,14 @@ func (b *JetStreamBus) Close() error {
 }
 
 // Connected implements Connectivity.
-func (b *JetStreamBus) Connected() bool { return b.conn.connected() }
+func (b *JetStream) Connected() bool { return b.conn.connected() }
 
 // Conn returns the bus' NATS connection, to publish on NATS as another producer would (tests, tools). The bus owns it:
 // do not close or drain it.
-func (b *JetStreamBus) Conn() *nats.Conn { return b.conn.nc }
+func (b *JetStream) Conn() *nats.Conn { return b.conn.nc }
 
 // Owner returns the tenant that owns the stream key as the per-workflow index says (see owners.go), and whether one
 // does. It returns the store's error when the index cannot be read.
-func (b *JetStreamBus) Owner(ctx context.Context, key string) (uuid.UUID, bool, error) {
+func (b *JetStream) Owner(ctx context.Context, key string) (uuid.UUID, bool, error) {
 	return b.lookupOwner(ctx, key)
 }

@@ -19,8 +19,8 @@ import (
 
 // testOptions are the options of a NATS bus on an embedded server of its own, in-process only, with its store in a
 // temporary directory, whose feeds close with their last subscriber.
-func testOptions(t testing.TB) *NATSOptions {
-	return &NATSOptions{Conn: ConnOptions{Embedded: true, StoreDir: t.TempDir()}, Linger: -1}
+func testOptions(t testing.TB) *Options {
+	return &Options{Conn: ConnOptions{Embedded: true, StoreDir: t.TempDir()}, Linger: -1}
 }
 
 // testLogger returns a logger of level writing to w (os.Stderr when nil).
@@ -31,12 +31,12 @@ func testLogger(w io.Writer, level slog.Level) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
 }
 
-func newJetStreamTestBus(t testing.TB, cfg *NATSOptions) *JetStreamBus {
+func newJetStreamTestBus(t testing.TB, cfg *Options) *JetStream {
 	t.Helper()
 	if cfg == nil {
 		cfg = testOptions(t)
 	}
-	b, err := NewJetStreamBus(t.Context(), *cfg, testLogger(io.Discard, slog.LevelError))
+	b, err := NewJetStream(t.Context(), *cfg, testLogger(io.Discard, slog.LevelError))
 	if err != nil {
 		t.Fatalf("NewJetStreamBus: %v", err)
 	}
@@ -322,7 +322,7 @@ func TestFilterEquivalence(t *testing.T) {
 		}
 		return out
 	}
-	mem := bus.NewMemoryBus(bus.MemoryOptions{})
+	mem := bus.NewMemory(bus.MemoryOptions{})
 	defer mem.Close()
 	js := newJetStreamTestBus(t, nil)
 	defer js.Close()
@@ -347,7 +347,7 @@ func TestJetStreamSeamUnderLoad(t *testing.T) {
 	cfg := testOptions(t)
 	// The live feed lags behind the store (as under load), so the replay often meets it ahead of the feed.
 	cfg.feedHook = func() { time.Sleep(200 * time.Microsecond) }
-	b, err := NewJetStreamBus(t.Context(), *cfg, testLogger(io.Discard, slog.LevelError))
+	b, err := NewJetStream(t.Context(), *cfg, testLogger(io.Discard, slog.LevelError))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,7 @@ import (
 )
 
 // publishToken publishes a token on a workflow's generic stream and returns its position.
-func publishToken(t testing.TB, b *JetStreamBus, tenant uuid.UUID, wf, payload string) event.Position {
+func publishToken(t testing.TB, b *JetStream, tenant uuid.UUID, wf, payload string) event.Position {
 	t.Helper()
 	res, err := b.PublishStream(t.Context(), bustest.Stream(tenant, wf, "", 0, event.StreamToken, payload))
 	if err != nil {
@@ -29,7 +29,7 @@ func expectToken(t testing.TB, s bus.Subscription[event.StreamEvent], payload st
 }
 
 // purgeWorkflow purges a workflow's generic stream subject, as Flovyn's server does after the workflow ends.
-func purgeWorkflow(t testing.TB, b *JetStreamBus, wf string) {
+func purgeWorkflow(t testing.TB, b *JetStream, wf string) {
 	t.Helper()
 	if err := b.stream.stream.Purge(t.Context(), jetstream.WithPurgeSubject(subjects.StreamsPrefix+wf)); err != nil {
 		t.Fatal(err)

@@ -19,7 +19,7 @@ import (
 // one generic stream (flovyn.streams.workflow.<key>), whose topics are per tenant. It lives while it has subscribers,
 // and Options.Linger after.
 type jsFeed struct {
-	b       *JetStreamBus
+	b       *JetStream
 	subject string
 	isEvent bool
 	tenant  uuid.UUID // event feeds
@@ -55,13 +55,13 @@ type jsFeed struct {
 }
 
 // acquireEventFeed returns the running feed of tenant's lifecycle events, starting it when needed; the caller releases it.
-func (b *JetStreamBus) acquireEventFeed(ctx context.Context, tenant uuid.UUID) (*jsFeed, error) {
+func (b *JetStream) acquireEventFeed(ctx context.Context, tenant uuid.UUID) (*jsFeed, error) {
 	subj, _ := subjects.EventFilter(tenant.String(), "")
 	return b.acquireFeed(ctx, subj, func(f *jsFeed) { f.isEvent, f.tenant = true, tenant })
 }
 
 // acquireStreamFeed returns the running feed of the generic stream key with a topic for tenant.
-func (b *JetStreamBus) acquireStreamFeed(ctx context.Context, tenant uuid.UUID, key string) (*jsFeed, error) {
+func (b *JetStream) acquireStreamFeed(ctx context.Context, tenant uuid.UUID, key string) (*jsFeed, error) {
 	f, err := b.acquireFeed(ctx, subjects.StreamsPrefix+key, func(f *jsFeed) {
 		f.key, f.tenants, f.subs = key, map[uuid.UUID]*bus.Topic[event.StreamEvent]{}, map[*jsSub[event.StreamEvent]]uuid.UUID{}
 	})
@@ -76,7 +76,7 @@ func (b *JetStreamBus) acquireStreamFeed(ctx context.Context, tenant uuid.UUID, 
 	return f, nil
 }
 
-func (b *JetStreamBus) acquireFeed(ctx context.Context, subject string, init func(*jsFeed)) (*jsFeed, error) {
+func (b *JetStream) acquireFeed(ctx context.Context, subject string, init func(*jsFeed)) (*jsFeed, error) {
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
@@ -211,7 +211,7 @@ func (f *jsFeed) endHold() {
 }
 
 // decodeEventMsg reads an event received from JetStream (see decodeReceivedEvent).
-func (b *JetStreamBus) decodeEventMsg(subject string, data []byte, md *jetstream.MsgMetadata) (*event.FlovynEvent, bool) {
+func (b *JetStream) decodeEventMsg(subject string, data []byte, md *jetstream.MsgMetadata) (*event.FlovynEvent, bool) {
 	return decodeReceivedEvent(b.o.DefaultSource, subject, data, md.Timestamp, func() string {
 		return fmt.Sprintf("%s/%d/%d", md.Stream, md.Timestamp.UnixNano(), md.Sequence.Stream)
 	})
@@ -313,7 +313,7 @@ func (f *jsFeed) decodeStored(tenant uuid.UUID, h nats.Header, data []byte, ts t
 }
 
 // releaseFeed drops a reference; the last one stops the feed after Options.Linger.
-func (b *JetStreamBus) releaseFeed(f *jsFeed) {
+func (b *JetStream) releaseFeed(f *jsFeed) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	f.refs--
@@ -368,7 +368,7 @@ func (f *jsFeed) stop() {
 }
 
 // deleteConsumer removes the server side of an ordered consumer that is done, rather than leaving it to expire.
-func (b *JetStreamBus) deleteConsumer(stream string, cons jetstream.Consumer) {
+func (b *JetStream) deleteConsumer(stream string, cons jetstream.Consumer) {
 	info := cons.CachedInfo()
 	if info == nil || !b.conn.connected() {
 		return // it expires by its inactive threshold

@@ -36,7 +36,7 @@ func indexSubject(tenant, kind, id string) string {
 }
 
 // startIndexer creates (or joins) the indexer consumer and runs it until the bus closes.
-func (b *JetStreamBus) startIndexer(ctx context.Context) error {
+func (b *JetStream) startIndexer(ctx context.Context) error {
 	cfg := jetstream.ConsumerConfig{
 		Durable:       IndexerName,
 		Description:   "eventhook: writes the per-workflow index " + b.index.CachedInfo().Config.Name,
@@ -82,7 +82,7 @@ type indexing struct {
 
 // indexOne publishes the index entries of one event, asynchronously, and queues the event, in stream order, for
 // ackIndexed, which acks it once its entries (and those of every event before it) are stored.
-func (b *JetStreamBus) indexOne(msg jetstream.Msg, pending chan<- indexing) {
+func (b *JetStream) indexOne(msg jetstream.Msg, pending chan<- indexing) {
 	md, err := msg.Metadata()
 	if err != nil {
 		return
@@ -108,7 +108,7 @@ func (b *JetStreamBus) indexOne(msg jetstream.Msg, pending chan<- indexing) {
 
 // ackIndexed acks indexed events, once per burst (the consumer acks every event up to the one acked). After a failed
 // write it acks nothing until the failed event, redelivered, is indexed: an ack must never cover a missing entry.
-func (b *JetStreamBus) ackIndexed(pending <-chan indexing) {
+func (b *JetStream) ackIndexed(pending <-chan indexing) {
 	defer b.wg.Done()
 	var last jetstream.Msg // indexed, with every event before it, and not acked yet
 	n := 0
@@ -169,7 +169,7 @@ func indexMsgs(tenant string, e *event.FlovynEvent, seq uint64) []*nats.Msg {
 }
 
 // indexFloor returns the sequence up to which the index is complete: the indexer's ack floor.
-func (b *JetStreamBus) indexFloor(ctx context.Context) (uint64, error) {
+func (b *JetStream) indexFloor(ctx context.Context) (uint64, error) {
 	if b.indexer == nil {
 		return 0, nil
 	}

@@ -45,7 +45,7 @@ const ownerLookupTimeout = 2 * time.Second
 
 // lookupOwner returns the owner of key: remembered, or read from the index. ok is false when no index entry names the
 // key yet.
-func (b *JetStreamBus) lookupOwner(ctx context.Context, key string) (owner uuid.UUID, ok bool, err error) {
+func (b *JetStream) lookupOwner(ctx context.Context, key string) (owner uuid.UUID, ok bool, err error) {
 	if t, ok := b.owners.get(key); ok {
 		return t, true, nil
 	}

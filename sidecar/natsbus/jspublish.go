@@ -29,19 +29,19 @@ func eventMsg(e *event.FlovynEvent, key event.TenantKey) (*nats.Msg, error) {
 
 // PublishEvent implements EventPublisher: it returns after JetStream's PubAck, or ErrUnavailable at once when NATS is
 // not connected.
-func (b *JetStreamBus) PublishEvent(ctx context.Context, e *event.FlovynEvent) (bus.PublishResult, error) {
+func (b *JetStream) PublishEvent(ctx context.Context, e *event.FlovynEvent) (bus.PublishResult, error) {
 	res, errs := b.PublishBatch(ctx, []*event.FlovynEvent{e}, nil)
 	return res[0], errs[0]
 }
 
 // PublishEvents publishes lifecycle events as PublishBatch does.
-func (b *JetStreamBus) PublishEvents(ctx context.Context, events []*event.FlovynEvent) ([]bus.PublishResult, []error) {
+func (b *JetStream) PublishEvents(ctx context.Context, events []*event.FlovynEvent) ([]bus.PublishResult, []error) {
 	return b.PublishBatch(ctx, events, nil)
 }
 
 // PublishBatch implements BatchPublisher: every entry is published asynchronously, in order, then every ack awaited. A
 // retried lifecycle event is answered as a duplicate with its original sequence.
-func (b *JetStreamBus) PublishBatch(ctx context.Context, events []*event.FlovynEvent, streams []*event.StreamEvent) ([]bus.PublishResult, []error) {
+func (b *JetStream) PublishBatch(ctx context.Context, events []*event.FlovynEvent, streams []*event.StreamEvent) ([]bus.PublishResult, []error) {
 	n := max(len(events), len(streams))
 	results := make([]bus.PublishResult, n)
 	errs := make([]error, n)
@@ -93,7 +93,7 @@ func noLeader(err error) bool {
 // the first send's answer is preferred when both have come, and a resend that no stream answers waits for the next.
 // A resend answered as a duplicate means the first send was stored after all: JetStream's answer (duplicate, with the
 // original sequence) is what the caller gets.
-func (b *JetStreamBus) publishAll(ctx context.Context, msgs []*nats.Msg, errs []error) []jetstream.PubAck {
+func (b *JetStream) publishAll(ctx context.Context, msgs []*nats.Msg, errs []error) []jetstream.PubAck {
 	acks := make([]jetstream.PubAck, len(msgs))
 	futures := make([]sends, len(msgs))
 	for i, m := range msgs {
@@ -162,7 +162,7 @@ type sends struct {
 }
 
 // resend sends again the lifecycle events that have no answer yet; msgs, futures and acks are indexed alike.
-func (b *JetStreamBus) resend(msgs []*nats.Msg, futures []sends, acks []jetstream.PubAck) {
+func (b *JetStream) resend(msgs []*nats.Msg, futures []sends, acks []jetstream.PubAck) {
 	for j := range futures {
 		f := &futures[j]
 		if f.last == nil || f.answered || msgs[j].Header.Get(jetstream.MsgIDHeader) == "" {
@@ -183,7 +183,7 @@ func (b *JetStreamBus) resend(msgs []*nats.Msg, futures []sends, acks []jetstrea
 
 // PublishStream implements StreamPublisher: the event goes to flovyn.streams.workflow.<key> with its tenant in the
 // Flovyn-Tenant-Id header.
-func (b *JetStreamBus) PublishStream(ctx context.Context, s *event.StreamEvent) (bus.PublishResult, error) {
+func (b *JetStream) PublishStream(ctx context.Context, s *event.StreamEvent) (bus.PublishResult, error) {
 	res, errs := b.PublishBatch(ctx, nil, []*event.StreamEvent{s})
 	return res[0], errs[0]
 }

@@ -31,7 +31,7 @@ func TestJetStreamResendsUnackedEvents(t *testing.T) {
 		return &nats.Msg{Subject: "lost." + m.Subject, Header: m.Header, Data: m.Data}
 	}
 	cfg.firstSend = lose
-	b, err := NewJetStreamBus(t.Context(), *cfg, testLogger(io.Discard, slog.LevelError))
+	b, err := NewJetStream(t.Context(), *cfg, testLogger(io.Discard, slog.LevelError))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -64,7 +64,7 @@ type jsStreamSpec struct {
 }
 
 // jsStreamSpecs returns the three streams: events, index, generic streams, in that order.
-func jsStreamSpecs(o *NATSOptions) []jsStreamSpec {
+func jsStreamSpecs(o *Options) []jsStreamSpec {
 	j := &o.Streams
 	dup := o.Feed.DedupWindow
 	specs := []jsStreamSpec{
@@ -103,7 +103,7 @@ func storageType(s string) jetstream.StorageType {
 // ensureStreams creates, adopts or verifies the three streams (see the comment at the top of this file) and logs what
 // it leaves different from the configuration. It returns an error naming the stream when one is missing (with
 // manage_streams false), cannot be created, or lacks what eventhook cannot work without.
-func ensureStreams(ctx context.Context, js jetstream.JetStream, o NATSOptions, log *slog.Logger) (events, index, streams jetstream.Stream, err error) {
+func ensureStreams(ctx context.Context, js jetstream.JetStream, o Options, log *slog.Logger) (events, index, streams jetstream.Stream, err error) {
 	manage := !o.Streams.VerifyOnly
 	var out []jetstream.Stream
 	for _, spec := range jsStreamSpecs(&o) {

@@ -69,7 +69,7 @@ func (r *logRecorder) notApplied(t testing.TB, stream string) map[string]map[str
 // sharedNATS starts a NATS server with JetStream that a test shares between eventhook and another writer (as a cluster
 // shared with Flovyn's server), and returns a configuration pointing the bus at it and the other writer's JetStream.
 // The server outlives the buses of the test, so its memory streams do too.
-func sharedNATS(t testing.TB) (*NATSOptions, jetstream.JetStream) {
+func sharedNATS(t testing.TB) (*Options, jetstream.JetStream) {
 	t.Helper()
 	srv, err := StartEmbedded(ConnOptions{EmbeddedListen: "127.0.0.1:-1", StoreDir: t.TempDir()}, testLogger(nil, slog.LevelError))
 	if err != nil {
@@ -88,16 +88,16 @@ func sharedNATS(t testing.TB) (*NATSOptions, jetstream.JetStream) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := &NATSOptions{Linger: -1}
+	cfg := &Options{Linger: -1}
 	cfg.Conn.URLs = []string{srv.ClientURL()}
 	return cfg, js
 }
 
 // openBus opens a JetStream bus on cfg that logs (JSON, debug) into the returned recorder.
-func openBus(t testing.TB, cfg *NATSOptions) (*JetStreamBus, *logRecorder, error) {
+func openBus(t testing.TB, cfg *Options) (*JetStream, *logRecorder, error) {
 	t.Helper()
 	rec := &logRecorder{}
-	b, err := NewJetStreamBus(t.Context(), *cfg, slog.New(slog.NewJSONHandler(rec, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	b, err := NewJetStream(t.Context(), *cfg, slog.New(slog.NewJSONHandler(rec, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if b != nil {
 		t.Cleanup(func() { b.Close() })
 	}
@@ -118,7 +118,7 @@ func streamConfig(t testing.TB, js jetstream.JetStream, name string) jetstream.S
 }
 
 // checkStreamWorks publishes a stream event and a lifecycle event through the bus and expects both at subscribers.
-func checkStreamWorks(t testing.TB, b *JetStreamBus) {
+func checkStreamWorks(t testing.TB, b *JetStream) {
 	t.Helper()
 	tenant, wf := uuid.New(), uuid.New()
 	st := bustest.SubscribeStream(t, b, tenant, wf.String(), bus.StartEarliest())

@@ -25,7 +25,7 @@ const replayBatch = 256
 // jsSub is a JetStream subscription: deliveries from the store (prefix) until it joins the hub's live feed (live). When
 // live traffic overtakes it, it goes back to the store from its last delivery: no gap, no hole.
 type jsSub[T any] struct {
-	b      *JetStreamBus
+	b      *JetStream
 	kind   *jsKind[T]
 	feed   *jsFeed
 	key    bus.TopicKey
@@ -59,7 +59,7 @@ var errRefeed = errors.New("sidecar: replay starts over")
 
 var _ bus.Subscription[event.FlovynEvent] = (*jsSub[event.FlovynEvent])(nil)
 
-func newJSSub[T any](b *JetStreamBus, kind *jsKind[T], feed *jsFeed, key bus.TopicKey, idx bus.IndexKey, match func(*T) bool) *jsSub[T] {
+func newJSSub[T any](b *JetStream, kind *jsKind[T], feed *jsFeed, key bus.TopicKey, idx bus.IndexKey, match func(*T) bool) *jsSub[T] {
 	s := &jsSub[T]{b: b, kind: kind, feed: feed, key: key, idx: idx, match: match,
 		done: make(chan struct{}), drained: make(chan struct{}, 1)}
 	s.ctx, s.cancel = context.WithCancel(b.ctx)
@@ -445,7 +445,7 @@ func (s *jsSub[T]) Close() error {
 
 // SubscribeEvents implements EventSubscriber. A pattern with a workflow or task id replays through the per-workflow
 // index; any other pattern replays by reading the tenant's subjects (narrowed by the type prefix) in the store.
-func (b *JetStreamBus) SubscribeEvents(ctx context.Context, p event.EventPattern, from bus.Start) (bus.Subscription[event.FlovynEvent], error) {
+func (b *JetStream) SubscribeEvents(ctx context.Context, p event.EventPattern, from bus.Start) (bus.Subscription[event.FlovynEvent], error) {
 	if err := bus.ValidatePattern(&p); err != nil {
 		return nil, err
 	}
@@ -470,7 +470,7 @@ func (b *JetStreamBus) SubscribeEvents(ctx context.Context, p event.EventPattern
 
 // SubscribeStream implements StreamSubscriber: one feed per stream key with subscribers, shared by every tenant, and
 // each tenant sees only the events published for it.
-func (b *JetStreamBus) SubscribeStream(ctx context.Context, tenant uuid.UUID, key string, from bus.Start) (bus.Subscription[event.StreamEvent], error) {
+func (b *JetStream) SubscribeStream(ctx context.Context, tenant uuid.UUID, key string, from bus.Start) (bus.Subscription[event.StreamEvent], error) {
 	key, err := bus.StreamKey(tenant, key)
 	if err != nil {
 		return nil, err

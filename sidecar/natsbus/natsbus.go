@@ -16,7 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// NATSBus is the nats backend: core NATS, fire-and-forget, the original Milestone 0 behaviour. A publish is a NATS
+// Core is the nats backend: core NATS, fire-and-forget, the original Milestone 0 behaviour. A publish is a NATS
 // publish followed by a flush; nothing is stored. Subscribers are fed, as with JetStream, by one core subscription per
 // tenant (and per workflow stream) with subscribers, into the same hub; sequences are this process's, so a cursor resumes
 // within the hub's ring only, and a cursor of an earlier process, or from before a NATS outage, gets a reset gap. Event
@@ -28,8 +28,8 @@ import (
 // the lifecycle events of the whole cluster).
 // A stream event whose owner is not known yet waits in a queue of its key (memory.stream_buffer events at most) until
 // a lifecycle event names it. The owners live in the process: a restart, or another sidecar, learns them anew.
-type NATSBus struct {
-	o       NATSOptions
+type Core struct {
+	o       Options
 	log     *slog.Logger
 	conn    *natsConn
 	events  *bus.Hub[event.FlovynEvent]
@@ -52,10 +52,10 @@ type NATSBus struct {
 }
 
 var (
-	_ bus.Bus            = (*NATSBus)(nil)
-	_ bus.Pinger         = (*NATSBus)(nil)
-	_ bus.PayloadLimiter = (*NATSBus)(nil)
-	_ bus.DropCounter    = (*NATSBus)(nil)
+	_ bus.Bus            = (*Core)(nil)
+	_ bus.Pinger         = (*Core)(nil)
+	_ bus.PayloadLimiter = (*Core)(nil)
+	_ bus.DropCounter    = (*Core)(nil)
 )
 
 // coreFeed is one core NATS subscription feeding the hub.
@@ -66,15 +66,15 @@ type coreFeed struct {
 	topics map[bus.TopicKey]bool
 }
 
-// NewNATSBus connects to NATS (starting the embedded server when o.Conn says so) and returns the bus. It reads o.Conn,
+// NewCore connects to NATS (starting the embedded server when o.Conn says so) and returns the bus. It reads o.Conn,
 // o.Feed, o.TenantKey, o.DefaultSource, the untenanted rules and o.Linger (a feed's linger after its last subscriber;
 // 0: a minute). It returns the connection's error when NATS cannot be reached.
-func NewNATSBus(ctx context.Context, o NATSOptions, log *slog.Logger) (*NATSBus, error) {
+func NewCore(ctx context.Context, o Options, log *slog.Logger) (*Core, error) {
 	o = o.withDefaults()
 	if o.Linger == 0 {
 		o.Linger = time.Minute
 	}
-	b := &NATSBus{o: o, log: log, linger: o.Linger, feeds: map[string]*coreFeed{}, waiting: map[string][]*event.StreamEvent{},
+	b := &Core{o: o, log: log, linger: o.Linger, feeds: map[string]*coreFeed{}, waiting: map[string][]*event.StreamEvent{},
 		untenanted: o.UntenantedTenant,
 		dedup:      map[uuid.UUID]*bus.DedupTable{}, pubSeq: map[uuid.UUID]uint64{}, dedupWn: o.Feed.DedupWindow}
 	b.epochs.Store(bus.NewEpoch())
@@ -99,7 +99,7 @@ func NewNATSBus(ctx context.Context, o NATSOptions, log *slog.Logger) (*NATSBus,
 
 // restartAll gives every topic a new epoch after an outage: what was published meanwhile is lost, and subscribers are
 // told so with a reset gap.
-func (b *NATSBus) restartAll() {
+func (b *Core) restartAll() {
 	b.mu.Lock()
 	var ev, st []bus.TopicKey
 	for _, f := range b.feeds {
@@ -121,7 +121,7 @@ func (b *NATSBus) restartAll() {
 }
 
 // Ping implements Pinger: a flush round trip to the server.
-func (b *NATSBus) Ping(ctx context.Context) error {
+func (b *Core) Ping(ctx context.Context) error {
 	if !b.conn.connected() {
 		return fmt.Errorf("not connected to NATS")
 	}
@@ -134,15 +134,15 @@ func (b *NATSBus) Ping(ctx context.Context) error {
 }
 
 // MaxPayload implements PayloadLimiter.
-func (b *NATSBus) MaxPayload() int { return int(b.conn.nc.MaxPayload()) }
+func (b *Core) MaxPayload() int { return int(b.conn.nc.MaxPayload()) }
 
 // Dropped implements DropCounter.
-func (b *NATSBus) Dropped() (invalid, untenanted uint64) {
+func (b *Core) Dropped() (invalid, untenanted uint64) {
 	return b.stats.invalid.Load(), b.stats.untenanted.Load()
 }
 
 // publish sends m and flushes, failing at once while disconnected.
-func (b *NATSBus) publish(ctx context.Context, m *nats.Msg) error {
+func (b *Core) publish(ctx context.Context, m *nats.Msg) error {
 	if !b.conn.connected() {
 		return fmt.Errorf("publish: %w: not connected to NATS", bus.ErrUnavailable)
 	}
@@ -162,7 +162,7 @@ func (b *NATSBus) publish(ctx context.Context, m *nats.Msg) error {
 
 // PublishEvent implements EventPublisher: publish and flush. An id this sidecar published for the tenant within the
 // dedup window is answered as a duplicate without publishing.
-func (b *NATSBus) PublishEvent(ctx context.Context, e *event.FlovynEvent) (bus.PublishResult, error) {
+func (b *Core) PublishEvent(ctx context.Context, e *event.FlovynEvent) (bus.PublishResult, error) {
 	m, err := eventMsg(e, b.o.TenantKey)
 	if err != nil {
 		return bus.PublishResult{}, err
@@ -197,7 +197,7 @@ func (b *NATSBus) PublishEvent(ctx context.Context, e *event.FlovynEvent) (bus.P
 }
 
 // PublishStream implements StreamPublisher.
-func (b *NATSBus) PublishStream(ctx context.Context, s *event.StreamEvent) (bus.PublishResult, error) {
+func (b *Core) PublishStream(ctx context.Context, s *event.StreamEvent) (bus.PublishResult, error) {
 	m, err := streamMsg(s)
 	if err != nil {
 		return bus.PublishResult{}, err
@@ -208,14 +208,14 @@ func (b *NATSBus) PublishStream(ctx context.Context, s *event.StreamEvent) (bus.
 	return bus.PublishResult{}, b.publish(ctx, m)
 }
 
-func (b *NATSBus) isClosed() bool {
+func (b *Core) isClosed() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.closed
 }
 
 // acquire starts (or joins) the core subscription on subject, which feeds topic key; the caller releases it.
-func (b *NATSBus) acquire(subject string, key bus.TopicKey, handler nats.MsgHandler) (*coreFeed, error) {
+func (b *Core) acquire(subject string, key bus.TopicKey, handler nats.MsgHandler) (*coreFeed, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
@@ -254,7 +254,7 @@ func (b *NATSBus) acquire(subject string, key bus.TopicKey, handler nats.MsgHand
 	return f, nil
 }
 
-func (b *NATSBus) release(subject string, f *coreFeed) {
+func (b *Core) release(subject string, f *coreFeed) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	f.refs--
@@ -304,7 +304,7 @@ func (s *coreSub[T]) Close() error {
 }
 
 // SubscribeEvents implements EventSubscriber.
-func (b *NATSBus) SubscribeEvents(ctx context.Context, p event.EventPattern, from bus.Start) (bus.Subscription[event.FlovynEvent], error) {
+func (b *Core) SubscribeEvents(ctx context.Context, p event.EventPattern, from bus.Start) (bus.Subscription[event.FlovynEvent], error) {
 	if err := bus.ValidatePattern(&p); err != nil {
 		return nil, err
 	}
@@ -335,7 +335,7 @@ func (b *NATSBus) SubscribeEvents(ctx context.Context, p event.EventPattern, fro
 }
 
 // SubscribeStream implements StreamSubscriber.
-func (b *NATSBus) SubscribeStream(ctx context.Context, tenant uuid.UUID, key string, from bus.Start) (bus.Subscription[event.StreamEvent], error) {
+func (b *Core) SubscribeStream(ctx context.Context, tenant uuid.UUID, key string, from bus.Start) (bus.Subscription[event.StreamEvent], error) {
 	key, err := bus.StreamKey(tenant, key)
 	if err != nil {
 		return nil, err
@@ -357,8 +357,8 @@ func (b *NATSBus) SubscribeStream(ctx context.Context, tenant uuid.UUID, key str
 }
 
 // onStream hands a stream event to the topic of its tenant: the one of its Flovyn-Tenant-Id header, else the owner of
-// its key, else the configured fallbacks; else it waits for its owner (see NATSBus).
-func (b *NATSBus) onStream(subject, key string, m *nats.Msg) {
+// its key, else the configured fallbacks; else it waits for its owner (see Core).
+func (b *Core) onStream(subject, key string, m *nats.Msg) {
 	s, err := event.DecodeStreamEvent(m.Data)
 	if err != nil || s.Key() != key {
 		b.stats.invalid.Add(1)
@@ -376,7 +376,7 @@ func (b *NATSBus) onStream(subject, key string, m *nats.Msg) {
 
 // onUntenanted delivers a stream event without a tenant. Under b.mu, so that the events of a key that waited for its
 // owner are delivered before the ones after them.
-func (b *NATSBus) onUntenanted(subject, key string, s *event.StreamEvent) {
+func (b *Core) onUntenanted(subject, key string, s *event.StreamEvent) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
@@ -411,7 +411,7 @@ func (b *NATSBus) onUntenanted(subject, key string, s *event.StreamEvent) {
 
 // watchClaims subscribes to every lifecycle event, to learn the owners of stream keys, unless it has already. The
 // caller holds b.mu.
-func (b *NATSBus) watchClaims() {
+func (b *Core) watchClaims() {
 	if b.claims != nil {
 		return
 	}
@@ -425,7 +425,7 @@ func (b *NATSBus) watchClaims() {
 }
 
 // deliverStream hands s to the topic of each tenant of key that has one.
-func (b *NATSBus) deliverStream(key string, s *event.StreamEvent, tenants []uuid.UUID, now time.Time) {
+func (b *Core) deliverStream(key string, s *event.StreamEvent, tenants []uuid.UUID, now time.Time) {
 	legacy := s.Legacy()
 	all := [1]bus.IndexKey{}
 	for _, t := range tenants {
@@ -439,7 +439,7 @@ func (b *NATSBus) deliverStream(key string, s *event.StreamEvent, tenants []uuid
 }
 
 // onClaim learns owners from a lifecycle event seen on NATS.
-func (b *NATSBus) onClaim(m *nats.Msg) {
+func (b *Core) onClaim(m *nats.Msg) {
 	now := time.Now()
 	e, ok := decodeReceivedEvent(b.o.DefaultSource, m.Subject, m.Data, now, func() string { return fmt.Sprintf("core/%d", now.UnixNano()) })
 	if ok {
@@ -449,7 +449,7 @@ func (b *NATSBus) onClaim(m *nats.Msg) {
 
 // learn makes e's tenant the owner of the keys e names that have none, and delivers what waited for them, in order:
 // under b.mu, as onUntenanted.
-func (b *NATSBus) learn(e *event.FlovynEvent) {
+func (b *Core) learn(e *event.FlovynEvent) {
 	var buf [2]string
 	for _, key := range claimsOf(e, &buf) {
 		if _, known := b.owners.get(key); known {
@@ -469,7 +469,7 @@ func (b *NATSBus) learn(e *event.FlovynEvent) {
 }
 
 // Close implements Bus.
-func (b *NATSBus) Close() error {
+func (b *Core) Close() error {
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
@@ -487,15 +487,15 @@ func (b *NATSBus) Close() error {
 }
 
 // Connected implements Connectivity.
-func (b *NATSBus) Connected() bool { return b.conn.connected() }
+func (b *Core) Connected() bool { return b.conn.connected() }
 
 // Conn returns the bus' NATS connection, to publish on NATS as another producer would (tests, tools). The bus owns it:
 // do not close or drain it.
-func (b *NATSBus) Conn() *nats.Conn { return b.conn.nc }
+func (b *Core) Conn() *nats.Conn { return b.conn.nc }
 
 // Owner returns the tenant that owns the stream key as this process has learnt it (see owners.go), and whether one
 // does. The error is always nil.
-func (b *NATSBus) Owner(_ context.Context, key string) (uuid.UUID, bool, error) {
+func (b *Core) Owner(_ context.Context, key string) (uuid.UUID, bool, error) {
 	o, ok := b.owners.get(key)
 	return o, ok, nil
 }

@@ -10,13 +10,13 @@ import (
 	"github.com/flovyn/eventhook/sidecar/bus/bustest"
 )
 
-func newNATSTestBus(t testing.TB, o bustest.Options) *NATSBus {
+func newNATSTestBus(t testing.TB, o bustest.Options) *Core {
 	t.Helper()
 	cfg := testOptions(t)
 	cfg.Feed.EventBuffer = 64
 	cfg.TenantKey, cfg.Feed.Encoders = o.TenantKey, o.Encoders
 	cfg.Linger = time.Minute
-	b, err := NewNATSBus(t.Context(), *cfg, testLogger(io.Discard, slog.LevelError))
+	b, err := NewCore(t.Context(), *cfg, testLogger(io.Discard, slog.LevelError))
 	if err != nil {
 		t.Fatalf("NewNATSBus: %v", err)
 	}

@@ -10,12 +10,12 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// NATSOptions configure a NATS backend: NewNATSBus (core NATS) and NewJetStreamBus read these and nothing else. The
+// Options configure a NATS backend: NewCore (core NATS) and NewJetStream read these and nothing else. The
 // daemon fills them in from its configuration (the nats, jetstream, memory, events and streams sections).
-type NATSOptions struct {
+type Options struct {
 	// Conn is the connection: an embedded server or an external cluster.
 	Conn ConnOptions
-	// Streams names and sizes the JetStream streams; only NewJetStreamBus reads it.
+	// Streams names and sizes the JetStream streams; only NewJetStream reads it.
 	Streams StreamOptions
 	// Feed holds the settings every backend shares: the sizes of the live rings, their byte bound, the dedup window,
 	// and the encoders of the SSE frames shared by every subscriber.
@@ -109,7 +109,7 @@ const (
 )
 
 // withDefaults returns o with its zero fields set to their defaults.
-func (o NATSOptions) withDefaults() NATSOptions {
+func (o Options) withDefaults() Options {
 	o.Feed = o.Feed.WithDefaults()
 	s := &o.Streams
 	s.EventsStream = cmp.Or(s.EventsStream, DefaultEventsStream)

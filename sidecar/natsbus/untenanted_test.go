@@ -19,12 +19,12 @@ import (
 // natsBackends are the NATS-fed buses, which receive what others publish on NATS.
 var natsBackends = []struct {
 	name string
-	open func(t testing.TB, cfg *NATSOptions) bus.Bus
+	open func(t testing.TB, cfg *Options) bus.Bus
 }{
-	{"jetstream", func(t testing.TB, cfg *NATSOptions) bus.Bus { return newJetStreamTestBus(t, cfg) }},
-	{"nats", func(t testing.TB, cfg *NATSOptions) bus.Bus {
+	{"jetstream", func(t testing.TB, cfg *Options) bus.Bus { return newJetStreamTestBus(t, cfg) }},
+	{"nats", func(t testing.TB, cfg *Options) bus.Bus {
 		cfg.Linger = time.Minute
-		b, err := NewNATSBus(t.Context(), *cfg, testLogger(nil, slog.LevelError))
+		b, err := NewCore(t.Context(), *cfg, testLogger(nil, slog.LevelError))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -34,9 +34,9 @@ var natsBackends = []struct {
 
 func connOf(b bus.Bus) *nats.Conn {
 	switch b := b.(type) {
-	case *JetStreamBus:
+	case *JetStream:
 		return b.conn.nc
-	case *NATSBus:
+	case *Core:
 		return b.conn.nc
 	}
 	panic("not a NATS bus")
@@ -121,7 +121,7 @@ func TestUntenantedStreamsGoToTheOwner(t *testing.T) {
 			rawStream(t, b, wf, "TOKEN", "!")
 			expectPayloads(t, owner, "!")
 			sentinel(t, b, guess, intruder, wf)
-			if _, ok := b.(*JetStreamBus); ok { // replayed: only the owner's
+			if _, ok := b.(*JetStream); ok { // replayed: only the owner's
 				late := bustest.SubscribeStream(t, b, a, wf, bus.StartEarliest())
 				expectPayloads(t, late, "Hel", "lo", "!")
 				lateGuess := bustest.SubscribeStream(t, b, intruder, wf, bus.StartEarliest())
@@ -139,9 +139,9 @@ func waitOwner(t testing.TB, b bus.Bus, key string, tenant uuid.UUID) {
 		var got uuid.UUID
 		var ok bool
 		switch b := b.(type) {
-		case *JetStreamBus:
+		case *JetStream:
 			got, ok, _ = b.lookupOwner(t.Context(), key)
-		case *NATSBus:
+		case *Core:
 			got, ok = b.owners.get(key)
 		}
 		if ok {
@@ -189,7 +189,7 @@ func waitUntenanted(t testing.TB, b bus.Bus, n uint64) {
 	deadline := time.Now().Add(bustest.WaitFor)
 	for time.Now().Before(deadline) {
 		if _, u := b.(bus.DropCounter).Dropped(); u >= n {
-			if nb, ok := b.(*NATSBus); ok { // the lifecycle events must be watched from now on
+			if nb, ok := b.(*Core); ok { // the lifecycle events must be watched from now on
 				nb.mu.Lock()
 				watching := nb.claims != nil
 				nb.mu.Unlock()
