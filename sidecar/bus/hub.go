@@ -27,20 +27,9 @@ type TopicKey struct {
 	Stream string
 }
 
-// indexKey names a bucket of a topic's subscriber index: every subscriber of the topic (kind indexAll), or those
-// watching one workflow or one task.
-type IndexKey struct {
-	kind indexKind
-	id   uuid.UUID
-}
-
-type indexKind uint8
-
-const (
-	indexAll indexKind = iota
-	indexWorkflow
-	indexTask
-)
+// IndexKey names a bucket of a topic's subscriber index: every subscriber of the topic (the zero IndexKey), or those
+// watching one workflow or one task (see event.EventPattern.IndexID).
+type IndexKey = event.IndexID
 
 // entry is one held item, with its encoding (the part of its SSE frame after the id line), made once for every
 // subscriber.
@@ -763,25 +752,8 @@ func NewEpoch() uint64 {
 	return binary.LittleEndian.Uint64(b[:])>>12 | 1 // 52 bits keep cursors short
 }
 
-// eventIndex returns the index buckets an event is delivered through.
-func EventIndex(e *event.FlovynEvent, buf *[3]IndexKey) []IndexKey {
-	idx := append(buf[:0], IndexKey{})
-	if e.WorkflowExecutionID != nil {
-		idx = append(idx, IndexKey{kind: indexWorkflow, id: *e.WorkflowExecutionID})
-	}
-	if e.TaskExecutionID != nil {
-		idx = append(idx, IndexKey{kind: indexTask, id: *e.TaskExecutionID})
-	}
-	return idx
-}
+// EventIndex returns the index buckets an event is delivered through, in buf.
+func EventIndex(e *event.FlovynEvent, buf *[3]IndexKey) []IndexKey { return e.AppendIndexIDs(buf[:0]) }
 
-// patternIndex returns the one bucket a pattern's subscriber waits in: its task, else its workflow, else the tenant's.
-func PatternIndex(p *event.EventPattern) IndexKey {
-	switch {
-	case p.TaskExecutionID != nil:
-		return IndexKey{kind: indexTask, id: *p.TaskExecutionID}
-	case p.WorkflowExecutionID != nil:
-		return IndexKey{kind: indexWorkflow, id: *p.WorkflowExecutionID}
-	}
-	return IndexKey{}
-}
+// PatternIndex returns the one bucket a pattern's subscriber waits in: its task, else its workflow, else the tenant's.
+func PatternIndex(p *event.EventPattern) IndexKey { return p.IndexID() }

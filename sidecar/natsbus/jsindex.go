@@ -8,7 +8,6 @@ import (
 
 	"github.com/flovyn/eventhook/sidecar/event"
 	"github.com/flovyn/eventhook/subjects"
-	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -154,18 +153,29 @@ func (b *JetStream) ackIndexed(pending <-chan indexing) {
 // event) a duplicate.
 func indexMsgs(tenant string, e *event.FlovynEvent, seq uint64) []*nats.Msg {
 	var out []*nats.Msg
-	add := func(kind string, id *uuid.UUID) {
-		if id == nil {
-			return
+	var buf [3]event.IndexID
+	for _, id := range e.AppendIndexIDs(buf[:0]) {
+		kind := indexKind(id.Field)
+		if kind == "" {
+			continue
 		}
-		m := &nats.Msg{Subject: indexSubject(tenant, kind, id.String()), Header: nats.Header{},
+		m := &nats.Msg{Subject: indexSubject(tenant, kind, id.ID.String()), Header: nats.Header{},
 			Data: strconv.AppendUint(nil, seq, 10)}
 		m.Header.Set(jetstream.MsgIDHeader, strconv.FormatUint(seq, 10)+"."+kind)
 		out = append(out, m)
 	}
-	add("w", e.WorkflowExecutionID)
-	add("t", e.TaskExecutionID)
 	return out
+}
+
+// indexKind is the token of an id field in the index subjects ("w" workflow, "t" task), or "" for none.
+func indexKind(f event.IDField) string {
+	switch f {
+	case event.WorkflowID:
+		return "w"
+	case event.TaskID:
+		return "t"
+	}
+	return ""
 }
 
 // indexFloor returns the sequence up to which the index is complete: the indexer's ack floor.

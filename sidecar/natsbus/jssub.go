@@ -455,11 +455,8 @@ func (b *JetStream) SubscribeEvents(ctx context.Context, p event.EventPattern, f
 	}
 	s := newJSSub(b, b.events, feed, bus.TopicKey{Tenant: p.TenantID}, bus.PatternIndex(&p), p.Matcher())
 	s.scan = p.Subject()
-	switch {
-	case p.TaskExecutionID != nil:
-		s.index = indexSubject(p.TenantID.String(), "t", p.TaskExecutionID.String())
-	case p.WorkflowExecutionID != nil:
-		s.index = indexSubject(p.TenantID.String(), "w", p.WorkflowExecutionID.String())
+	if id := p.IndexID(); id.Field != event.NoID {
+		s.index = indexSubject(p.TenantID.String(), indexKind(id.Field), id.ID.String())
 	}
 	s.decode = func(subject string, _ nats.Header, data []byte, md *jetstream.MsgMetadata) (*event.FlovynEvent, bool) {
 		return b.decodeEventMsg(subject, data, md)
