@@ -78,9 +78,11 @@ var patternFields = [...]patternField{
 		eventID: func(e *FlovynEvent) *uuid.UUID { return e.TaskExecutionID },
 	},
 	{
-		name:    "WorkflowExecutionID",
-		set:     func(p *EventPattern) bool { return p.WorkflowExecutionID != nil },
-		match:   func(p *EventPattern, e *FlovynEvent) bool { return sameID(e.WorkflowExecutionID, p.WorkflowExecutionID) },
+		name: "WorkflowExecutionID",
+		set:  func(p *EventPattern) bool { return p.WorkflowExecutionID != nil },
+		match: func(p *EventPattern, e *FlovynEvent) bool {
+			return sameID(e.WorkflowExecutionID, p.WorkflowExecutionID)
+		},
 		index:   WorkflowID,
 		id:      func(p *EventPattern) uuid.UUID { return *p.WorkflowExecutionID },
 		eventID: func(e *FlovynEvent) *uuid.UUID { return e.WorkflowExecutionID },
