@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -61,6 +62,9 @@ type Server struct {
 
 	streamsCtx  context.Context // cancelled when the server shuts down: every SSE stream ends
 	stopStreams context.CancelFunc
+	streams     sync.WaitGroup // the SSE goroutines (sseConn.run): hijacked, so the http.Server does not wait for them
+	// streamEnding, when set, runs as each SSE goroutine ends. Tests use it to make streams slow to end.
+	streamEnding func()
 
 	mu         sync.Mutex
 	httpSrv    *http.Server
@@ -401,7 +405,9 @@ func (s *Server) Serve() error {
 }
 
 // Shutdown stops accepting, ends every SSE stream cleanly, waits (bounded by ctx) for in-flight requests such as
-// publishes awaiting their ack, and removes the socket file. It returns ctx's error when requests were still running.
+// publishes awaiting their ack and for every SSE goroutine to return, and removes the socket file. It returns ctx's
+// error when requests or streams were still running; once it returns nil, the server runs no goroutine of its own and
+// holds no subscription, so the bus may be closed.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopStreams()
 	s.mu.Lock()
@@ -416,6 +422,18 @@ func (s *Server) Shutdown(ctx context.Context) error {
 				l.Close()
 			}
 		}
+	}
+	// The SSE connections are hijacked: the http.Server neither tracks nor waits for them. stopStreams woke each one;
+	// every stream's goroutine was added before its handler returned, so before srv.Shutdown returned.
+	done := make(chan struct{})
+	go func() { // ends when the last stream does, even after ctx expired
+		s.streams.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = cmp.Or(err, fmt.Errorf("shutdown: SSE streams still running: %w", ctx.Err()))
 	}
 	s.removeSocket()
 	return err

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -767,6 +768,57 @@ func TestShutdownEndsStreamsAndRemovesSocket(t *testing.T) {
 	if _, err := os.Lstat(h.socket); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("socket still there after shutdown: %v", err)
 	}
+}
+
+// TestShutdownWaitsForStreams: the SSE connections are hijacked, so the http.Server does not wait for them; Shutdown
+// does. When it returns, no SSE goroutine runs (the bus may be closed under no stream), and once the clients and the
+// bus are closed too, no goroutine the test started is left.
+func TestShutdownWaitsForStreams(t *testing.T) {
+	base := bustest.Goroutines(0)
+	cfg := testConfig(t)
+	mem := bus.NewMemory(bus.MemoryOptions{Feed: bus.FeedOptions{Encoders: FrameEncoders(cfg.Events.TenantKey)}})
+	h := newHarness(t, cfg, mem)
+	h.srv.streamEnding = func() { time.Sleep(100 * time.Millisecond) } // streams that take a while to end
+	tenant, wf := uuid.New(), uuid.New()
+	q := url.Values{"tenant_id": {tenant.String()}}
+	var streams []*sse
+	for i := range 20 {
+		path := "/events/stream"
+		if i%2 == 1 {
+			path = "/workflow-executions/" + wf.String() + "/stream"
+		}
+		streams = append(streams, h.stream(t, h.unix, path, q, ""))
+	}
+	h.publish(t, eventJSON(tenant, "workflow.started", wfField(wf)))
+	for _, s := range streams {
+		s.nextLifecycle(t, "workflow.started")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	if err := h.srv.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if n := countGoroutines("sidecar.(*sseConn).run"); n != 0 {
+		t.Fatalf("%d SSE goroutines still running after Shutdown returned; want 0", n)
+	}
+	for _, s := range streams {
+		s.ended(t)
+	}
+	h.unix.Close()
+	h.tcp.Close()
+	if err := mem.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := bustest.Goroutines(base); n > base {
+		buf := make([]byte, 1<<20)
+		t.Fatalf("%d goroutines after Shutdown and Close; %d before:\n%s", n, base, buf[:runtime.Stack(buf, true)])
+	}
+}
+
+// countGoroutines returns the number of goroutines whose stack has a frame of fn.
+func countGoroutines(fn string) int {
+	buf := make([]byte, 1<<22)
+	return strings.Count(string(buf[:runtime.Stack(buf, true)]), fn+"(")
 }
 
 func TestUnixSocketFile(t *testing.T) {

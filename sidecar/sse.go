@@ -264,7 +264,8 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, spec streamSpe
 		s.metrics.unreadableCursors.Inc()
 	}
 	s.metrics.subscribers.Inc()
-	go c.run(cancel) // ends when the client goes away, the server shuts down or a feed ends
+	s.streams.Add(1)
+	go c.run(cancel) // ends when the client goes away, the server shuts down or a feed ends; Shutdown waits for it
 }
 
 // appendHeader appends the header lines of h.
@@ -281,6 +282,10 @@ func appendHeader(dst []byte, h http.Header) []byte {
 }
 
 func (c *sseConn) run(cancel context.CancelFunc) {
+	defer c.s.streams.Done()
+	if c.s.streamEnding != nil {
+		defer c.s.streamEnding()
+	}
 	defer func() {
 		cancel() // ends the subscriptions
 		c.conn.Close()

@@ -49,9 +49,6 @@ func StartEmbedded(cfg ConnOptions, log *slog.Logger) (*server.Server, error) {
 	if timeout <= 0 {
 		timeout = 10 * time.Second
 	}
-	if timeout <= 0 {
-		timeout = 10 * time.Second
-	}
 	if !s.ReadyForConnections(timeout) {
 		s.Shutdown()
 		s.WaitForShutdown()

@@ -21,6 +21,9 @@ type natsConn struct {
 	up       atomic.Bool
 	log      *slog.Logger
 
+	closed     chan struct{} // closed by nats.go's ClosedHandler, once the connection is closed for good
+	closedOnce sync.Once
+
 	mu     sync.Mutex
 	lostCh chan struct{} // closed when the connection drops; a new one after a reconnect
 }
@@ -59,11 +62,8 @@ func (c *natsConn) setUp(up bool) {
 // nats.connect_timeout for a server and says clearly what failed. Publishes are never buffered while disconnected:
 // they fail at once, so a client gets a fast 503 rather than an ack that may never come.
 func connectNATS(ctx context.Context, cfg ConnOptions, name string, log *slog.Logger) (*natsConn, error) {
-	c := &natsConn{log: log}
+	c := &natsConn{log: log, closed: make(chan struct{})}
 	timeout := cfg.ConnectTimeout
-	if timeout <= 0 {
-		timeout = 10 * time.Second
-	}
 	if timeout <= 0 {
 		timeout = 10 * time.Second
 	}
@@ -84,6 +84,7 @@ func connectNATS(ctx context.Context, cfg ConnOptions, name string, log *slog.Lo
 			}
 			log.Warn("NATS disconnected", slog.Any("err", err))
 		}),
+		nats.ClosedHandler(func(*nats.Conn) { c.closedOnce.Do(func() { close(c.closed) }) }),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			c.setUp(true)
 			log.Info("NATS reconnected", slog.String("server", nc.ConnectedUrlRedacted()))
@@ -165,16 +166,23 @@ func redactURLs(urls []string) string {
 // connected reports whether the connection is up now.
 func (c *natsConn) connected() bool { return c.up.Load() && c.nc.IsConnected() }
 
-// close drains the connection, then shuts the embedded server down.
+// drainTimeout bounds the wait for a drain to end (nats.go's own drain timeout is 30s).
+const drainTimeout = 5 * time.Second
+
+// close drains the connection, waits (at most drainTimeout) for nats.go to report it closed, then shuts the embedded
+// server down.
 func (c *natsConn) close() {
 	if c.nc != nil {
 		if err := c.nc.Drain(); err != nil {
 			c.nc.Close()
 		}
-		deadline := time.Now().Add(5 * time.Second)
-		for !c.nc.IsClosed() && time.Now().Before(deadline) {
-			time.Sleep(5 * time.Millisecond) // Drain has no completion channel; poll with a deadline
+		t := time.NewTimer(drainTimeout)
+		select {
+		case <-c.closed:
+		case <-t.C:
+			c.log.Warn("NATS drain did not end in time; closing", slog.Duration("after", drainTimeout))
 		}
+		t.Stop()
 		c.nc.Close()
 	}
 	c.closeServer()

@@ -13,28 +13,29 @@ import (
 	"github.com/google/uuid"
 )
 
-// contract describes a backend to the contract suite: how to build one, and the few things backends may differ in (the
-// delivery promises of each backend: see the package documentation).
+// Contract describes a backend to the suite: how to build one, and the few things backends may differ in (see the
+// delivery promises in the bus package's documentation). Backend-specific needs come in through its fields: NewBus
+// builds the bus however the backend must (an embedded NATS server, say).
 type Contract struct {
-	// newBus returns a fresh bus built with o; the suite closes it.
+	// NewBus returns a fresh bus built with o; the suite closes it.
 	NewBus func(t testing.TB, o Options) bus.Bus
-	// eventBuffer is the number of lifecycle events the bus holds per tenant for live subscribers.
+	// EventBuffer is the number of lifecycle events the bus holds per tenant for live subscribers.
 	EventBuffer int
-	// refeedsLagged is true when an overtaken subscriber is re-fed from a store instead of getting a lagged gap.
+	// RefeedsLagged is true when an overtaken subscriber is re-fed from a store instead of getting a lagged gap.
 	RefeedsLagged bool
-	// durable is true when cursors survive restarts, so no reset gap exists.
+	// Durable is true when cursors survive restarts, so no reset gap exists.
 	Durable bool
-	// noHistory is true when the backend holds nothing published before a subscriber asked for it (core NATS).
+	// NoHistory is true when the backend holds nothing published before a subscriber asked for it (core NATS).
 	NoHistory bool
-	// asyncFeed is true when deliveries reach the hub asynchronously after the publish returns, so a test cannot make a
+	// AsyncFeed is true when deliveries reach the hub asynchronously after the publish returns, so a test cannot make a
 	// reader fall behind on purpose (core NATS; the hub's overtaking logic is the memory backend's, tested there).
 	AsyncFeed bool
-	// natsFed is true when live deliveries come through a NATS feed: an event acknowledged just before a live start may
+	// NATSFed is true when live deliveries come through a NATS feed: an event acknowledged just before a live start may
 	// still be on its way, and come.
 	NATSFed bool
 }
 
-// contractOptions are what the suite asks of a bus it builds.
+// Options are what the suite asks of a bus it builds.
 type Options struct {
 	// TenantKey is the key under which the bus writes the tenant of a lifecycle event where it writes events (NATS).
 	TenantKey event.TenantKey
@@ -50,7 +51,8 @@ func contractEncoders(key event.TenantKey) bus.Encoders {
 	}
 }
 
-// runContract checks every promise of the bus interfaces against one backend. Every backend runs it unchanged.
+// Run checks every promise of the bus interfaces against one backend, each as a subtest. Every backend runs it
+// unchanged. It reads deliveries as the SSE writer does: woken only through Subscription.SetNotify.
 func Run(t *testing.T, c Contract) {
 	tests := []struct {
 		name string
@@ -73,6 +75,8 @@ func Run(t *testing.T, c Contract) {
 		{"TenantKey", testTenantKey},
 		{"CloseFreesEverything", testCloseFrees},
 		{"ContextCancelCloses", testContextCancel},
+		{"WakeUp", func(t *testing.T, c Contract) { WakeUp(t, newTestBus(t, c)) }},
+		{"BusCloseEndsGoroutines", testCloseEndsGoroutines},
 		{"BusCloseEndsSubscriptions", testBusClose},
 	}
 	for _, tt := range tests {
@@ -641,5 +645,69 @@ func testBusClose(t *testing.T, c Contract) {
 	}
 	if err := b.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
+	}
+}
+
+// WakeUp checks that a reader waiting on Subscription.SetNotify, as the SSE writer does, is woken by events published
+// while it waits (lifecycle and stream events), and when the subscription ends. A Subscription that does not pass
+// SetNotify on (a wrapper, say) fails it: its reader would see new deliveries only when something else woke it.
+func WakeUp(t testing.TB, b bus.Bus) {
+	tenant, wf := uuid.New(), uuid.NewString()
+	events, err := b.SubscribeEvents(t.Context(), event.AllEvents(tenant), bus.StartLive())
+	if err != nil {
+		t.Fatalf("SubscribeEvents: %v", err)
+	}
+	defer events.Close()
+	streams := SubscribeStream(t, b, tenant, wf, bus.StartLive())
+	for i := range 3 {
+		// The reader has drained everything and waits; the publish comes from another goroutine.
+		go b.PublishEvent(context.WithoutCancel(t.Context()), Event(tenant, fmt.Sprintf("wake.n%d", i)))
+		if e := NextEvent(t, events); e.EventType != fmt.Sprintf("wake.n%d", i) {
+			t.Fatalf("woken for %q; want wake.n%d", e.EventType, i)
+		}
+		go b.PublishStream(context.WithoutCancel(t.Context()), Stream(tenant, wf, "", int32(i), event.StreamToken, "t"))
+		if d := Next(t, streams); d.Value == nil || d.Value.Sequence != int32(i) {
+			t.Fatalf("woken for %+v; want the token %d", d, i)
+		}
+	}
+	woken := make(chan struct{}, 1)
+	events.SetNotify(func() {
+		select {
+		case woken <- struct{}{}:
+		default:
+		}
+	})
+	events.Close()
+	select {
+	case <-woken:
+	case <-time.After(WaitFor):
+		t.Fatalf("Close did not wake the reader within %v", WaitFor)
+	}
+}
+
+// testCloseEndsGoroutines: once the bus is closed, nothing it started runs any more (feeds, janitors, an embedded
+// server), whatever subscriptions were open.
+func testCloseEndsGoroutines(t *testing.T, c Contract) {
+	base := Goroutines(0)
+	b := c.NewBus(t, Options{Encoders: contractEncoders(event.TenantKeyTenantID)})
+	tenant, wf := uuid.New(), uuid.New()
+	s, err := b.SubscribeEvents(t.Context(), event.ForWorkflow(tenant, wf), bus.StartLive())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := b.SubscribeStream(t.Context(), tenant, wf.String(), bus.StartEarliest())
+	if err != nil {
+		t.Fatal(err)
+	}
+	PublishEvent(t, b, Event(tenant, "open").WithWorkflow(wf))
+	ExpectNext(t, s, "open")
+	PublishStream(t, b, Stream(tenant, wf.String(), "", 1, event.StreamToken, "t"))
+	Next(t, st)
+	if err := b.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if n := Goroutines(base); n > base {
+		buf := make([]byte, 1<<20)
+		t.Fatalf("%d goroutines after Close; %d before the bus:\n%s", n, base, buf[:runtime.Stack(buf, true)])
 	}
 }
