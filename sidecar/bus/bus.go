@@ -102,6 +102,8 @@ const (
 	DefaultEventBuffer  = 1024
 	DefaultStreamBuffer = 256
 	DefaultDedupWindow  = 2 * time.Minute
+	// DefaultIdleTTL is how long the memory backend keeps an idle ring (MemoryOptions.IdleTTL).
+	DefaultIdleTTL = 10 * time.Minute
 )
 
 // WithDefaults returns o with its zero fields set to the defaults.

@@ -15,7 +15,7 @@ import (
 type MemoryOptions struct {
 	// Feed holds the settings every backend shares: ring sizes, byte bound, dedup window, encoders.
 	Feed FeedOptions
-	// IdleTTL is how long a tenant's or stream's ring is kept after its last event or subscriber (default 10 min).
+	// IdleTTL is how long a tenant's or stream's ring is kept after its last event or subscriber (0: DefaultIdleTTL).
 	IdleTTL time.Duration
 	// DedupMax bounds the ids remembered per tenant (default 100,000); beyond it the oldest are forgotten early.
 	DedupMax int
@@ -28,7 +28,7 @@ type MemoryOptions struct {
 func (o MemoryOptions) withDefaults() MemoryOptions {
 	o.Feed = o.Feed.WithDefaults()
 	if o.IdleTTL <= 0 {
-		o.IdleTTL = 10 * time.Minute
+		o.IdleTTL = DefaultIdleTTL
 	}
 	if o.DedupMax <= 0 {
 		o.DedupMax = 100_000

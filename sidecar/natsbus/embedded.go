@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
-	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 )
@@ -47,7 +46,7 @@ func StartEmbedded(cfg ConnOptions, log *slog.Logger) (*server.Server, error) {
 	go s.Start() // Start returns once the server runs; Shutdown stops what it started
 	timeout := cfg.ConnectTimeout
 	if timeout <= 0 {
-		timeout = 10 * time.Second
+		timeout = DefaultConnectTimeout
 	}
 	if !s.ReadyForConnections(timeout) {
 		s.Shutdown()

@@ -65,7 +65,7 @@ func connectNATS(ctx context.Context, cfg ConnOptions, name string, log *slog.Lo
 	c := &natsConn{log: log, closed: make(chan struct{})}
 	timeout := cfg.ConnectTimeout
 	if timeout <= 0 {
-		timeout = 10 * time.Second
+		timeout = DefaultConnectTimeout
 	}
 	opts := []nats.Option{
 		nats.Name(name),

@@ -59,7 +59,7 @@ type ConnOptions struct {
 	Token string
 	// TLS is the client TLS configuration for the external cluster.
 	TLS TLSOptions
-	// ConnectTimeout bounds a connection attempt, and the embedded server's start (0: 10s).
+	// ConnectTimeout bounds a connection attempt, and the embedded server's start (0: DefaultConnectTimeout).
 	ConnectTimeout time.Duration
 }
 
@@ -106,6 +106,8 @@ const (
 	DefaultEventsMaxAge   = 168 * time.Hour
 	DefaultStreamsMaxAge  = time.Hour
 	DefaultPublishTimeout = 5 * time.Second
+	// DefaultConnectTimeout bounds a connection attempt and the embedded server's start (ConnOptions.ConnectTimeout).
+	DefaultConnectTimeout = 10 * time.Second
 )
 
 // withDefaults returns o with its zero fields set to their defaults.

@@ -3,10 +3,7 @@ package config
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
-	"os"
-	"strings"
 
 	"github.com/flovyn/eventhook/sidecar/bus"
 	"github.com/flovyn/eventhook/sidecar/natsbus"
@@ -63,18 +60,4 @@ func (cfg *Config) NATSOptions(enc bus.Encoders) natsbus.Options {
 		AcceptUntenanted: cfg.Streams.AcceptUntenanted,
 		UntenantedTenant: cfg.UntenantedTenant(),
 	}
-}
-
-// NewLogger returns the logger that log configures, writing to w (os.Stderr when nil).
-func NewLogger(log Log, w io.Writer) *slog.Logger {
-	if w == nil {
-		w = os.Stderr
-	}
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(strings.ToUpper(log.Level)))
-	opts := &slog.HandlerOptions{Level: level}
-	if log.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
 }
