@@ -199,7 +199,8 @@ func (s Start) String() string {
 	return "live"
 }
 
-// validatePattern checks what a subscription needs of a pattern.
+// ValidatePattern checks what a subscription needs of a pattern: a tenant. It returns an error wrapping
+// event.ErrInvalidEvent.
 func ValidatePattern(p *event.EventPattern) error {
 	if p.TenantID == uuid.Nil {
 		return event.Invalid("tenant_id", "is required and must be a non-nil UUID")
@@ -207,7 +208,8 @@ func ValidatePattern(p *event.EventPattern) error {
 	return nil
 }
 
-// streamKey checks a stream's tenant and key and returns the key in canonical form.
+// StreamKey checks a stream's tenant and key and returns the key in canonical form. It returns an error wrapping
+// event.ErrInvalidEvent when the tenant is nil or the key is not a valid subject token.
 func StreamKey(tenant uuid.UUID, key string) (string, error) {
 	if tenant == uuid.Nil {
 		return "", event.Invalid("tenant_id", "is required and must be a non-nil UUID")

@@ -2,9 +2,6 @@ package bus
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/binary"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,17 +10,11 @@ import (
 	"github.com/google/uuid"
 )
 
-// The hub is the fan-out of every backend: per-topic rings of recent items (a topic is a tenant's lifecycle feed, or one
-// tenant's generic stream of one workflow) and the subscribers of each topic, indexed so that a publish only looks at the
-// subscribers that can match it.
-//
-// Locking: hub.mu guards the topic map; topic.mu guards a topic's ring, index and dedup table; subscriber.mu guards a
-// subscriber's queue. They are taken in that order and never the other way round. Nothing blocks while holding them: a
-// subscriber is woken with a non-blocking send.
-
-// topicKey names a topic: a tenant, and for generic streams the stream key.
+// TopicKey names a topic of a hub: a tenant, and for generic streams the stream key.
 type TopicKey struct {
+	// Tenant is the topic's tenant.
 	Tenant uuid.UUID
+	// Stream is the stream key (a workflow or task id) of a generic stream's topic; empty for a tenant's lifecycle feed.
 	Stream string
 }
 
@@ -31,23 +22,27 @@ type TopicKey struct {
 // watching one workflow or one task (see event.EventPattern.IndexID).
 type IndexKey = event.IndexID
 
-// entry is one held item, with its encoding (the part of its SSE frame after the id line), made once for every
-// subscriber.
+// Entry is one item a hub holds or queues, with its encoding (HubConfig.Encode), made once for every subscriber.
 type Entry[T any] struct {
-	Seq     uint64
+	// Seq is the item's sequence in its topic.
+	Seq uint64
+	// Arrival orders items across the feeds of one bus (see Delivery.Arrival).
 	Arrival uint64
-	Value   *T
-	Wire    []byte
+	// Value is the item; shared by every subscriber, read-only.
+	Value *T
+	// Wire is the item's shared encoding, or nil.
+	Wire []byte
 }
 
+// Delivery returns the delivery of e in a topic of the given epoch.
 func (e Entry[T]) Delivery(epoch uint64) Delivery[T] {
 	return Delivery[T]{Value: e.Value, Pos: event.Position{Epoch: epoch, Seq: e.Seq}, Arrival: e.Arrival, Wire: e.Wire}
 }
 
-// hubConfig holds a hub's settings.
+// HubConfig holds a hub's settings. A backend builds it from its options (FeedOptions and its own).
 type HubConfig[T any] struct {
-	Capacity  int             // items held per topic, and pending per subscriber unless pending says otherwise
-	Pending   int             // items pending per subscriber before it is overtaken; 0: capacity
+	Capacity  int             // items held per topic, and pending per subscriber unless Pending says otherwise
+	Pending   int             // items pending per subscriber before it is overtaken; 0: Capacity
 	IdleTTL   time.Duration   // a topic with no subscriber and no publish for this long is removed
 	Broadcast bool            // put every subscriber in one bucket (the design's per-tenant broadcast), for comparison
 	Dedup     time.Duration   // dedup window; 0 disables dedup
@@ -65,7 +60,22 @@ func (c *HubConfig[T]) pendingMax() int {
 	return c.Capacity
 }
 
-// hub is the set of topics of one kind of feed.
+// Hub is the fan-out of every backend: the topics of one kind of feed (lifecycle events, or stream events), each a ring
+// of recent items and the subscribers of the topic, indexed (IndexKey) so that a publish only looks at the subscribers
+// that can match it. The memory backend publishes into it directly; the NATS backends feed it from their NATS
+// subscriptions, through the methods of fed.go.
+//
+// # Locking
+//
+// The hub's lock guards the topic map; a topic's lock guards its ring, index, dedup table and wake-up holding; a
+// subscriber's lock guards its queue. They are taken in that order and never the other way round. No method blocks
+// while holding them: a subscriber is woken through its SetNotify function, which must not block. Every method is safe
+// for concurrent use.
+//
+// # Seams
+//
+// What a method does to a topic happens under the topic's lock, as one step: a subscriber registered by Subscribe or
+// Attach gets every item published after the items it was handed, and none of those again.
 type Hub[T any] struct {
 	cfg     HubConfig[T]
 	epoch   uint64
@@ -78,11 +88,14 @@ type Hub[T any] struct {
 	bytes atomic.Int64 // held in the rings, when cfg.sizeOf is set
 }
 
+// NewHub returns an empty hub whose topics number their items in epoch. arrival is the counter of the bus (shared by its
+// hubs, so that deliveries of both feeds can be merged in arrival order).
 func NewHub[T any](cfg HubConfig[T], epoch uint64, arrival *atomic.Uint64) *Hub[T] {
 	return &Hub[T]{cfg: cfg, epoch: epoch, arrival: arrival, topics: make(map[TopicKey]*Topic[T])}
 }
 
-// topic is one feed: its ring, its subscribers, its dedup table.
+// Topic is one feed of a hub: its ring, its subscribers, its dedup table. Its fields are the hub's; a backend holds a
+// *Topic only to name it back (RemoveTopic).
 type Topic[T any] struct {
 	mu       sync.Mutex
 	ring     ring[T]
@@ -96,7 +109,7 @@ type Topic[T any] struct {
 	// epoch numbers the topic's sequences: the hub's, or a new one each time a core NATS feed (re)starts.
 	epoch uint64
 	// holding defers the wake-ups of a burst: pushes are queued quietly and the subscribers they reached are woken
-	// once, when the feed says the burst is over (setHolding false).
+	// once, when the feed says the burst is over (SetHolding false).
 	holding bool
 	dirty   []*Subscriber[T]
 	// coverStart is the first sequence a fed topic has seen every item from (the start of its NATS feed); items before
@@ -137,7 +150,7 @@ func (h *Hub[T]) lockTopic(key TopicKey, create bool) *Topic[T] {
 	}
 }
 
-// publish appends v to the topic of key and hands it to the matching subscribers of the buckets idx. With a non-nil
+// Publish appends v to the topic of key (created when absent) and hands it to the matching subscribers of the buckets idx. With a non-nil
 // dedupID already seen within the window, it stores nothing and returns the original sequence with duplicate true.
 //
 // A feed that numbers its items itself (JetStream stream sequences) passes seq > 0: an item at or before the topic's
@@ -196,46 +209,6 @@ func (h *Hub[T]) Publish(key TopicKey, v *T, seq, arrival uint64, idx []IndexKey
 	return e.Seq, false, nil
 }
 
-// setHolding turns the holding of wake-ups of the topic of key on or off; off wakes every subscriber that was reached
-// meanwhile. A feed holds while it knows more messages are right behind (a burst), so that each subscriber wakes once
-// per burst rather than once per event.
-func (h *Hub[T]) SetHolding(key TopicKey, on bool) {
-	t := h.lockTopic(key, false)
-	if t == nil {
-		return
-	}
-	defer t.mu.Unlock()
-	t.holding = on
-	if on {
-		return
-	}
-	for i, s := range t.dirty {
-		s.dirty = false
-		s.signal()
-		t.dirty[i] = nil
-	}
-	t.dirty = t.dirty[:0]
-}
-
-// publishIfExists publishes v to the topic of key only when the topic exists (someone subscribed to it).
-func (h *Hub[T]) PublishIfExists(key TopicKey, v *T, idx []IndexKey) {
-	h.mu.RLock()
-	_, ok := h.topics[key]
-	h.mu.RUnlock()
-	if ok {
-		h.Publish(key, v, 0, 0, idx, uuid.Nil, time.Now())
-	}
-}
-
-// entry makes the entry of an item, encoding it once for every subscriber.
-func (h *Hub[T]) Entry(seq, arrival uint64, v *T) Entry[T] {
-	e := Entry[T]{Seq: seq, Arrival: arrival, Value: v}
-	if h.cfg.Encode != nil {
-		e.Wire = h.cfg.Encode(v)
-	}
-	return e
-}
-
 // account adds (sign 1) or removes (sign -1) an item's size to the hub's total.
 func (h *Hub[T]) account(v *T, sign int64) {
 	if h.cfg.SizeOf != nil {
@@ -253,7 +226,7 @@ func (h *Hub[T]) forget(t *Topic[T]) {
 	}
 }
 
-// subscribe registers a subscriber of the topic of key in bucket idx. Under the topic's lock it first queues what from
+// Subscribe registers a subscriber of the topic of key in bucket idx, filtered by match (nil: every item). Under the topic's lock it first queues what from
 // asks for out of the ring, so nothing is missed or repeated between the replay and live delivery.
 func (h *Hub[T]) Subscribe(ctx context.Context, key TopicKey, idx IndexKey, match func(*T) bool, from Start) (*Subscriber[T], error) {
 	t := h.lockTopic(key, true)
@@ -295,148 +268,6 @@ func (t *Topic[T]) register(s *Subscriber[T]) {
 	s.slot = len(b)
 	t.buckets[s.idx] = append(b, s)
 	t.nsubs++
-}
-
-// resetTopic replaces the topic of key with an empty one whose feed starts at start, and returns it (nil when the hub is
-// closed). The old topic, if any, is marked removed.
-func (h *Hub[T]) ResetTopic(key TopicKey, start uint64) *Topic[T] {
-	h.mu.Lock()
-	old := h.topics[key]
-	var t *Topic[T]
-	if !h.closed {
-		t = &Topic[T]{nextSeq: start, coverStart: start, epoch: h.epoch, lastUsed: time.Now(),
-			buckets: make(map[IndexKey][]*Subscriber[T])}
-		h.topics[key] = t
-	}
-	h.mu.Unlock()
-	if old != nil {
-		old.mu.Lock()
-		h.forget(old)
-		old.removed = true
-		old.mu.Unlock()
-	}
-	return t
-}
-
-// restart starts the topic of key over in a new epoch: its ring is emptied, and its subscribers get a reset gap. A core
-// NATS feed calls it when it may have missed messages (a reconnect), so no cursor resumes across the hole.
-func (h *Hub[T]) Restart(key TopicKey, epoch uint64) {
-	t := h.lockTopic(key, true)
-	if t == nil {
-		return
-	}
-	defer t.mu.Unlock()
-	h.forget(t)
-	t.ring = ring[T]{}
-	t.nextSeq, t.dropped, t.epoch = 1, 0, epoch
-	for _, b := range t.buckets {
-		for _, s := range b {
-			s.mu.Lock()
-			s.queue = ring[T]{}
-			s.missed = 0
-			s.gap = &event.Gap{Reason: event.GapReset, Missed: -1}
-			s.epoch = epoch
-			s.mu.Unlock()
-			s.signal()
-		}
-	}
-}
-
-// removeTopic drops the topic of key (its feed stopped: it no longer sees every item). With only non-nil, it drops the
-// topic only if it is still that one: a feed that stops late must not drop the topic of the feed that replaced it.
-func (h *Hub[T]) RemoveTopic(key TopicKey, only *Topic[T]) {
-	h.mu.Lock()
-	t := h.topics[key]
-	if only != nil && t != only {
-		h.mu.Unlock()
-		return
-	}
-	delete(h.topics, key)
-	h.mu.Unlock()
-	if t != nil {
-		t.mu.Lock()
-		h.forget(t)
-		t.removed = true
-		t.mu.Unlock()
-	}
-}
-
-// attach registers a live subscriber on a fed topic whose earlier items came from the store, without a hole or a
-// repeat at the seam. after is the last sequence the caller has examined in the store; stored holds items fetched from
-// the store (sorted, all after after) still to deliver. Under the topic's lock, attach merges stored with the ring's
-// items after after that match, registers the subscriber, and returns the merged items to deliver before the
-// subscriber's queue. Without force, it refuses (ok false) when the ring no longer holds everything after after: the
-// caller reads further in the store first. It returns ErrClosed when the topic is gone.
-//
-// It also returns the position it attached after (the topic's head for attachLive).
-func (h *Hub[T]) Attach(key TopicKey, idx IndexKey, match func(*T) bool, after uint64, stored []Entry[T], mode AttachMode,
-	notify *atomic.Pointer[func()]) (s *Subscriber[T], merged []Entry[T], at uint64, ok bool, err error) {
-	t := h.lockTopic(key, false)
-	if t == nil {
-		return nil, nil, 0, false, ErrClosed
-	}
-	defer t.mu.Unlock()
-	cover := max(t.coverStart, t.dropped+1)
-	switch mode {
-	case AttachLive:
-		after = t.nextSeq - 1
-	case AttachCovered:
-		ok = cover <= after+1
-	case AttachCaughtUp:
-		ok = cover <= after+1 || t.dropped <= after
-	}
-	if mode != AttachLive && mode != AttachAlways && !ok {
-		return nil, nil, 0, false, nil
-	}
-	merged = stored[:len(stored):len(stored)]
-	last := after
-	if len(stored) > 0 {
-		last = max(last, stored[len(stored)-1].Seq)
-	}
-	for i := 0; i < t.ring.n; i++ {
-		e := t.ring.at(i)
-		if e.Seq <= after || (match != nil && !match(e.Value)) {
-			continue
-		}
-		if e.Seq > last {
-			merged = append(merged, e)
-			last = e.Seq
-			continue
-		}
-		merged = insertEntry(merged, e) // an item the store did not give (not indexed yet, or another producer's)
-	}
-	s = h.newSubscriber(t, key, idx, match, notify)
-	// The store may be ahead of the feed: what the store gave must not come again when the feed delivers it.
-	s.skipThrough = max(after, last)
-	t.register(s)
-	return s, merged, s.skipThrough, true, nil
-}
-
-// attachMode says when attach may join the live feed.
-type AttachMode uint8
-
-const (
-	// attachCovered: only when the ring holds every item after the position.
-	AttachCovered AttachMode = iota
-	// attachCaughtUp: the store has nothing more after the position (as of the last read); the ring must not have
-	// dropped anything after it.
-	AttachCaughtUp
-	// attachAlways: the caller has merged what it could from the store (the per-workflow index).
-	AttachAlways
-	// attachLive: from the topic's head, with nothing replayed.
-	AttachLive
-)
-
-// insertEntry inserts e into the sorted entries unless an entry with its sequence is there.
-func insertEntry[T any](entries []Entry[T], e Entry[T]) []Entry[T] {
-	i := sort.Search(len(entries), func(i int) bool { return entries[i].Seq >= e.Seq })
-	if i < len(entries) && entries[i].Seq == e.Seq {
-		return entries
-	}
-	entries = append(entries, Entry[T]{})
-	copy(entries[i+1:], entries[i:])
-	entries[i] = e
-	return entries
 }
 
 // replay queues into s the held items from asks for, preceded by a gap notice when from points before what is held.
@@ -489,7 +320,7 @@ func (h *Hub[T]) unsubscribe(s *Subscriber[T]) {
 	t.lastUsed = time.Now()
 }
 
-// sweep removes the topics that have had no subscriber and no publish for the idle TTL, and returns how many it removed.
+// Sweep removes the topics that have had no subscriber and no publish for the idle TTL, and returns how many it removed.
 func (h *Hub[T]) Sweep(now time.Time) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -507,14 +338,14 @@ func (h *Hub[T]) Sweep(now time.Time) int {
 	return n
 }
 
-// size returns the number of topics held.
+// Size returns the number of topics held.
 func (h *Hub[T]) Size() int {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	return len(h.topics)
 }
 
-// close ends every subscription and drops every topic.
+// Close ends every subscription and drops every topic; later calls find the hub closed (ErrClosed).
 func (h *Hub[T]) Close() {
 	h.mu.Lock()
 	h.closed = true
@@ -537,7 +368,8 @@ func (h *Hub[T]) Close() {
 	}
 }
 
-// subscriber is the hub's Subscription: a bounded queue of pending items filled by publishers and drained by Next.
+// Subscriber is the hub's Subscription: a bounded queue of pending items filled by publishers and drained by Next. An
+// overtaken subscriber loses its oldest pending items and is told with a lagged gap.
 type Subscriber[T any] struct {
 	hub   *Hub[T]
 	topic *Topic[T]
@@ -685,75 +517,8 @@ func (r *ring[T]) pop() (Entry[T], bool) {
 // at returns the i-th oldest item.
 func (r *ring[T]) at(i int) Entry[T] { return r.buf[(r.head+i)%len(r.buf)] }
 
-// dedupTable remembers the event ids of a topic for the dedup window, oldest first in order[head:].
-type DedupTable struct {
-	ids   map[uuid.UUID]uint64
-	order []dedupRec
-	head  int
-}
-
-type dedupRec struct {
-	id  uuid.UUID
-	seq uint64
-	at  time.Time
-}
-
-// seen forgets what is older than the window and returns the sequence of id when it is still remembered.
-func (d *DedupTable) Seen(id uuid.UUID, now time.Time, window time.Duration) (uint64, bool) {
-	for d.head < len(d.order) && now.Sub(d.order[d.head].at) >= window {
-		d.forgetOldest()
-	}
-	seq, ok := d.ids[id]
-	return seq, ok
-}
-
-func (d *DedupTable) forgetOldest() {
-	delete(d.ids, d.order[d.head].id)
-	d.order[d.head] = dedupRec{}
-	d.head++
-	if d.head == len(d.order) {
-		d.order, d.head = d.order[:0], 0
-	} else if d.head >= 1024 && d.head > len(d.order)/2 {
-		n := copy(d.order, d.order[d.head:])
-		d.order, d.head = d.order[:n], 0
-	}
-}
-
-// Forget forgets id at once (a publish that failed: its retry must go through).
-func (d *DedupTable) Forget(id uuid.UUID) { delete(d.ids, id) }
-
-// add remembers id, forgetting the oldest ids beyond limit.
-func (d *DedupTable) Add(id uuid.UUID, seq uint64, now time.Time, limit int) {
-	if d.ids == nil {
-		d.ids = make(map[uuid.UUID]uint64)
-	}
-	if limit > 0 && len(d.order)-d.head >= limit {
-		d.forgetOldest()
-	}
-	d.ids[id] = seq
-	d.order = append(d.order, dedupRec{id: id, seq: seq, at: now})
-}
-
-// eventSize and streamSize approximate the memory an event holds: its variable parts, its shared SSE encoding and a fixed overhead.
-func EventSize(e *event.FlovynEvent) int { return 512 + 2*(len(e.Data)+len(e.EventType)+len(e.Source)) }
-
-func StreamSize(s *event.StreamEvent) int {
-	n := 160 + len(s.Payload) + len(s.WorkflowExecutionID) + len(s.TaskExecutionID)
-	if e := s.Lifecycle(); e != nil {
-		n += EventSize(e)
-	}
-	return n
-}
-
-// bootEpoch returns a random non-zero epoch, so that positions of different processes never compare equal.
-func NewEpoch() uint64 {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return binary.LittleEndian.Uint64(b[:])>>12 | 1 // 52 bits keep cursors short
-}
+// PatternIndex returns the one bucket a pattern's subscriber waits in: its task, else its workflow, else the tenant's.
+func PatternIndex(p *event.EventPattern) IndexKey { return p.IndexID() }
 
 // EventIndex returns the index buckets an event is delivered through, in buf.
 func EventIndex(e *event.FlovynEvent, buf *[3]IndexKey) []IndexKey { return e.AppendIndexIDs(buf[:0]) }
-
-// PatternIndex returns the one bucket a pattern's subscriber waits in: its task, else its workflow, else the tenant's.
-func PatternIndex(p *event.EventPattern) IndexKey { return p.IndexID() }

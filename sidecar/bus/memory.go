@@ -2,6 +2,8 @@ package bus
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -11,7 +13,7 @@ import (
 	"github.com/google/uuid"
 )
 
-// MemoryOptions configures a Memory. The zero value means the defaults.
+// MemoryOptions configures the memory backend (NewMemory). The zero value means the defaults.
 type MemoryOptions struct {
 	// Feed holds the settings every backend shares: ring sizes, byte bound, dedup window, encoders.
 	Feed FeedOptions
@@ -53,7 +55,7 @@ type Memory struct {
 
 var _ Bus = (*Memory)(nil)
 
-// NewMemory returns a running Memory.
+// NewMemory returns a running memory backend.
 func NewMemory(opts MemoryOptions) *Memory {
 	opts = opts.withDefaults()
 	epoch := NewEpoch()
@@ -159,4 +161,24 @@ func (b *Memory) Close() error {
 		b.streams.Close()
 	})
 	return nil
+}
+
+// EventSize approximates the memory a lifecycle event holds in a ring (HubConfig.SizeOf): its variable parts, its shared
+// encoding and a fixed overhead.
+func EventSize(e *event.FlovynEvent) int { return 512 + 2*(len(e.Data)+len(e.EventType)+len(e.Source)) }
+
+// StreamSize approximates, as EventSize does, the memory a stream event holds in a ring.
+func StreamSize(s *event.StreamEvent) int {
+	n := 160 + len(s.Payload) + len(s.WorkflowExecutionID) + len(s.TaskExecutionID)
+	if e := s.Lifecycle(); e != nil {
+		n += EventSize(e)
+	}
+	return n
+}
+
+// NewEpoch returns a random non-zero epoch, so that positions of different processes never compare equal.
+func NewEpoch() uint64 {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return binary.LittleEndian.Uint64(b[:])>>12 | 1 // 52 bits keep cursors short
 }

@@ -74,11 +74,11 @@ type GapReason string
 
 // The reasons of a gap notice (SPEC §4).
 const (
-	// GapLagged: the subscriber was too slow and was overtaken.
+	// GapLagged means the subscriber was too slow and was overtaken.
 	GapLagged GapReason = "lagged"
-	// GapExpired: the cursor is older than what the backend still holds.
+	// GapExpired means the cursor is older than what the backend still holds.
 	GapExpired GapReason = "expired"
-	// GapReset: the cursor comes from an earlier process of a backend that keeps nothing across restarts.
+	// GapReset means the cursor comes from an earlier process of a backend that keeps nothing across restarts.
 	GapReset GapReason = "reset"
 )
 

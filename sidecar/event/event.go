@@ -74,6 +74,7 @@ func (e *ValidationError) orNil() error {
 	return e
 }
 
+// Invalid returns a *ValidationError wrapping ErrInvalidEvent with one FieldError: field, and the message format makes.
 func Invalid(field, format string, args ...any) *ValidationError {
 	v := &ValidationError{}
 	v.add(field, format, args...)
@@ -495,6 +496,7 @@ func (e *FlovynEvent) UnmarshalJSON(data []byte) error {
 	return nil
 }
 
+// AppendUUID appends the canonical (lower-case, hyphenated) form of id to dst.
 func AppendUUID(dst []byte, id uuid.UUID) []byte {
 	var buf [36]byte
 	hex.Encode(buf[0:8], id[0:4])

@@ -96,7 +96,7 @@ func (s *StreamEvent) Legacy() *StateEventPayload {
 	return &p
 }
 
-// legacyNamespace is the UUIDv5 namespace of the ids given to converted legacy events.
+// LegacyNamespace is the UUIDv5 namespace of the ids given to converted legacy events.
 var LegacyNamespace = uuid.MustParse("7a1c9e52-6f0b-4d3e-9c8a-1b2f3e4d5c6a")
 
 // LegacyToEvent converts the legacy lifecycle event p, carried by the stream event s, into a FlovynEvent of s's tenant:
@@ -208,7 +208,7 @@ func (p *StateEventPayload) AppendJSON(dst []byte) []byte {
 	return append(dst, '}')
 }
 
-// forTenant returns the stream event s as delivered to tenant: s itself when it is already that tenant's, else a copy.
+// ForTenant returns the stream event s as delivered to tenant: s itself when it is already that tenant's, else a copy.
 // A legacy lifecycle payload (a DATA event carrying a StateEventPayload, as Flovyn's server publishes its lifecycle
 // events onto the stream) gets the lifecycle event it stands for, exactly as a publish over HTTP would have converted
 // it, so that subscribers get one lifecycle frame, never a data frame. ts stamps a converted event that carries no time

@@ -109,11 +109,11 @@ type IDField uint8
 
 // The id fields.
 const (
-	// NoID: no id, the tenant's whole feed.
+	// NoID means no id: the tenant's whole feed.
 	NoID IDField = iota
-	// WorkflowID: the workflow execution id.
+	// WorkflowID is the workflow execution id.
 	WorkflowID
-	// TaskID: the task execution id.
+	// TaskID is the task execution id.
 	TaskID
 )
 

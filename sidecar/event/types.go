@@ -27,6 +27,8 @@ var kindNames = map[string]StreamEventType{
 	"errors":   StreamError, "error": StreamError,
 }
 
+// StreamKindIndex returns the index of a stream event kind, for tables indexed by kind: 0 TOKEN, 1 PROGRESS, 2 DATA, 3
+// ERROR (and any other value).
 func StreamKindIndex(t StreamEventType) int {
 	switch t {
 	case StreamToken:

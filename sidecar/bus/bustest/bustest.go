@@ -86,6 +86,7 @@ func Run(t *testing.T, c Contract) {
 
 // --- helpers ---
 
+// WaitFor is how long the helpers wait for a delivery before they fail the test.
 const WaitFor = 5 * time.Second
 
 func newTestBus(t testing.TB, c Contract) bus.Bus {
@@ -95,7 +96,8 @@ func newTestBus(t testing.TB, c Contract) bus.Bus {
 	return b
 }
 
-// next waits for the next delivery of s, failing the test after a deadline.
+// Next waits for the next delivery of s, failing the test after WaitFor. It waits as the SSE writer does: woken only
+// through s.SetNotify (which it sets).
 func Next[T any](t testing.TB, s bus.Subscription[T]) bus.Delivery[T] {
 	t.Helper()
 	deadline := time.NewTimer(WaitFor)
@@ -124,7 +126,7 @@ func Next[T any](t testing.TB, s bus.Subscription[T]) bus.Delivery[T] {
 	}
 }
 
-// nextEvent waits for the next delivery and requires it to be an event.
+// NextEvent waits for the next delivery, as Next does, and requires it to be an event.
 func NextEvent(t testing.TB, s bus.Subscription[event.FlovynEvent]) *event.FlovynEvent {
 	t.Helper()
 	d := Next(t, s)
@@ -134,6 +136,7 @@ func NextEvent(t testing.TB, s bus.Subscription[event.FlovynEvent]) *event.Flovy
 	return d.Value
 }
 
+// PublishEvent publishes e on b, failing the test on an error.
 func PublishEvent(t testing.TB, b bus.Bus, e *event.FlovynEvent) bus.PublishResult {
 	t.Helper()
 	r, err := b.PublishEvent(t.Context(), e)
@@ -143,6 +146,7 @@ func PublishEvent(t testing.TB, b bus.Bus, e *event.FlovynEvent) bus.PublishResu
 	return r
 }
 
+// Subscribe subscribes to p on b from from, failing the test on an error; the test closes the subscription.
 func Subscribe(t testing.TB, b bus.Bus, p event.EventPattern, from bus.Start) bus.Subscription[event.FlovynEvent] {
 	t.Helper()
 	s, err := b.SubscribeEvents(t.Context(), p, from)
@@ -153,12 +157,13 @@ func Subscribe(t testing.TB, b bus.Bus, p event.EventPattern, from bus.Start) bu
 	return s
 }
 
+// Event returns a valid lifecycle event of tenant with the given type, source "system" and a small data object.
 func Event(tenant uuid.UUID, eventType string) *event.FlovynEvent {
 	e, _ := event.NewEvent(tenant, eventType, "system", map[string]string{"t": eventType})
 	return e
 }
 
-// expectNext requires the next event to have the given type; a sentinel published after events that must not arrive
+// ExpectNext requires the next event to have the given type; a sentinel published after events that must not arrive
 // proves, by arriving first, that they did not.
 func ExpectNext(t testing.TB, s bus.Subscription[event.FlovynEvent], eventType string) *event.FlovynEvent {
 	t.Helper()
@@ -445,11 +450,14 @@ func testDedup(t *testing.T, c Contract) {
 	ExpectNext(t, s, "sentinel")
 }
 
+// Stream returns a stream event of tenant on the workflow wf (or the standalone task task when wf is empty).
 func Stream(tenant uuid.UUID, wf, task string, seq int32, typ event.StreamEventType, payload string) *event.StreamEvent {
 	return &event.StreamEvent{TenantID: tenant, WorkflowExecutionID: wf, TaskExecutionID: task, Sequence: seq, Type: typ,
 		Payload: payload, TimestampMs: time.Now().UnixMilli()}
 }
 
+// SubscribeStream subscribes to tenant's stream key on b from from, failing the test on an error; the test closes the
+// subscription.
 func SubscribeStream(t testing.TB, b bus.Bus, tenant uuid.UUID, key string, from bus.Start) bus.Subscription[event.StreamEvent] {
 	t.Helper()
 	s, err := b.SubscribeStream(t.Context(), tenant, key, from)
@@ -460,6 +468,7 @@ func SubscribeStream(t testing.TB, b bus.Bus, tenant uuid.UUID, key string, from
 	return s
 }
 
+// PublishStream publishes s on b, failing the test on an error.
 func PublishStream(t testing.TB, b bus.Bus, s *event.StreamEvent) {
 	t.Helper()
 	if _, err := b.PublishStream(t.Context(), s); err != nil {
@@ -547,6 +556,8 @@ func testTenantKey(t *testing.T, c Contract) {
 	}
 }
 
+// Goroutines polls the number of goroutines until it is at most want, for WaitFor at most, and returns it; with want
+// 0 it returns the count once it has been steady for a while (a baseline).
 func Goroutines(want int) int {
 	deadline := time.Now().Add(WaitFor)
 	n := runtime.NumGoroutine()
