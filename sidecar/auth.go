@@ -15,7 +15,7 @@ import (
 	"github.com/google/uuid"
 )
 
-// Authentication and authorisation (SPEC §6).
+// Authentication and authorisation (SECURITY.md at the top of the repository says what they defend).
 //
 // Tokens are configured as SHA-256 hashes (or read from an environment variable at start and hashed), each with its
 // tenants and rights. A request presents one as "Authorization: Bearer <token>" or, for EventSource clients that cannot

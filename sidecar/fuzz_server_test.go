@@ -39,7 +39,7 @@ func fzStreamJSON(wf, task string, seq int, typ, payload string) string {
 		`,"type":"` + typ + `","payload":` + payload + `,"timestampMs":1700000000000}`
 }
 
-// FuzzEventValidateIsolation checks tenant isolation on the publish path (SPEC §2–§4, §6): whatever the body and the
+// FuzzEventValidateIsolation checks tenant isolation on the publish path: whatever the body and the
 // Flovyn-Tenant-Id header, an event that is accepted belongs to the body's tenant, else the header's, else the default
 // tenant, and its subject lies under flovyn.events.<that tenant>. — never in another tenant's namespace. The same holds
 // for stream events and the lifecycle events converted from legacy payloads. The body's tenant may be named tenant_id

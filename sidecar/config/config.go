@@ -15,7 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// This file is the daemon's configuration (SPEC §7): one plain struct decoded from YAML with unknown keys rejected,
+// This file is the daemon's configuration (config.yaml at the top of the repository documents every key): one plain struct decoded from YAML with unknown keys rejected,
 // defaults filled in one place (Default, applied to zero values by ApplyDefaults), and a Validate that names the
 // bad key by its dotted YAML path and says how to fix it.
 //
@@ -44,7 +44,7 @@ const (
 	cfgAllTenants       = "*"
 )
 
-// Config is the daemon's configuration, as read from config.yaml (SPEC §7). Its zero value, after ApplyDefaults, is
+// Config is the daemon's configuration, as read from config.yaml. Its zero value, after ApplyDefaults, is
 // Default().
 type Config struct {
 	HTTP HTTP `yaml:"http"`

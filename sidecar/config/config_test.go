@@ -90,7 +90,7 @@ func TestDefaultConfig(t *testing.T) {
 
 	zero := &Config{}
 	zero.ApplyDefaults()
-	// One key keeps its zero value: nats.embedded_listen "" means in-process connections only (SPEC §7), so only a
+	// One key keeps its zero value: nats.embedded_listen "" means in-process connections only, so only a
 	// file that leaves the key out gets the address.
 	want.NATS.EmbeddedListen = ""
 	if !reflect.DeepEqual(zero, want) {

@@ -10,7 +10,7 @@ import (
 	"github.com/flovyn/eventhook/sidecar/natsbus"
 )
 
-// Default returns the default configuration of SPEC §7: the jetstream backend on an embedded NATS server with
+// Default returns the default configuration: the jetstream backend on an embedded NATS server with
 // its data under ./data, HTTP on 127.0.0.1:8787 and the socket ./eventhook.sock.
 func Default() *Config {
 	yes := true

@@ -72,7 +72,7 @@ func ParseCursor(s string) (Cursor, error) {
 // GapReason says why a subscriber missed events.
 type GapReason string
 
-// The reasons of a gap notice (SPEC §4).
+// The reasons of a gap notice, the reason field of an SSE gap event.
 const (
 	// GapLagged means the subscriber was too slow and was overtaken.
 	GapLagged GapReason = "lagged"

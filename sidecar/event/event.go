@@ -17,7 +17,7 @@ import (
 	"github.com/flovyn/eventhook/subjects"
 )
 
-// Limits of the event model (SPEC §2).
+// Limits of the event model.
 const (
 	// MaxSourceBytes bounds FlovynEvent.Source.
 	MaxSourceBytes = 255
@@ -82,7 +82,7 @@ func Invalid(field, format string, args ...any) *ValidationError {
 }
 
 // FlovynEvent is a lifecycle event: a workflow or task state change, scoped to a tenant. Its JSON form is the wire format
-// of SPEC §2 (snake_case, every field always present), which Flovyn's Rust services read unchanged.
+// of lifecycle events (snake_case, every field always present), which Flovyn's Rust services read unchanged.
 //
 // Events are shared between subscribers once published: treat a published *FlovynEvent as read-only.
 type FlovynEvent struct {
@@ -154,7 +154,8 @@ func (e *FlovynEvent) Stamp(source string, now time.Time) {
 	}
 }
 
-// Validate checks every rule of SPEC §2 and returns a *ValidationError (wrapping ErrInvalidEvent) naming each bad field,
+// Validate checks every rule of a lifecycle event (ids, a valid event type, source and correlation id within their
+// limits, a timestamp) and returns a *ValidationError (wrapping ErrInvalidEvent) naming each bad field,
 // or nil. It expects a stamped event: a nil id or an empty source are errors here.
 func (e *FlovynEvent) Validate() error {
 	v := &ValidationError{}

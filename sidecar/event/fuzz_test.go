@@ -38,7 +38,7 @@ func fzStreamJSON(wf, task string, seq int, typ, payload string) string {
 		`,"type":"` + typ + `","payload":` + payload + `,"timestampMs":1700000000000}`
 }
 
-// fzIsLegacy is the SPEC §2 definition, written independently of StreamEvent.Legacy: a DATA payload is legacy exactly
+// fzIsLegacy is the definition of a legacy payload, written independently of StreamEvent.Legacy: a DATA payload is legacy exactly
 // when it parses as a JSON object with "type": "Event" and a string "event".
 func fzIsLegacy(s *StreamEvent) bool {
 	if s.Type != StreamData {
@@ -77,9 +77,9 @@ var fzStreamFields = map[string]bool{
 	"workflowExecutionId": true, "taskExecutionId": true, "sequence": true, "type": true, "payload": true, "timestampMs": true,
 }
 
-// FuzzDecodeStreamEvent checks the decoder of generic stream events (SPEC §2): errors are ErrInvalidEvent, an accepted
+// FuzzDecodeStreamEvent checks the decoder of generic stream events: errors are ErrInvalidEvent, an accepted
 // event has a key that is one literal subject token under flovyn.streams.workflow., ids are canonical, the encoding
-// round-trips, and a legacy payload is recognised exactly as SPEC §2 defines it and converts to a valid lifecycle event
+// round-trips, and a legacy payload is recognised exactly as fzIsLegacy defines it and converts to a valid lifecycle event
 // with a deterministic id.
 func FuzzDecodeStreamEvent(f *testing.F) {
 	up := strings.ToUpper(wfStr)
@@ -115,7 +115,7 @@ func FuzzDecodeStreamEvent(f *testing.F) {
 		`{"workflowExecutionId":"wf","type":"TOKEN"} {"x":1}`,
 		`{"workflowExecutionId":1,"type":"TOKEN"}`,
 		`null`, `[]`, `{}`, ``, `"x"`, `{`,
-		// Legacy lifecycle events (SPEC §2).
+		// Legacy lifecycle events.
 		fzStreamJSON(wfStr, fzTaskStr, 7, "DATA", fzLegacyPayload("TASK_COMPLETED", 1700000000001)),
 		fzStreamJSON(wfStr, "", 8, "DATA", fzLegacyPayload("WORKFLOW_SUSPENDED", 0)),
 		fzStreamJSON("", fzTaskStr, 2, "DATA", fzLegacyPayload("CHILD_WORKFLOW_COMPLETED", 5)),
@@ -210,7 +210,7 @@ func FuzzDecodeStreamEvent(f *testing.F) {
 		s.TenantID = fzTenant
 		p := s.Legacy()
 		if want := fzIsLegacy(s); (p != nil) != want {
-			t.Fatalf("Legacy() = %+v for payload %q; SPEC §2 says legacy = %v", p, s.Payload, want)
+			t.Fatalf("Legacy() = %+v for payload %q; the definition says legacy = %v", p, s.Payload, want)
 		}
 		if p == nil {
 			return
@@ -289,8 +289,8 @@ func fzASCIILower(s string) string {
 	return string(b)
 }
 
-// FuzzParseTypes checks the `types` parameter (SPEC §4): errors are *ValidationError on "types" that list what is
-// valid, the filter is exactly the union of its items (checked against a model of SPEC §4), Prefix is a prefix of every
+// FuzzParseTypes checks the `types` parameter: errors are *ValidationError on "types" that list what is
+// valid, the filter is exactly the union of its items (checked against a model of the parameter: fzTypeItems, fzItemKind, fzItemMatchesType), Prefix is a prefix of every
 // selected type, the tenant stream never selects a generic kind, and String gives an equivalent filter back.
 func FuzzParseTypes(f *testing.F) {
 	for _, s := range []string{
@@ -376,7 +376,7 @@ func FuzzParseTypes(f *testing.F) {
 			for i, it := range items {
 				one := alone[i].MatchesType(c)
 				if one != fzItemMatchesType(it, c) {
-					t.Fatalf("ParseTypes(%q).MatchesType(%q) = %v; SPEC §4 says %v", it, c, one, !one)
+					t.Fatalf("ParseTypes(%q).MatchesType(%q) = %v; the model says %v", it, c, one, !one)
 				}
 				union = union || one
 			}
@@ -393,7 +393,7 @@ func FuzzParseTypes(f *testing.F) {
 			for i, it := range items {
 				one := alone[i].MatchesKind(k)
 				if want := fzItemKind(it) == k; one != want {
-					t.Fatalf("ParseTypes(%q).MatchesKind(%s) = %v; SPEC §4 says %v", it, k, one, want)
+					t.Fatalf("ParseTypes(%q).MatchesKind(%s) = %v; the model says %v", it, k, one, want)
 				}
 				union = union || one
 			}
@@ -407,7 +407,7 @@ func FuzzParseTypes(f *testing.F) {
 	})
 }
 
-// fzTypeItems splits a types parameter as SPEC §4 says: a comma list, each item trimmed, empty items ignored.
+// fzTypeItems splits a types parameter: a comma list, each item trimmed, empty items ignored.
 func fzTypeItems(raw string) []string {
 	var items []string
 	for _, it := range strings.Split(raw, ",") {
@@ -432,7 +432,7 @@ func fzTypeCandidates(items []string) []string {
 	return c
 }
 
-// fzItemKind is the generic kind an item of the types parameter names (SPEC §4: case-insensitive), "" for none.
+// fzItemKind is the generic kind an item of the types parameter names (case-insensitive), "" for none.
 func fzItemKind(it string) StreamEventType {
 	switch fzASCIILower(it) {
 	case "tokens", "token":
@@ -447,7 +447,7 @@ func fzItemKind(it string) StreamEventType {
 	return ""
 }
 
-// fzItemMatchesType is SPEC §4's meaning of one valid item for the lifecycle type t.
+// fzItemMatchesType is the meaning of one valid item for the lifecycle type t.
 func fzItemMatchesType(it, t string) bool {
 	switch fzASCIILower(it) {
 	case "events", "event", "lifecycle":
@@ -468,7 +468,7 @@ func fzItemMatchesType(it, t string) bool {
 	return t == it || strings.HasPrefix(t, it+".")
 }
 
-// FuzzParseCursor checks cursors and positions (SPEC §4): parsing never panics, errors are ErrInvalidEvent on the
+// FuzzParseCursor checks cursors and positions: parsing never panics, errors are ErrInvalidEvent on the
 // field "cursor", an accepted cursor is at most maxCursorBytes and its String() parses back to it, and the String() of every
 // cursor the server can issue parses back to it.
 func FuzzParseCursor(f *testing.F) {
@@ -537,7 +537,7 @@ func fzCheckCursorRoundTrip(t *testing.T, c Cursor) {
 	}
 }
 
-// FuzzSubjectBuild checks the subject grammar from the sidecar's side (SPEC §2): a subject is built only from valid
+// FuzzSubjectBuild checks the subject grammar from the sidecar's side: a subject is built only from valid
 // parts, lies in its own family's namespace, holds no wildcard or whitespace and parses back to its parts; ParseID
 // accepts exactly the valid tokens and canonicalises UUIDs to lower case.
 func FuzzSubjectBuild(f *testing.F) {
@@ -592,7 +592,8 @@ func FuzzSubjectBuild(f *testing.F) {
 	})
 }
 
-// fzValidToken is SPEC §2's token rule, written independently of subjects.ValidateToken.
+// fzValidToken is the token rule (1 to 255 ASCII letters, digits, '_' or '-'), written independently of
+// subjects.ValidateToken.
 func fzValidToken(s string) bool {
 	if s == "" || len(s) > 255 {
 		return false
@@ -605,7 +606,7 @@ func fzValidToken(s string) bool {
 	return true
 }
 
-// fzValidEventType is SPEC §2's event type rule, written independently of subjects.ValidateEventType.
+// fzValidEventType is the event type rule, written independently of subjects.ValidateEventType.
 func fzValidEventType(s string) bool {
 	if s == "" || len(s) > 255 || s[0] == '$' {
 		return false
@@ -644,12 +645,12 @@ func fzCheckEventSubject(t *testing.T, tenant, eventType string) {
 			t.Fatalf("Event(%q, %q) error %v does not wrap ErrInvalid", tenant, eventType, err)
 		}
 		if valid {
-			t.Fatalf("Event(%q, %q) = %v; SPEC §2 says both are valid", tenant, eventType, err)
+			t.Fatalf("Event(%q, %q) = %v; the rules say both are valid", tenant, eventType, err)
 		}
 		return
 	}
 	if !valid {
-		t.Fatalf("Event(%q, %q) = %q; SPEC §2 says a part is invalid", tenant, eventType, subj)
+		t.Fatalf("Event(%q, %q) = %q; the rules say a part is invalid", tenant, eventType, subj)
 	}
 	fzCheckSubjectText(t, subj, subjects.EventsPrefix+tenant+".")
 	if subj != subjects.EventsPrefix+tenant+"."+eventType {
@@ -671,12 +672,12 @@ func fzCheckStreamSubject(t *testing.T, key string) {
 			t.Fatalf("Stream(%q) error %v does not wrap ErrInvalid", key, err)
 		}
 		if fzValidToken(key) {
-			t.Fatalf("Stream(%q) = %v; SPEC §2 says the key is valid", key, err)
+			t.Fatalf("Stream(%q) = %v; the token rule says the key is valid", key, err)
 		}
 		return
 	}
 	if !fzValidToken(key) {
-		t.Fatalf("Stream(%q) = %q; SPEC §2 says the key is invalid", key, subj)
+		t.Fatalf("Stream(%q) = %q; the token rule says the key is invalid", key, subj)
 	}
 	fzCheckSubjectText(t, subj, subjects.StreamsPrefix)
 	if subj != subjects.StreamsPrefix+key || strings.Count(subj, ".") != 3 {
@@ -700,7 +701,7 @@ func fzCheckParseID(t *testing.T, id string) {
 			t.Fatalf("ParseID(%q) error %v: want a *ValidationError on the field", id, err)
 		}
 		if fzValidToken(id) {
-			t.Fatalf("ParseID(%q) = %v; SPEC §2 says it is a valid token", id, err)
+			t.Fatalf("ParseID(%q) = %v; the token rule says it is valid", id, err)
 		}
 		return
 	}

@@ -8,7 +8,7 @@ import (
 	"github.com/flovyn/eventhook/subjects"
 )
 
-// TypeFilter is a parsed `types` query parameter (SPEC §4): the union of kinds of generic stream events and of lifecycle
+// TypeFilter is a parsed `types` query parameter of the SSE streams: the union of kinds of generic stream events and of lifecycle
 // type filters. The zero value selects nothing; ParseTypes gives "everything" for an empty parameter.
 type TypeFilter struct {
 	allLifecycle bool
