@@ -258,7 +258,7 @@ func TestLegacyEventTypes(t *testing.T) {
 		t.Errorf("LegacyEventType(FOO_BAR_BAZ) = %q, %v; want foo.bar_baz, false", got, known)
 	}
 	if len(legacyTypes) != 29 {
-		t.Errorf("the table has %d names; FLOVYN.md lists 29", len(legacyTypes))
+		t.Errorf("the table has %d names; Flovyn's server has 29", len(legacyTypes))
 	}
 }
 
