@@ -22,7 +22,8 @@ type StateEventPayload struct {
 	TimestampMs int64 `json:"timestampMs"`
 }
 
-// legacyTypes maps Flovyn's legacy event names to dotted event types (the 29 names Flovyn's server uses for its workflow and task states).
+// legacyTypes maps Flovyn's legacy event names to dotted event types: the 29 names Flovyn's server uses for its
+// workflow and task states.
 var legacyTypes = map[string]string{
 	"WORKFLOW_CREATED":   "workflow.created",
 	"WORKFLOW_STARTED":   "workflow.started",
