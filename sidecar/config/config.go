@@ -15,9 +15,9 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// This file is the daemon's configuration (config.yaml at the top of the repository documents every key): one plain struct decoded from YAML with unknown keys rejected,
-// defaults filled in one place (Default, applied to zero values by ApplyDefaults), and a Validate that names the
-// bad key by its dotted YAML path and says how to fix it.
+// This file is the schema of the configuration: Config and its sections, one struct per section of config.yaml.
+// defaults.go holds the defaults, load.go the reading (Load, Parse), validate.go the checks, errors.go the errors
+// that name a key and its line, options.go the backends' options.
 //
 // Reading a file goes: ${VAR} expansion in the text, a parse into a yaml.Node (to reject a document that is not a
 // mapping and to remember the line of every key), a strict decode (KnownFields) on top of Default, ApplyDefaults,
