@@ -12,13 +12,13 @@ import (
 // Errors of the bus. Check them with errors.Is.
 var (
 	// ErrClosed is returned by a bus that has been closed.
-	ErrClosed = errors.New("sidecar: bus closed")
+	ErrClosed = errors.New("bus: closed")
 	// ErrUnavailable is returned when the backend cannot take a publish now (NATS down, no ack in time); the publish may
 	// be retried, and the event id makes the retry safe.
-	ErrUnavailable = errors.New("sidecar: backend unavailable")
+	ErrUnavailable = errors.New("bus: backend unavailable")
 	// ErrUnconfirmed comes with ErrUnavailable when a publish was sent but its acknowledgement did not come (timeout,
 	// connection lost): the event may or may not be stored.
-	ErrUnconfirmed = errors.New("sidecar: publish not confirmed")
+	ErrUnconfirmed = errors.New("bus: publish not confirmed")
 )
 
 // PublishResult is what a backend says about one accepted publish.

@@ -13,7 +13,7 @@ import (
 
 // ErrInvalid is the family of every configuration problem; check it with errors.Is. The concrete errors are
 // *Error values, joined with errors.Join when there are several.
-var ErrInvalid = errors.New("sidecar: invalid configuration")
+var ErrInvalid = errors.New("config: invalid configuration")
 
 // Error is one problem in a configuration.
 type Error struct {

@@ -29,7 +29,7 @@ const (
 
 // ErrInvalidEvent is the family of every validation and decoding error of events; check it with errors.Is. The concrete
 // error is a *ValidationError that lists the bad fields.
-var ErrInvalidEvent = errors.New("sidecar: invalid event")
+var ErrInvalidEvent = errors.New("event: invalid event")
 
 // FieldError says what is wrong with one field of an input.
 type FieldError struct {

@@ -55,7 +55,7 @@ type jsSub[T any] struct {
 }
 
 // errRefeed ends a replay pass that refeed made obsolete: the worker starts another after the last delivery.
-var errRefeed = errors.New("sidecar: replay starts over")
+var errRefeed = errors.New("natsbus: replay starts over")
 
 var _ bus.Subscription[event.FlovynEvent] = (*jsSub[event.FlovynEvent])(nil)
 
