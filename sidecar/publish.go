@@ -205,9 +205,9 @@ func (s *Server) reject(err error) {
 	s.metrics.rejected.WithLabelValues(reason).Inc()
 }
 
-// publishCtx bounds a publish by the request and jetstream.publish_timeout.
+// publishCtx bounds a publish by the request and the configuration's publish timeout.
 func (s *Server) publishCtx(r *http.Request) (context.Context, context.CancelFunc) {
-	if d := s.cfg.JetStream.PublishTimeout.D(); d > 0 {
+	if d := s.cfg.PublishTimeout(); d > 0 {
 		return context.WithTimeout(r.Context(), d)
 	}
 	return context.WithCancel(r.Context())

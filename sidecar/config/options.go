@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/flovyn/eventhook/sidecar/bus"
 	"github.com/flovyn/eventhook/sidecar/natsbus"
@@ -41,6 +42,10 @@ func (cfg *Config) FeedOptions(enc bus.Encoders) bus.FeedOptions {
 		Encoders:     enc,
 	}
 }
+
+// PublishTimeout returns the bound of every publish request, whatever the backend (its key is jetstream.publish_timeout,
+// kept for compatibility; with jetstream it is also the wait for the ack).
+func (cfg *Config) PublishTimeout() time.Duration { return cfg.JetStream.PublishTimeout.D() }
 
 // NATSOptions returns the options of the nats and jetstream backends, with enc.
 func (cfg *Config) NATSOptions(enc bus.Encoders) natsbus.Options {
