@@ -631,7 +631,7 @@ func TestManifestNATSCluster(t *testing.T) {
 }
 
 // TestManifestStreams checks the streams the Job creates against the sidecar configuration of workflow-worker.yaml, so
-// that a sidecar starting with manage_streams false (sidecar/jsstreams.go) finds them as configured and logs no
+// that a sidecar starting with manage_streams false (sidecar/natsbus/jsstreams.go) finds them as configured and logs no
 // difference: subjects, storage (file for the events and the index, jetstream.streams_storage for the generic streams),
 // limits retention, a duplicate window at least jetstream.duplicate_window, replicas and max age as configured.
 func TestManifestStreams(t *testing.T) {
