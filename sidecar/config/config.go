@@ -163,8 +163,8 @@ type JetStream struct {
 	// DuplicateWindow is how long a published event ID is remembered for deduplication (default 2m).
 	DuplicateWindow Duration `yaml:"duplicate_window"`
 	// ManageStreams creates the missing streams at start and adopts the existing ones, updating them as far as eventhook
-	// may (default true; see sidecar/natsbus/jsstreams.go); false requires them to exist, and only checks their subjects and the events
-	// stream's duplicate window.
+	// may (default true; see sidecar/natsbus/jsstreams.go); false requires them to exist, and only checks their
+	// subjects and the events stream's duplicate window.
 	ManageStreams *bool `yaml:"manage_streams"`
 	// PublishTimeout bounds the wait for JetStream's acknowledgement of a publish (default 5s).
 	PublishTimeout Duration `yaml:"publish_timeout"`
