@@ -50,7 +50,7 @@ func newJetStreamTestBus(t testing.TB) *natsbus.JetStream {
 	o.Linger = -1
 	b, err := natsbus.NewJetStream(t.Context(), o, quietLog)
 	if err != nil {
-		t.Fatalf("NewJetStreamBus: %v", err)
+		t.Fatalf("NewJetStream: %v", err)
 	}
 	return b
 }
@@ -62,7 +62,7 @@ func newNATSTestBus(t testing.TB) *natsbus.Core {
 	cfg.Memory.EventBuffer = 64
 	b, err := natsbus.NewCore(t.Context(), cfg.NATSOptions(FrameEncoders(cfg.Events.TenantKey)), quietLog)
 	if err != nil {
-		t.Fatalf("NewNATSBus: %v", err)
+		t.Fatalf("NewCore: %v", err)
 	}
 	return b
 }

@@ -1,10 +1,14 @@
 package bus_test
 
+// The benchmarks build the bus as the daemon does: with the HTTP side's SSE encoders, so that every publish encodes
+// its frame once, as in production.
+
 import (
 	"context"
 	"fmt"
 	"testing"
 
+	"github.com/flovyn/eventhook/sidecar"
 	"github.com/flovyn/eventhook/sidecar/bus"
 	"github.com/flovyn/eventhook/sidecar/bus/bustest"
 	"github.com/flovyn/eventhook/sidecar/event"
@@ -21,7 +25,7 @@ func BenchmarkPublishIdle(b *testing.B) {
 	}{{"indexed", false}, {"broadcast", true}} {
 		for _, n := range []int{0, 100, 10_000} {
 			b.Run(fmt.Sprintf("%s/idle=%d", shape.name, n), func(b *testing.B) {
-				o := bus.MemoryOptions{}
+				o := bus.MemoryOptions{Feed: bus.FeedOptions{Encoders: sidecar.FrameEncoders("")}}
 				if shape.broadcast {
 					o = bus.Broadcast(o)
 				}
@@ -57,7 +61,7 @@ func BenchmarkPublishIdle(b *testing.B) {
 func BenchmarkFanout(b *testing.B) {
 	for _, n := range []int{1, 100, 1000} {
 		b.Run(fmt.Sprintf("subs=%d", n), func(b *testing.B) {
-			mb := bus.NewMemory(bus.MemoryOptions{})
+			mb := bus.NewMemory(bus.MemoryOptions{Feed: bus.FeedOptions{Encoders: sidecar.FrameEncoders("")}})
 			defer mb.Close()
 			ctx := context.Background()
 			tenant := uuid.New()

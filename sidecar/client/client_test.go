@@ -61,7 +61,7 @@ func newTestClient(t testing.TB, target, token string) *Sidecar {
 	t.Helper()
 	c, err := New(target, token)
 	if err != nil {
-		t.Fatalf("NewClient(%q) error = %v", target, err)
+		t.Fatalf("New(%q) error = %v", target, err)
 	}
 	t.Cleanup(c.Close)
 	return c
@@ -114,10 +114,10 @@ func TestClientNewTargets(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c, err := New(tt.target, "")
 			if (err != nil) != tt.wantErr {
-				t.Fatalf("NewClient(%q) error = %v; want error %v", tt.target, err, tt.wantErr)
+				t.Fatalf("New(%q) error = %v; want error %v", tt.target, err, tt.wantErr)
 			}
 			if err == nil && c.BaseURL() != tt.base {
-				t.Errorf("NewClient(%q).BaseURL() = %q; want %q", tt.target, c.BaseURL(), tt.base)
+				t.Errorf("New(%q).BaseURL() = %q; want %q", tt.target, c.BaseURL(), tt.base)
 			}
 		})
 	}

@@ -101,7 +101,7 @@ func NewJetStream(ctx context.Context, o Options, log *slog.Logger) (*JetStream,
 	if err != nil {
 		return nil, err
 	}
-	b, err := newJetStreamBus(ctx, o, log, conn)
+	b, err := newJetStream(ctx, o, log, conn)
 	if err != nil {
 		conn.close()
 		return nil, err
@@ -109,7 +109,7 @@ func NewJetStream(ctx context.Context, o Options, log *slog.Logger) (*JetStream,
 	return b, nil
 }
 
-func newJetStreamBus(ctx context.Context, o Options, log *slog.Logger, conn *natsConn) (*JetStream, error) {
+func newJetStream(ctx context.Context, o Options, log *slog.Logger, conn *natsConn) (*JetStream, error) {
 	// An ack that never comes (its stream leader died) is given up after publish_timeout, so that its pending entry
 	// does not stay behind: nats.go stalls publishing when 4000 are pending.
 	js, err := jetstream.New(conn.nc, jetstream.WithPublishAsyncTimeout(o.Streams.PublishTimeout))

@@ -69,7 +69,7 @@ func BenchmarkLateSubscriber(b *testing.B) {
 
 	// Without the index: scan the tenant's subjects for the workflow's events.
 	scanStart := time.Now()
-	cons, err := eb.js.OrderedConsumer(ctx, cfg.Streams.EventsStream, jetstream.OrderedConsumerConfig{
+	cons, err := eb.js.OrderedConsumer(ctx, eb.events.name, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{"flovyn.events." + tenant.String() + ".>"}})
 	if err != nil {
 		b.Fatal(err)

@@ -38,7 +38,7 @@ func newJetStreamTestBus(t testing.TB, cfg *Options) *JetStream {
 	}
 	b, err := NewJetStream(t.Context(), *cfg, testLogger(io.Discard, slog.LevelError))
 	if err != nil {
-		t.Fatalf("NewJetStreamBus: %v", err)
+		t.Fatalf("NewJetStream: %v", err)
 	}
 	return b
 }

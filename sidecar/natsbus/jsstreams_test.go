@@ -180,7 +180,7 @@ func TestAdoptsForeignStreams(t *testing.T) {
 	cfg.Streams.StreamsMaxAge = 2 * time.Hour
 	b, rec, err := openBus(t, cfg)
 	if err != nil {
-		t.Fatalf("NewJetStreamBus over foreign streams: %v", err)
+		t.Fatalf("NewJetStream over foreign streams: %v", err)
 	}
 
 	sts := streamConfig(t, js, "FLOVYN_STREAMS")
@@ -253,7 +253,7 @@ func TestAdoptsOwnStream(t *testing.T) {
 	cfg.Streams.StreamsMaxAge = 30 * time.Minute
 	b, rec, err := openBus(t, cfg)
 	if err != nil {
-		t.Fatalf("NewJetStreamBus with another storage: %v", err)
+		t.Fatalf("NewJetStream with another storage: %v", err)
 	}
 	sts := streamConfig(t, js, "FLOVYN_STREAMS")
 	if sts.Storage != jetstream.FileStorage || sts.MaxAge != 30*time.Minute {
@@ -289,7 +289,7 @@ func TestAdoptsWhenUpdateRefused(t *testing.T) {
 	cfg.Streams.Replicas = 3
 	b, rec, err := openBus(t, cfg)
 	if err != nil {
-		t.Fatalf("NewJetStreamBus with an update JetStream refuses: %v", err)
+		t.Fatalf("NewJetStream with an update JetStream refuses: %v", err)
 	}
 	if evs = streamConfig(t, js, "FLOVYN_EVENTS"); evs.Duplicates != 2*time.Minute || max(evs.Replicas, 1) != 1 {
 		t.Errorf("FLOVYN_EVENTS duplicates %v replicas %d; want 2m (what eventhook needs, applied), 1", evs.Duplicates, evs.Replicas)
@@ -348,17 +348,17 @@ func TestVerifiesStreams(t *testing.T) {
 			b, rec, err := openBus(t, cfg)
 			if tt.wantErr != nil {
 				if err == nil {
-					t.Fatal("NewJetStreamBus = nil; want an error")
+					t.Fatal("NewJetStream = nil; want an error")
 				}
 				for _, want := range tt.wantErr {
 					if !strings.Contains(err.Error(), want) {
-						t.Errorf("NewJetStreamBus = %v; want it to contain %q", err, want)
+						t.Errorf("NewJetStream = %v; want it to contain %q", err, want)
 					}
 				}
 				return
 			}
 			if err != nil {
-				t.Fatalf("NewJetStreamBus = %v; want nil", err)
+				t.Fatalf("NewJetStream = %v; want nil", err)
 			}
 			for _, sc := range tt.streams {
 				if got := streamConfig(t, js, sc.Name); got.Description != "" || got.AllowDirect {

@@ -18,7 +18,7 @@ func newNATSTestBus(t testing.TB, o bustest.Options) *Core {
 	cfg.Linger = time.Minute
 	b, err := NewCore(t.Context(), *cfg, testLogger(io.Discard, slog.LevelError))
 	if err != nil {
-		t.Fatalf("NewNATSBus: %v", err)
+		t.Fatalf("NewCore: %v", err)
 	}
 	return b
 }
