@@ -1,5 +1,9 @@
 package bus
 
+// The optional abilities of a backend, each a one-method interface found by type assertion. The HTTP side uses them
+// where present: readiness (/readyz), batching, the payload bound, the metrics of what a backend drops, resends and its
+// connection state.
+
 import (
 	"context"
 
@@ -30,6 +34,7 @@ type Connectivity interface {
 // bound for one subject are stored in their order, except after a stream leader failure, when the entries the old
 // leader lost are stored again after the ones it had answered.
 type BatchPublisher interface {
+	// PublishBatch publishes the entries as described above.
 	PublishBatch(ctx context.Context, events []*event.FlovynEvent, streams []*event.StreamEvent) ([]PublishResult, []error)
 }
 

@@ -65,6 +65,9 @@ var (
 	_ bus.BatchPublisher = (*JetStream)(nil)
 	_ bus.Pinger         = (*JetStream)(nil)
 	_ bus.PayloadLimiter = (*JetStream)(nil)
+	_ bus.DropCounter    = (*JetStream)(nil)
+	_ bus.ResendCounter  = (*JetStream)(nil)
+	_ bus.Connectivity   = (*JetStream)(nil)
 )
 
 // busStats counts what a NATS-fed bus drops; the metrics read them.

@@ -56,6 +56,7 @@ var (
 	_ bus.Pinger         = (*Core)(nil)
 	_ bus.PayloadLimiter = (*Core)(nil)
 	_ bus.DropCounter    = (*Core)(nil)
+	_ bus.Connectivity   = (*Core)(nil)
 )
 
 // coreFeed is one core NATS subscription feeding the hub.
