@@ -154,8 +154,8 @@ type Delivery[T any] struct {
 	Arrival uint64
 	// Gap is set (and Value nil) when the subscriber missed events.
 	Gap *event.Gap
-	// Wire is the event's SSE frame after its id line, encoded once for every subscriber; nil when the bus does not
-	// encode (the SSE writer then encodes).
+	// Wire is what the bus' encoder (FeedOptions.Encoders) made of the item, once for every subscriber: with the HTTP
+	// side's encoders, its SSE frame after the id line. nil when the bus was given no encoder (the reader encodes).
 	Wire []byte
 }
 
