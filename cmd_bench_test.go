@@ -14,6 +14,7 @@ import (
 
 	"github.com/flovyn/eventhook/bench"
 	"github.com/flovyn/eventhook/sidecar"
+	"github.com/flovyn/eventhook/sidecar/config"
 )
 
 // benchTestDaemon is a real sidecar, in this process: the jetstream backend on an embedded NATS server that listens on
@@ -32,19 +33,19 @@ func newBenchTestDaemon(t *testing.T) *benchTestDaemon {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	port := benchTestFreePort(t)
-	cfg := sidecar.DefaultConfig()
+	cfg := config.Default()
 	cfg.Backend = "jetstream"
 	cfg.NATS.StoreDir = filepath.Join(dir, "data")
 	cfg.NATS.EmbeddedListen = "127.0.0.1:" + port
 	cfg.HTTP.Listen = "127.0.0.1:0"
 	cfg.HTTP.UnixSocket = filepath.Join(dir, "eh.sock")
-	cfg.SSE.WriteTimeout = sidecar.Duration(2 * time.Second) // the stalled subscriber is dropped sooner
+	cfg.SSE.WriteTimeout = config.Duration(2 * time.Second) // the stalled subscriber is dropped sooner
 	cfg.Log.Level = "error"
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	log := sidecar.NewLogger(cfg.Log, io.Discard)
-	bus, err := sidecar.OpenBus(t.Context(), cfg, log)
+	log := config.NewLogger(cfg.Log, io.Discard)
+	bus, err := config.OpenBus(t.Context(), cfg, sidecar.FrameEncoders(cfg.Events.TenantKey), log)
 	if err != nil {
 		t.Fatal(err)
 	}

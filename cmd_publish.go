@@ -16,7 +16,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/flovyn/eventhook/sidecar"
+	"github.com/flovyn/eventhook/sidecar/client"
+	"github.com/flovyn/eventhook/sidecar/event"
 )
 
 // Exit codes of the client commands.
@@ -86,7 +87,7 @@ func (c *cliConn) resolveTenant() error {
 
 // client returns a client of the sidecar the flags name. The token comes from EVENTHOOK_TOKEN when -token is not given
 // (never as a flag default, so that usage output does not print it).
-func (c *cliConn) client() (*sidecar.Client, error) {
+func (c *cliConn) client() (*client.Sidecar, error) {
 	token := c.token
 	if token == "" {
 		token = os.Getenv("EVENTHOOK_TOKEN")
@@ -95,7 +96,7 @@ func (c *cliConn) client() (*sidecar.Client, error) {
 	if c.url != "" {
 		target = c.url
 	}
-	return sidecar.NewClient(target, token)
+	return client.New(target, token)
 }
 
 // target names the sidecar for error messages.
@@ -248,7 +249,7 @@ func (o *publishOptions) buildEvent(tenant string) ([]byte, error) {
 
 // publisher publishes and prints results.
 type publisher struct {
-	client *sidecar.Client
+	client *client.Sidecar
 	conn   *cliConn
 	stdout io.Writer
 	stderr io.Writer
@@ -361,7 +362,7 @@ func (p *publisher) publishStdin(ctx context.Context, stdin io.Reader, batch int
 				body.Write(l.text)
 				body.WriteByte('\n')
 			}
-			var results []sidecar.PublishReply
+			var results []event.PublishReply
 			var err error
 			if stream {
 				results, err = p.client.PublishStreams(ctx, body.Bytes(), "application/x-ndjson", p.conn.tenant)
@@ -446,7 +447,7 @@ func chunkFields(chunk []publishLine) func(string) string {
 }
 
 // printResults prints one line per reply and reports whether any entry was refused.
-func (p *publisher) printResults(chunk []publishLine, results []sidecar.PublishReply) (failed bool) {
+func (p *publisher) printResults(chunk []publishLine, results []event.PublishReply) (failed bool) {
 	for i, r := range results {
 		if r.Error == nil {
 			p.printLine(publishResultLine{ID: r.ID, Sequence: r.Sequence, Duplicate: r.Duplicate, ConvertedTo: r.ConvertedTo})
@@ -478,7 +479,7 @@ func (p *publisher) printError(err error, field func(string) string) {
 // printCLIError prints err for a person: a problem's status, detail and field errors, or the transport error with a hint
 // when nothing answers at the target.
 func printCLIError(w io.Writer, name string, conn *cliConn, err error, field func(string) string) {
-	var prob *sidecar.Problem
+	var prob *event.Problem
 	if !errors.As(err, &prob) {
 		fmt.Fprintf(w, "%s: %v\n", name, err)
 		if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, fs.ErrNotExist) {

@@ -15,7 +15,8 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/flovyn/eventhook/sidecar"
+	"github.com/flovyn/eventhook/sidecar/client"
+	"github.com/flovyn/eventhook/sidecar/event"
 )
 
 const tailUsage = `Usage: eventhook tail (-workflow ID | -task ID [-workflow ID] | -events) [flags]
@@ -143,7 +144,7 @@ func (o *tailOptions) request() (path string, query url.Values, err error) {
 
 // tailer follows one stream across reconnections.
 type tailer struct {
-	client *sidecar.Client
+	client *client.Sidecar
 	conn   *cliConn
 	opts   *tailOptions
 	path   string
@@ -168,14 +169,14 @@ func (t *tailer) run(ctx context.Context) int {
 		if errors.Is(err, errTailDone) || ctx.Err() != nil {
 			return exitOK
 		}
-		var prob *sidecar.Problem
+		var prob *event.Problem
 		isProblem := errors.As(err, &prob)
 		switch {
 		case isProblem && prob.Status == http.StatusNoContent:
 			fmt.Fprintf(t.stderr, "%s: the sidecar closed the stream for good (204 No Content)\n", t.name)
 			return exitOK
 		case isProblem && !prob.Temporary(),
-			errors.Is(err, sidecar.ErrNotEventStream), errors.Is(err, sidecar.ErrSSETooLong):
+			errors.Is(err, client.ErrNotEventStream), errors.Is(err, client.ErrSSETooLong):
 			printCLIError(t.stderr, t.name, t.conn, err, nil)
 			return exitError
 		}
@@ -330,7 +331,7 @@ type tailJSONLine struct {
 }
 
 // print writes one event; the error is the writer's.
-func (p *tailPrinter) print(ev sidecar.SSEEvent) error {
+func (p *tailPrinter) print(ev client.SSEEvent) error {
 	if p.json {
 		return p.printJSON(ev)
 	}
@@ -398,7 +399,7 @@ func (p *tailPrinter) print(ev sidecar.SSEEvent) error {
 	return err
 }
 
-func (p *tailPrinter) printJSON(ev sidecar.SSEEvent) error {
+func (p *tailPrinter) printJSON(ev client.SSEEvent) error {
 	line := tailJSONLine{ID: ev.ID, Event: ev.Event}
 	if json.Valid([]byte(ev.Data)) {
 		line.Data = json.RawMessage(ev.Data)

@@ -9,9 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/flovyn/eventhook/sidecar"
+	"github.com/flovyn/eventhook/sidecar/bus"
+	"github.com/flovyn/eventhook/sidecar/config"
+	"github.com/flovyn/eventhook/sidecar/event"
+	"github.com/google/uuid"
 )
 
 // TestTailUnreadableCursor runs tail against a real sidecar whose sse.format is flovyn, resuming from a cursor of
@@ -23,14 +25,14 @@ func TestTailUnreadableCursor(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	cfg := sidecar.DefaultConfig()
+	cfg := config.Default()
 	cfg.Backend = "memory"
 	cfg.HTTP.Listen = ""
 	cfg.HTTP.UnixSocket = filepath.Join(dir, "eh.sock")
 	cfg.SSE.Format = "flovyn"
-	bus := sidecar.NewMemoryBus(sidecar.MemoryOptions{})
+	bus := bus.NewMemory(bus.MemoryOptions{})
 	t.Cleanup(func() { bus.Close() })
-	srv, err := sidecar.NewServer(sidecar.Options{Config: cfg, Bus: bus, Logger: sidecar.NewLogger(sidecar.LogConfig{Level: "error"}, io.Discard)})
+	srv, err := sidecar.NewServer(sidecar.Options{Config: cfg, Bus: bus, Logger: config.NewLogger(config.Log{Level: "error"}, io.Discard)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +47,7 @@ func TestTailUnreadableCursor(t *testing.T) {
 	})
 
 	tenant, wf := uuid.MustParse(cmdTenant), uuid.MustParse(cmdWF)
-	e, err := sidecar.NewEvent(tenant, "task.completed", "system", nil)
+	e, err := event.NewEvent(tenant, "task.completed", "system", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

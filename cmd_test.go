@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flovyn/eventhook/sidecar"
+	"github.com/flovyn/eventhook/sidecar/config"
 )
 
 // cmdTestTimeout bounds every command run by these tests.
@@ -960,8 +960,8 @@ func TestTailPrinterHelpers(t *testing.T) {
 
 // TestOutsideAuth: a SIGHUP reload reports the sections it does not apply, and only those.
 func TestOutsideAuth(t *testing.T) {
-	running := sidecar.DefaultConfig()
-	next := sidecar.DefaultConfig()
+	running := config.Default()
+	next := config.Default()
 	next.Auth.UnixSocket = "token"
 	if got := outsideAuth(running, next); got != "" {
 		t.Errorf("only auth changed: outsideAuth = %q; want nothing", got)

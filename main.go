@@ -30,10 +30,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"gopkg.in/yaml.v3"
 
 	"github.com/flovyn/eventhook/sidecar"
+	"github.com/flovyn/eventhook/sidecar/config"
+	"github.com/flovyn/eventhook/sidecar/natsbus"
 )
 
 func main() {
@@ -87,7 +88,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		if len(args) > 0 {
 			return usageError(stderr, "eventhook version", fmt.Sprintf("unexpected argument %q", args[0]))
 		}
-		fmt.Fprintf(stdout, "eventhook %s (%s, nats-server v%s)\n", sidecar.Version, runtime.Version(), server.VERSION)
+		fmt.Fprintf(stdout, "eventhook %s (%s, nats-server v%s)\n", sidecar.Version, runtime.Version(), natsbus.ServerVersion())
 		return 0
 	case "help":
 		switch {
@@ -133,16 +134,16 @@ Flags:
 // loadConfig reads the configuration named by -config, after the flags in args. The default path may be absent (the
 // defaults apply); a path given explicitly must exist. ok is false when the command must end with code (after -h, or
 // a bad command line).
-func loadConfig(fset *flag.FlagSet, args []string) (cfg *sidecar.Config, path string, code int, ok bool, err error) {
+func loadConfig(fset *flag.FlagSet, args []string) (cfg *config.Config, path string, code int, ok bool, err error) {
 	p := fset.String("config", "config.yaml", "configuration file (YAML)")
 	if code, ok := parseCLIFlags(fset, args); !ok {
 		return nil, "", code, false, nil
 	}
 	explicit := false
 	fset.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "config" })
-	cfg, err = sidecar.LoadConfig(*p)
+	cfg, err = config.Load(*p)
 	if errors.Is(err, fs.ErrNotExist) && !explicit {
-		cfg = sidecar.DefaultConfig()
+		cfg = config.Default()
 		return cfg, "(defaults: no config.yaml here)", 0, true, cfg.Validate()
 	}
 	return cfg, *p, 0, true, err
@@ -177,7 +178,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintln(stderr, "eventhook: config:", err)
 		return 1
 	}
-	log := sidecar.NewLogger(cfg.Log, stderr)
+	log := config.NewLogger(cfg.Log, stderr)
 	if addr := os.Getenv("EVENTHOOK_PPROF"); addr != "" {
 		// Profiling for performance work, off unless asked for: EVENTHOOK_PPROF=127.0.0.1:6060.
 		go func() { log.Warn("pprof server stopped", slog.Any("err", http.ListenAndServe(addr, nil))) }()
@@ -192,8 +193,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 // serve runs the daemon until ctx is cancelled (SIGTERM or SIGINT), then shuts down in the reverse order of building:
 // the HTTP server (ending the SSE streams and waiting for in-flight publishes), then the bus. SIGHUP reloads the auth
 // section of the configuration file at path.
-func serve(ctx context.Context, cfg *sidecar.Config, path string, log *slog.Logger) error {
-	bus, err := sidecar.OpenBus(ctx, cfg, log)
+func serve(ctx context.Context, cfg *config.Config, path string, log *slog.Logger) error {
+	bus, err := config.OpenBus(ctx, cfg, sidecar.FrameEncoders(cfg.Events.TenantKey), log)
 	if err != nil {
 		return err
 	}
@@ -234,14 +235,14 @@ func serve(ctx context.Context, cfg *sidecar.Config, path string, log *slog.Logg
 
 // reloadOnHUP reloads the tokens (auth) from the configuration file at each SIGHUP until ctx ends. The whole file must
 // be valid; a change outside auth is reported and not applied (it needs a restart).
-func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, running *sidecar.Config, path string, srv *sidecar.Server, log *slog.Logger) {
+func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, running *config.Config, path string, srv *sidecar.Server, log *slog.Logger) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-hup:
 		}
-		next, err := sidecar.LoadConfig(path)
+		next, err := config.Load(path)
 		if err != nil {
 			log.Error("SIGHUP: the configuration was not reloaded", slog.String("config", path), slog.Any("err", err))
 			continue
@@ -258,8 +259,8 @@ func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, running *sidecar.Con
 }
 
 // outsideAuth names the top-level sections of the configuration, other than auth, in which next differs from running.
-func outsideAuth(running, next *sidecar.Config) string {
-	sections := func(c *sidecar.Config) map[string]any {
+func outsideAuth(running, next *config.Config) string {
+	sections := func(c *config.Config) map[string]any {
 		out, err := c.YAML()
 		m := map[string]any{}
 		if err == nil {

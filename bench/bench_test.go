@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flovyn/eventhook/sidecar"
+	"github.com/flovyn/eventhook/sidecar/event"
 )
 
 // TestEventsAreValid checks that the events the bench publishes are valid FlovynEvents with every field, that the
@@ -21,7 +21,7 @@ func TestEventsAreValid(t *testing.T) {
 	spec := eventSpec{tenant: newUUID(), eventType: "bench.single"}
 	sent := time.Unix(1_700_000_000, 123456789)
 	b, idAt := spec.appendEvent(nil, 42, sent)
-	e, err := sidecar.DecodeEvent(b)
+	e, err := event.DecodeEvent(b)
 	if err != nil {
 		t.Fatalf("DecodeEvent(%s): %v", b, err)
 	}

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/flovyn/eventhook/sidecar"
+	"github.com/flovyn/eventhook/sidecar/client"
 )
 
 // fanoutRun is the outcome of one fan-out run.
@@ -185,7 +185,7 @@ func readStalled(s *rawStream, m int, timeout time.Duration) stallOutcome {
 		_ = rb.SetReadBuffer(4 << 20)
 	}
 	_ = s.conn.SetReadDeadline(time.Now().Add(timeout))
-	rd := sidecar.NewSSEReader(s.body)
+	rd := client.NewSSEReader(s.body)
 	var out stallOutcome
 	next := int64(0)
 	for {

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/flovyn/eventhook/sidecar"
+	"github.com/flovyn/eventhook/sidecar/client"
 )
 
 // subscriber reads one SSE stream with the sidecar's own SSE reader (the one eventhook tail uses) and records the
@@ -73,7 +73,7 @@ func (t *httpTarget) subscribe(ctx context.Context, path string, expect int) (*s
 // consume reads events until the stream ends.
 func (s *subscriber) consume(r io.Reader) {
 	defer s.finish()
-	rd := sidecar.NewSSEReader(r)
+	rd := client.NewSSEReader(r)
 	for {
 		ev, err := rd.Next()
 		if err != nil {

@@ -19,9 +19,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flovyn/eventhook/sidecar/client"
+	"github.com/flovyn/eventhook/sidecar/event"
 	"github.com/google/uuid"
-
-	"github.com/flovyn/eventhook/sidecar"
 )
 
 func embeddedConfig(dir string) string {
@@ -42,7 +42,7 @@ type load struct {
 	wg    sync.WaitGroup
 }
 
-func startLoad(client *sidecar.Client, tenant uuid.UUID, workers int) *load {
+func startLoad(client *client.Sidecar, tenant uuid.UUID, workers int) *load {
 	l := &load{stop: make(chan struct{})}
 	for w := range workers {
 		l.wg.Add(1)
@@ -92,7 +92,7 @@ func (l *load) finish() (acked []string, errs []error) {
 }
 
 // storedIDs reads the lifecycle events of tenant the sidecar holds (earliest), in order, until enough says it has them.
-func storedIDs(t testing.TB, client *sidecar.Client, tenant uuid.UUID, enough func(ids []string) bool) []string {
+func storedIDs(t testing.TB, client *client.Sidecar, tenant uuid.UUID, enough func(ids []string) bool) []string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
@@ -206,7 +206,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 		t.Errorf("socket still there after SIGTERM: %v", err)
 	}
 	for _, err := range errs {
-		var p *sidecar.Problem
+		var p *event.Problem
 		if errors.As(err, &p) && p.Status != 503 {
 			t.Errorf("a publish during shutdown got %d: %s", p.Status, p.Detail)
 		}
@@ -275,7 +275,7 @@ func TestSIGHUPReloadsTokens(t *testing.T) {
 	side := startSidecar(t, eh, dir, config("alpha"))
 	tenant := uuid.New()
 	publishWith := func(token string) error {
-		c, err := sidecar.NewClient(side.socket, token)
+		c, err := client.New(side.socket, token)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -285,7 +285,7 @@ func TestSIGHUPReloadsTokens(t *testing.T) {
 	}
 	refused := func(token string) func() bool {
 		return func() bool {
-			var p *sidecar.Problem
+			var p *event.Problem
 			return errors.As(publishWith(token), &p) && p.Status == 401
 		}
 	}

@@ -9,11 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flovyn/eventhook/sidecar/client"
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/flovyn/eventhook/sidecar"
 )
 
 // flovynServer publishes as Flovyn's own server does: lifecycle events on flovyn.events.<tenant>.<type> (saying org_id,
@@ -130,7 +129,7 @@ func TestFlovynServerStreamsReachTheirTenant(t *testing.T) {
 
 // kinds names each frame "<event>:<what>" (the payload of a token, the type of a lifecycle event), checking that every
 // lifecycle event is tenant's.
-func kinds(t *testing.T, fs []sidecar.SSEEvent, tenant uuid.UUID) []string {
+func kinds(t *testing.T, fs []client.SSEEvent, tenant uuid.UUID) []string {
 	t.Helper()
 	var out []string
 	for _, f := range fs {

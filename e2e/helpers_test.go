@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flovyn/eventhook/sidecar"
+	"github.com/flovyn/eventhook/sidecar/client"
 )
 
 var (
@@ -182,7 +182,7 @@ type sidecarProc struct {
 	*proc
 	dir    string
 	socket string
-	client *sidecar.Client
+	client *client.Sidecar
 }
 
 // startSidecar writes a config (the YAML given) into dir and starts eventhook serve on it; it returns once /readyz
@@ -195,7 +195,7 @@ func startSidecar(t testing.TB, bin, dir, yaml string) *sidecarProc {
 	}
 	s := &sidecarProc{dir: dir, socket: filepath.Join(dir, "eh.sock")}
 	s.proc = start(t, "eventhook", bin, "serve", "-config", cfgPath)
-	c, err := sidecar.NewClient(s.socket, "")
+	c, err := client.New(s.socket, "")
 	if err != nil {
 		t.Fatal(err)
 	}

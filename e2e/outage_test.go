@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flovyn/eventhook/sidecar/client"
+	"github.com/flovyn/eventhook/sidecar/event"
 	"github.com/google/uuid"
-
-	"github.com/flovyn/eventhook/sidecar"
 )
 
 // collector follows a tenant stream over SSE, reconnecting with Last-Event-ID if the stream ever ends, and records the
@@ -24,11 +24,11 @@ type collector struct {
 	ids        []string
 	reconnects int
 	comments   int // of the readers before the current one
-	cur        *sidecar.SSEReader
+	cur        *client.SSEReader
 	gaps       []string
 }
 
-func (c *collector) run(ctx context.Context, t testing.TB, client *sidecar.Client, path string, q url.Values) {
+func (c *collector) run(ctx context.Context, t testing.TB, client *client.Sidecar, path string, q url.Values) {
 	last := ""
 	for ctx.Err() == nil {
 		r, closer, err := client.Stream(ctx, path, q, last)
@@ -86,7 +86,7 @@ type publisher struct {
 	lastError string
 }
 
-func (p *publisher) run(ctx context.Context, client *sidecar.Client, tenant uuid.UUID, every time.Duration) {
+func (p *publisher) run(ctx context.Context, client *client.Sidecar, tenant uuid.UUID, every time.Duration) {
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for i := 0; ctx.Err() == nil; i++ {
@@ -98,7 +98,7 @@ func (p *publisher) run(ctx context.Context, client *sidecar.Client, tenant uuid
 		cancel()
 		took := time.Since(start)
 		p.mu.Lock()
-		var prob *sidecar.Problem
+		var prob *event.Problem
 		switch {
 		case err == nil:
 			p.acked = append(p.acked, id)

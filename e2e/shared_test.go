@@ -12,11 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flovyn/eventhook/sidecar/client"
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/flovyn/eventhook/sidecar"
 )
 
 // flovynStreams is FLOVYN_STREAMS as Flovyn's own server creates it: memory storage, a 1h max age.
@@ -86,7 +85,7 @@ func notApplied(p *proc, stream string) (map[string]int, map[string]map[string]a
 }
 
 // openSSE opens an SSE stream of the sidecar (closed with the test) and returns once its response headers arrived.
-func openSSE(t *testing.T, client *sidecar.Client, path string, q url.Values, last string) *sidecar.SSEReader {
+func openSSE(t *testing.T, client *client.Sidecar, path string, q url.Values, last string) *client.SSEReader {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	t.Cleanup(cancel)
@@ -99,9 +98,9 @@ func openSSE(t *testing.T, client *sidecar.Client, path string, q url.Values, la
 }
 
 // frames reads n frames of an SSE stream (comments such as keep-alives are not frames).
-func frames(t *testing.T, r *sidecar.SSEReader, n int) []sidecar.SSEEvent {
+func frames(t *testing.T, r *client.SSEReader, n int) []client.SSEEvent {
 	t.Helper()
-	var out []sidecar.SSEEvent
+	var out []client.SSEEvent
 	for len(out) < n {
 		ev, err := r.Next()
 		if err != nil {

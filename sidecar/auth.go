@@ -11,10 +11,11 @@ import (
 	"os"
 	"strings"
 
+	"github.com/flovyn/eventhook/sidecar/config"
 	"github.com/google/uuid"
 )
 
-// Authentication and authorisation (SPEC §6).
+// Authentication and authorisation (SECURITY.md at the top of the repository says what they defend).
 //
 // Tokens are configured as SHA-256 hashes (or read from an environment variable at start and hashed), each with its
 // tenants and rights. A request presents one as "Authorization: Bearer <token>" or, for EventSource clients that cannot
@@ -73,7 +74,7 @@ type authenticator struct {
 }
 
 // newAuthenticator reads the tokens of cfg; a token held in an unset environment variable is an error naming it.
-func newAuthenticator(cfg AuthConfig) (*authenticator, error) {
+func newAuthenticator(cfg config.Auth) (*authenticator, error) {
 	a := &authenticator{socketRequires: cfg.UnixSocket == "token"}
 	for i, t := range cfg.Tokens {
 		e := tokenEntry{p: principal{name: t.Name, tenants: map[uuid.UUID]bool{}}}

@@ -11,6 +11,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/flovyn/eventhook/sidecar/bus"
+	"github.com/flovyn/eventhook/sidecar/bus/bustest"
+	"github.com/flovyn/eventhook/sidecar/client"
+	"github.com/flovyn/eventhook/sidecar/config"
+	"github.com/flovyn/eventhook/sidecar/event"
 	"github.com/google/uuid"
 )
 
@@ -26,7 +31,7 @@ func authHarness(t *testing.T, socket string) (h *harness, a, b uuid.UUID) {
 	t.Setenv("EH_TEST_TOKEN", "from-env")
 	cfg := testConfig(t)
 	cfg.Auth.UnixSocket = socket
-	cfg.Auth.Tokens = []TokenConfig{
+	cfg.Auth.Tokens = []config.Token{
 		{Name: "a", SHA256: sha("token-a"), Tenants: []string{a.String()}, Allow: []string{"publish", "subscribe"}},
 		{Name: "reader", SHA256: sha("reader"), Tenants: []string{"*"}, Allow: []string{"subscribe"}},
 		{Name: "env", Env: "EH_TEST_TOKEN", Tenants: []string{b.String()}, Allow: []string{"publish"}},
@@ -111,13 +116,13 @@ func TestAuthTokens(t *testing.T) {
 		})
 	}
 	// Nothing of tenant B reached the bus through token-a's batch.
-	sub := subscribe(t, h.bus, AllEvents(b), StartEarliest())
+	sub := bustest.Subscribe(t, h.bus, event.AllEvents(b), bus.StartEarliest())
 	// The env token published one lifecycle event (x.y) for tenant B, and a stream event, which is not on this bus.
-	if e := nextEvent(t, sub); e.EventType != "x.y" || e.TenantID != b {
+	if e := bustest.NextEvent(t, sub); e.EventType != "x.y" || e.TenantID != b {
 		t.Fatalf("tenant B holds %s", e.AppendJSON(nil))
 	}
 	h.publish(t, eventJSON(b, "sentinel", "")) // over the trusted socket
-	expectNext(t, sub, "sentinel")
+	bustest.ExpectNext(t, sub, "sentinel")
 }
 
 func TestAuthUnixSocket(t *testing.T) {
@@ -139,17 +144,17 @@ func TestAuthUnixSocket(t *testing.T) {
 func TestIsolationHostileIDs(t *testing.T) {
 	for _, backend := range []string{"memory", "jetstream"} {
 		t.Run(backend, func(t *testing.T) {
-			var bus Bus
+			var eb bus.Bus
 			if backend == "jetstream" {
-				bus = newJetStreamTestBus(t, nil)
-				t.Cleanup(func() { bus.Close() })
+				eb = newJetStreamTestBus(t)
+				t.Cleanup(func() { eb.Close() })
 			}
-			h := newHarness(t, nil, bus)
+			h := newHarness(t, nil, eb)
 			a, b, wf := uuid.New(), uuid.New(), uuid.New()
 			qa := url.Values{"tenant_id": {a.String()}}
-			wfStream := h.stream(t, h.unix, "/workflow-executions/"+wf.String()+"/stream", qa, CursorEarliest)
-			taskStream := h.stream(t, h.unix, "/task-executions/"+wf.String()+"/stream", qa, CursorEarliest)
-			tenantStream := h.stream(t, h.unix, "/events/stream", qa, CursorEarliest)
+			wfStream := h.stream(t, h.unix, "/workflow-executions/"+wf.String()+"/stream", qa, event.CursorEarliest)
+			taskStream := h.stream(t, h.unix, "/task-executions/"+wf.String()+"/stream", qa, event.CursorEarliest)
+			tenantStream := h.stream(t, h.unix, "/events/stream", qa, event.CursorEarliest)
 
 			// B uses A's workflow id as workflow, as task, and as stream key.
 			h.publish(t, eventJSON(b, "secret.b", wfField(wf)+taskField(wf)))
@@ -162,7 +167,7 @@ func TestIsolationHostileIDs(t *testing.T) {
 				t.Fatal(err)
 			}
 			// A body naming A with B's header is refused, not routed.
-			status, hdr, body := h.do(t, "POST", "/v1/events", "", eventJSON(a, "x.y", ""), TenantHeader, b.String())
+			status, hdr, body := h.do(t, "POST", "/v1/events", "", eventJSON(a, "x.y", ""), event.TenantHeader, b.String())
 			problemOf(t, status, hdr, body, 400)
 
 			h.publish(t, eventJSON(a, "sentinel", wfField(wf)+taskField(wf)))
@@ -198,7 +203,7 @@ func TestIsolationHostileIDs(t *testing.T) {
 					t.Errorf("event_type %q accepted (%d)", id, status)
 				}
 				st := fmt.Sprintf(`{"workflowExecutionId":%q,"type":"TOKEN"}`, id)
-				if status, _, _ := h.do(t, "POST", "/v1/streams", "", st, TenantHeader, a.String()); status != 400 {
+				if status, _, _ := h.do(t, "POST", "/v1/streams", "", st, event.TenantHeader, a.String()); status != 400 {
 					t.Errorf("stream key %q accepted (%d)", id, status)
 				}
 			}
@@ -214,14 +219,14 @@ func TestReloadAuth(t *testing.T) {
 	cfg := testConfig(t)
 	// testConfig's keep-alive is an hour: a stream that ends within the test's wait was woken by the reload itself.
 	cfg.Auth.UnixSocket = "token"
-	both := TokenConfig{Name: "both", SHA256: sha("both"), Tenants: []string{a.String(), b.String()}, Allow: []string{"publish", "subscribe"}}
-	cfg.Auth.Tokens = []TokenConfig{
+	both := config.Token{Name: "both", SHA256: sha("both"), Tenants: []string{a.String(), b.String()}, Allow: []string{"publish", "subscribe"}}
+	cfg.Auth.Tokens = []config.Token{
 		{Name: "old", SHA256: sha("old"), Tenants: []string{"*"}, Allow: []string{"publish", "subscribe"}},
 		both,
 	}
 	h := newHarness(t, cfg, nil)
-	client := func(token string) *Client {
-		c, err := NewClient(h.socket, token)
+	client := func(token string) *client.Sidecar {
+		c, err := client.New(h.socket, token)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -233,8 +238,8 @@ func TestReloadAuth(t *testing.T) {
 	bothA := h.stream(t, client("both"), "/events/stream", q(a), "")
 	bothB := h.stream(t, client("both"), "/events/stream", q(b), "")
 
-	bad := []TokenConfig{{Name: "bad", SHA256: "not hex", Tenants: []string{"*"}, Allow: []string{"publish"}}}
-	if err := h.srv.ReloadAuth(AuthConfig{UnixSocket: "token", Tokens: bad}); err == nil {
+	bad := []config.Token{{Name: "bad", SHA256: "not hex", Tenants: []string{"*"}, Allow: []string{"publish"}}}
+	if err := h.srv.ReloadAuth(config.Auth{UnixSocket: "token", Tokens: bad}); err == nil {
 		t.Fatal("ReloadAuth with a malformed sha256 succeeded")
 	}
 	if _, err := client("old").PublishEvent(t.Context(), []byte(eventJSON(a, "still.old", "")), ""); err != nil {
@@ -244,11 +249,11 @@ func TestReloadAuth(t *testing.T) {
 	bothA.nextLifecycle(t, "still.old")
 
 	both.Tenants = []string{a.String()} // loses tenant b
-	fresh := TokenConfig{Name: "new", SHA256: sha("new"), Tenants: []string{"*"}, Allow: []string{"publish", "subscribe"}}
-	if err := h.srv.ReloadAuth(AuthConfig{UnixSocket: "token", Tokens: []TokenConfig{both, fresh}}); err != nil {
+	fresh := config.Token{Name: "new", SHA256: sha("new"), Tenants: []string{"*"}, Allow: []string{"publish", "subscribe"}}
+	if err := h.srv.ReloadAuth(config.Auth{UnixSocket: "token", Tokens: []config.Token{both, fresh}}); err != nil {
 		t.Fatal(err)
 	}
-	var p *Problem
+	var p *event.Problem
 	if _, err := client("old").PublishEvent(t.Context(), []byte(eventJSON(a, "x.y", "")), ""); !errors.As(err, &p) || p.Status != 401 {
 		t.Fatalf("a removed token after the reload: %v; want 401", err)
 	}

@@ -7,6 +7,9 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+
+	"github.com/flovyn/eventhook/sidecar/bus"
+	"github.com/flovyn/eventhook/sidecar/config"
 )
 
 // TestCORSOnEveryAnswer: every answer to a request from an allowed origin carries the CORS headers — success, every
@@ -18,8 +21,9 @@ func TestCORSOnEveryAnswer(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.HTTP.CORSOrigins = []string{origin}
 	cfg.SSE.MaxSubscribersPerTenant = 1
-	cfg.Auth.Tokens = []TokenConfig{{Name: "a", SHA256: sha("token-a"), Tenants: []string{a.String()}, Allow: []string{"publish", "subscribe"}}}
-	mem := NewMemoryBus(MemoryOptions{EventBuffer: 16, StreamBuffer: 16})
+	cfg.Auth.Tokens = []config.Token{{Name: "a", SHA256: sha("token-a"), Tenants: []string{a.String()}, Allow: []string{"publish", "subscribe"}}}
+	mem := bus.NewMemory(bus.MemoryOptions{Feed: bus.FeedOptions{EventBuffer: 16, StreamBuffer: 16,
+		Encoders: FrameEncoders(cfg.Events.TenantKey)}})
 	t.Cleanup(func() { mem.Close() })
 	h := newHarness(t, cfg, &failingBus{Bus: mem, ok: 1})
 	do := func(method, path, token, body string) *http.Response {

@@ -7,15 +7,18 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/flovyn/eventhook/sidecar/client"
+	"github.com/flovyn/eventhook/sidecar/config"
+	"github.com/flovyn/eventhook/sidecar/event"
 	"github.com/google/uuid"
 )
 
 func TestUnreadableCursors(t *testing.T) { testUnreadableCursors(t, newHarness(t, nil, nil)) }
 
 func TestUnreadableCursorsJetStream(t *testing.T) {
-	bus := newJetStreamTestBus(t, nil)
-	t.Cleanup(func() { bus.Close() })
-	testUnreadableCursors(t, newHarness(t, nil, bus))
+	eb := newJetStreamTestBus(t)
+	t.Cleanup(func() { eb.Close() })
+	testUnreadableCursors(t, newHarness(t, nil, eb))
 }
 
 // testUnreadableCursors: a cursor the sidecar cannot read is a 200 with a reset gap first, then what the stream gives
@@ -39,7 +42,7 @@ func testUnreadableCursors(t *testing.T, h *harness) {
 	real := first.r.LastEventID()
 	first.closer.Close()
 	truncated := real[:strings.LastIndexByte(real, '-')+1] // "<events>.<epoch>-": the stream part lost its sequence
-	if _, err := ParseCursor(truncated); err == nil {
+	if _, err := event.ParseCursor(truncated); err == nil {
 		t.Fatalf("cursor %q cut to %q is still readable", real, truncated)
 	}
 
@@ -64,14 +67,14 @@ func testUnreadableCursors(t *testing.T, h *harness) {
 				q.Set("last_event_id", tt.query)
 			}
 			s := h.stream(t, h.unix, path, q, tt.header)
-			var frames []SSEEvent
+			var frames []client.SSEEvent
 			next := func(s *sse, want string) {
 				t.Helper()
 				ev := s.next(t)
 				frames = append(frames, ev)
 				got := ev.Event + " " + ev.Data
 				if ev.Event == "lifecycle" {
-					if e, err := DecodeEvent([]byte(ev.Data)); err == nil {
+					if e, err := event.DecodeEvent([]byte(ev.Data)); err == nil {
 						got = "lifecycle " + e.EventType
 					}
 				}
@@ -115,7 +118,7 @@ func testUnreadableCursors(t *testing.T, h *harness) {
 func TestUnreadableCursorLog(t *testing.T) {
 	for _, format := range []string{"text", "json"} {
 		var buf bytes.Buffer
-		s := &Server{log: NewLogger(LogConfig{Level: "debug", Format: format}, &buf)}
+		s := &Server{log: config.NewLogger(config.Log{Level: "debug", Format: format}, &buf)}
 		v := "\x1b[2J\x00\n" + strings.Repeat("A", 10<<10)
 		s.unreadableCursor(httptestRequest("GET", "/events/stream"), "Last-Event-ID", v)
 		out := buf.String()
@@ -125,7 +128,7 @@ func TestUnreadableCursorLog(t *testing.T) {
 			t.Errorf("%s log %q; want one line, escaped, with 64 bytes of the cursor and its length", format, out)
 		}
 		buf.Reset()
-		s = &Server{log: NewLogger(LogConfig{Level: "info", Format: format}, &buf)}
+		s = &Server{log: config.NewLogger(config.Log{Level: "info", Format: format}, &buf)}
 		s.unreadableCursor(httptestRequest("GET", "/events/stream"), "Last-Event-ID", v)
 		if buf.Len() != 0 {
 			t.Errorf("%s log at info: %q; want nothing", format, buf.String())

@@ -6,19 +6,11 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"time"
+
+	"github.com/flovyn/eventhook/sidecar/bus"
+	"github.com/flovyn/eventhook/sidecar/event"
 )
-
-// problem is an RFC 9457 problem detail, as every error response of the API carries it.
-type problem struct {
-	Type    string          `json:"type"`
-	Title   string          `json:"title"`
-	Status  int             `json:"status"`
-	Detail  string          `json:"detail"`
-	Errors  []FieldError    `json:"errors,omitempty"`
-	Results []publishResult `json:"results,omitempty"`
-
-	retryAfter int // seconds; 0 for none
-}
 
 // errTooLarge reports a body, an event or a batch over its limit (413).
 type errTooLarge struct{ detail string }
@@ -35,38 +27,38 @@ type errStatus struct {
 func (e *errStatus) Error() string { return e.detail }
 
 // problemFor maps an error to the problem a client gets. 5xx problems never carry the error's text: it may hold internals.
-func problemFor(err error) (p problem, internal bool) {
-	var ve *ValidationError
+func problemFor(err error) (p event.Problem, internal bool) {
+	var ve *event.ValidationError
 	var tl *errTooLarge
 	var es *errStatus
 	switch {
 	case errors.As(err, &ve):
-		p = problem{Status: http.StatusBadRequest, Detail: ve.Error(), Errors: ve.Errors}
+		p = event.Problem{Status: http.StatusBadRequest, Detail: ve.Error(), Errors: ve.Errors}
 		if len(ve.Errors) == 1 {
 			p.Detail = describeField(ve.Errors[0])
 		}
 	case errors.As(err, &tl):
-		p = problem{Status: http.StatusRequestEntityTooLarge, Detail: tl.detail}
+		p = event.Problem{Status: http.StatusRequestEntityTooLarge, Detail: tl.detail}
 	case errors.As(err, &es):
-		p = problem{Status: es.status, Detail: es.detail, retryAfter: es.retryAfter}
-	case errors.Is(err, ErrUnconfirmed), errors.Is(err, context.DeadlineExceeded):
-		p = problem{Status: http.StatusServiceUnavailable, retryAfter: 1,
+		p = event.Problem{Status: es.status, Detail: es.detail, RetryAfter: time.Duration(es.retryAfter) * time.Second}
+	case errors.Is(err, bus.ErrUnconfirmed), errors.Is(err, context.DeadlineExceeded):
+		p = event.Problem{Status: http.StatusServiceUnavailable, RetryAfter: time.Second,
 			Detail: "the event backend did not confirm the event in time, so it may or may not be stored: retry after a moment (the id of a lifecycle event makes the retry safe)"}
-	case errors.Is(err, ErrUnavailable):
-		p = problem{Status: http.StatusServiceUnavailable, retryAfter: 1,
+	case errors.Is(err, bus.ErrUnavailable):
+		p = event.Problem{Status: http.StatusServiceUnavailable, RetryAfter: time.Second,
 			Detail: "the event backend is unavailable; nothing was stored: retry after a moment (the event id makes a retry safe)"}
-	case errors.Is(err, ErrClosed):
-		p = problem{Status: http.StatusServiceUnavailable, retryAfter: 1, Detail: "the sidecar is shutting down; retry on another instance"}
+	case errors.Is(err, bus.ErrClosed):
+		p = event.Problem{Status: http.StatusServiceUnavailable, RetryAfter: time.Second, Detail: "the sidecar is shutting down; retry on another instance"}
 	case errors.Is(err, context.Canceled):
-		p = problem{Status: http.StatusServiceUnavailable, retryAfter: 1,
+		p = event.Problem{Status: http.StatusServiceUnavailable, RetryAfter: time.Second,
 			Detail: "the request ended before the event backend answered; the event may or may not be stored: retry (the id of a lifecycle event makes the retry safe)"}
 	default:
-		return problem{Status: http.StatusInternalServerError, Detail: "internal error; see the sidecar's log"}, true
+		return event.Problem{Status: http.StatusInternalServerError, Detail: "internal error; see the sidecar's log"}, true
 	}
 	return p, false
 }
 
-func describeField(fe FieldError) string {
+func describeField(fe event.FieldError) string {
 	if fe.Field == "" {
 		return fe.Message
 	}
@@ -89,7 +81,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 // writeProblem writes p as application/problem+json.
-func writeProblem(w http.ResponseWriter, p problem) {
+func writeProblem(w http.ResponseWriter, p event.Problem) {
 	if p.Type == "" {
 		p.Type = "about:blank"
 	}
@@ -99,8 +91,8 @@ func writeProblem(w http.ResponseWriter, p problem) {
 	h := w.Header()
 	h.Set("Content-Type", "application/problem+json")
 	h.Set("X-Content-Type-Options", "nosniff")
-	if p.retryAfter > 0 {
-		h.Set("Retry-After", strconv.Itoa(p.retryAfter))
+	if p.RetryAfter > 0 {
+		h.Set("Retry-After", strconv.Itoa(int(p.RetryAfter/time.Second)))
 	}
 	writeJSON(w, p.Status, p)
 }

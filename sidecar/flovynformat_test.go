@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/flovyn/eventhook/sidecar/config"
+	"github.com/flovyn/eventhook/sidecar/event"
 	"github.com/google/uuid"
 )
 
@@ -23,14 +25,14 @@ func jsonEqual(a, b string) bool {
 
 // nextState reads the next frame and requires Flovyn's framing of a lifecycle event: `event: data` with a
 // StateEventPayload of the given name, with an id, and exactly Flovyn's keys.
-func (s *sse) nextState(t testing.TB, name string) StateEventPayload {
+func (s *sse) nextState(t testing.TB, name string) event.StateEventPayload {
 	t.Helper()
 	ev := s.next(t)
 	var keys map[string]json.RawMessage
 	if ev.Event != "data" || json.Unmarshal([]byte(ev.Data), &keys) != nil {
 		t.Fatalf("frame %+v; want event: data with the StateEventPayload of %s", ev, name)
 	}
-	var p StateEventPayload
+	var p event.StateEventPayload
 	if err := json.Unmarshal([]byte(ev.Data), &p); err != nil || len(keys) != 4 || keys["data"] == nil ||
 		keys["timestampMs"] == nil || p.Type != "Event" || p.Event != name {
 		t.Fatalf("data %s (%v); want {type: Event, event: %s, data, timestampMs}", ev.Data, err, name)
@@ -59,9 +61,9 @@ func publishStreams(t testing.TB, h *harness, tenant uuid.UUID, lines ...string)
 func TestFlovynFormat(t *testing.T) { testFlovynFormat(t, newHarness(t, nil, nil)) }
 
 func TestFlovynFormatJetStream(t *testing.T) {
-	bus := newJetStreamTestBus(t, nil)
-	t.Cleanup(func() { bus.Close() })
-	testFlovynFormat(t, newHarness(t, nil, bus))
+	eb := newJetStreamTestBus(t)
+	t.Cleanup(func() { eb.Close() })
+	testFlovynFormat(t, newHarness(t, nil, eb))
 }
 
 // testFlovynFormat: legacy StateEventPayloads published as DATA stream events come out of a format=flovyn stream as
@@ -91,7 +93,7 @@ func testFlovynFormat(t *testing.T, h *harness) {
 
 	// A late subscriber: everything held, lifecycle events of Flovyn's names in Flovyn's framing.
 	s := h.stream(t, h.unix, path, flovyn(), "")
-	var states []StateEventPayload
+	var states []event.StateEventPayload
 	var lifecycle, generic []string
 	for range 6 {
 		ev := s.next(t)
@@ -100,13 +102,13 @@ func testFlovynFormat(t *testing.T, h *harness) {
 		}
 		switch {
 		case ev.Event == "data" && strings.Contains(ev.Data, `"type":"Event"`):
-			var p StateEventPayload
+			var p event.StateEventPayload
 			if err := json.Unmarshal([]byte(ev.Data), &p); err != nil {
 				t.Fatalf("state frame %s: %v", ev.Data, err)
 			}
 			states = append(states, p)
 		case ev.Event == "lifecycle":
-			var e FlovynEvent
+			var e event.FlovynEvent
 			if err := json.Unmarshal([]byte(ev.Data), &e); err != nil {
 				t.Fatalf("lifecycle frame %s: %v", ev.Data, err)
 			}
@@ -181,7 +183,7 @@ func testFlovynFormat(t *testing.T, h *harness) {
 		case "token":
 			tokens = append(tokens, ev.Data)
 		case "data":
-			var p StateEventPayload
+			var p event.StateEventPayload
 			if err := json.Unmarshal([]byte(ev.Data), &p); err != nil || p.Type != "Event" {
 				t.Fatalf("task stream: data frame %s (%v); want a StateEventPayload", ev.Data, err)
 			}
@@ -241,13 +243,13 @@ func TestFlovynFormatErrors(t *testing.T) {
 // hub's shared frame, flovyn encodes a StateEventPayload into the connection's buffer.
 func BenchmarkLifecycleFrame(b *testing.B) {
 	wf, task := uuid.New(), uuid.New()
-	e := &FlovynEvent{ID: uuid.New(), TenantID: uuid.New(), WorkflowExecutionID: &wf, TaskExecutionID: &task,
+	e := &event.FlovynEvent{ID: uuid.New(), TenantID: uuid.New(), WorkflowExecutionID: &wf, TaskExecutionID: &task,
 		EventType: "task.completed", Source: "system", TimestampMs: 1767225600123,
 		Data: json.RawMessage(`{"id":"` + task.String() + `","kind":"llm","status":"COMPLETED","executionCount":1,"maxRetries":3}`)}
 	wire := lifecycleWire("")(e)
-	for _, format := range []string{formatEventhook, formatFlovyn} {
+	for _, format := range []string{config.FormatEventhook, config.FormatFlovyn} {
 		b.Run(format, func(b *testing.B) {
-			c := &sseConn{spec: &streamSpec{flovyn: format == formatFlovyn}}
+			c := &sseConn{spec: &streamSpec{flovyn: format == config.FormatFlovyn}}
 			buf := make([]byte, 0, 4096)
 			b.ReportAllocs()
 			for b.Loop() {

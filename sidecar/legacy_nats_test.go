@@ -17,8 +17,7 @@ func TestLegacyFromNATSIsALifecycleFrame(t *testing.T) {
 	for _, be := range natsBackends {
 		t.Run(be.name, func(t *testing.T) {
 			cfg := testConfig(t)
-			bcfg := jetstreamConfig(t)
-			b := be.open(t, bcfg)
+			b := be.open(t)
 			t.Cleanup(func() { b.Close() })
 			h := newHarness(t, cfg, b)
 			tenant, wf, task := uuid.New(), uuid.New(), uuid.New()

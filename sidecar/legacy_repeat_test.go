@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/flovyn/eventhook/sidecar/bus"
 	"github.com/google/uuid"
 )
 
@@ -16,17 +17,17 @@ import (
 func TestRepeatedLegacyEventsAreKept(t *testing.T) {
 	for _, backend := range []string{"memory", "nats", "jetstream"} {
 		t.Run(backend, func(t *testing.T) {
-			var bus Bus
+			var eb bus.Bus
 			switch backend {
 			case "nats":
-				bus = newNATSTestBus(t)
+				eb = newNATSTestBus(t)
 			case "jetstream":
-				bus = newJetStreamTestBus(t, nil)
+				eb = newJetStreamTestBus(t)
 			}
-			if bus != nil {
-				t.Cleanup(func() { bus.Close() })
+			if eb != nil {
+				t.Cleanup(func() { eb.Close() })
 			}
-			testRepeatedLegacy(t, newHarness(t, nil, bus))
+			testRepeatedLegacy(t, newHarness(t, nil, eb))
 		})
 	}
 }

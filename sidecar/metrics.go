@@ -1,6 +1,8 @@
 package sidecar
 
 import (
+	"github.com/flovyn/eventhook/sidecar/bus"
+	"github.com/flovyn/eventhook/sidecar/event"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -22,17 +24,11 @@ type Metrics struct {
 	deliveredStream    [4]prometheus.Counter // by streamKindIndex
 }
 
-// Connectivity is implemented by backends that know whether they are connected to their server now.
-type Connectivity interface {
-	// Connected reports whether the backend's connection is up.
-	Connected() bool
-}
-
 // registerBusMetrics adds the metrics the bus itself counts: messages received from NATS and discarded (invalid, or
 // stream events without a tenant), publishes sent again, and the connection state.
-func registerBusMetrics(reg prometheus.Registerer, bus Bus) error {
+func registerBusMetrics(reg prometheus.Registerer, b bus.Bus) error {
 	var cs []prometheus.Collector
-	if dc, ok := bus.(DropCounter); ok {
+	if dc, ok := b.(bus.DropCounter); ok {
 		for _, reason := range []string{"invalid", "untenanted"} {
 			cs = append(cs, prometheus.NewCounterFunc(prometheus.CounterOpts{
 				Name: "eventhook_received_dropped_total", Help: "Messages received from NATS and discarded, by reason.",
@@ -46,7 +42,7 @@ func registerBusMetrics(reg prometheus.Registerer, bus Bus) error {
 			}))
 		}
 	}
-	if rc, ok := bus.(ResendCounter); ok {
+	if rc, ok := b.(bus.ResendCounter); ok {
 		cs = append(cs, prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "eventhook_publish_resends_total",
 			Help: "Times the lifecycle events of a publish were sent again after no ack came for a second (a stream leader election).",
@@ -99,8 +95,8 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}),
 	}
 	m.deliveredLifecycle = m.delivered.WithLabelValues("lifecycle")
-	for _, k := range []StreamEventType{StreamToken, StreamProgress, StreamData, StreamError} {
-		m.deliveredStream[streamKindIndex(k)] = m.delivered.WithLabelValues(k.SSEName())
+	for _, k := range []event.StreamEventType{event.StreamToken, event.StreamProgress, event.StreamData, event.StreamError} {
+		m.deliveredStream[event.StreamKindIndex(k)] = m.delivered.WithLabelValues(k.SSEName())
 	}
 	for _, c := range []prometheus.Collector{m.published, m.duplicates, m.rejected, m.delivered, m.dropped, m.legacy,
 		m.publishDuration, m.subscribers, m.backendUp, m.unreadableCursors} {

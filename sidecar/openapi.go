@@ -5,6 +5,9 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+
+	"github.com/flovyn/eventhook/sidecar/config"
+	"github.com/flovyn/eventhook/sidecar/event"
 )
 
 // The OpenAPI document is generated from the route table, so no route can be missing from it.
@@ -94,8 +97,8 @@ func operation(rt route) map[string]any {
 	for _, m := range pathParam.FindAllStringSubmatch(rt.path, -1) {
 		params = append(params, param(m[1], "path", "a workflow or task execution id (a UUID, or another subject-safe id)", true))
 	}
-	tenant := param(TenantHeader, "header", "the tenant, when the body or query does not name it", false)
-	org := param(OrgHeader, "header", "another name of "+TenantHeader+" (sent with it, it must name the same tenant)", false)
+	tenant := param(event.TenantHeader, "header", "the tenant, when the body or query does not name it", false)
+	org := param(event.OrgHeader, "header", "another name of "+event.TenantHeader+" (sent with it, it must name the same tenant)", false)
 	switch rt.kind {
 	case routePublish:
 		params = append(params, tenant, org)
@@ -127,13 +130,13 @@ func operation(rt route) map[string]any {
 			param("access_token", "query", "a bearer token, for EventSource clients", false))
 		format := param("format", "query", "the framing of lifecycle events: eventhook (event: lifecycle, the FlovynEvent) or "+
 			"flovyn (a type with a legacy name as Flovyn's server frames it: event: data, a StateEventPayload); default sse.format", false)
-		format["schema"] = map[string]any{"type": "string", "enum": []string{formatEventhook, formatFlovyn}}
+		format["schema"] = map[string]any{"type": "string", "enum": []string{config.FormatEventhook, config.FormatFlovyn}}
 		switch {
 		case strings.HasPrefix(rt.path, "/task-executions"):
 			params = append(params, format, param("workflow_execution_id", "query", "the workflow of the task, to get its generic stream events", false))
 		case rt.path == "/events/stream":
 			format["description"] = "the framing of lifecycle events: always eventhook on the tenant stream (a StateEventPayload names no workflow)"
-			format["schema"] = map[string]any{"type": "string", "enum": []string{formatEventhook}}
+			format["schema"] = map[string]any{"type": "string", "enum": []string{config.FormatEventhook}}
 			params = append(params, format, param("source", "query", "only events of this source", false),
 				param("workflow_execution_id", "query", "only events of this workflow", false),
 				param("task_execution_id", "query", "only events of this task", false))

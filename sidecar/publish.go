@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,23 +13,18 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/flovyn/eventhook/sidecar/bus"
+	"github.com/flovyn/eventhook/sidecar/event"
 	"github.com/google/uuid"
 )
 
 // maxBatchBodyBytes bounds the body of a batch request, whatever max_batch × max_event_bytes would allow.
 const maxBatchBodyBytes = 32 << 20
 
-// TenantHeader carries the tenant of a request when the body does not.
-const TenantHeader = "Flovyn-Tenant-Id"
-
-// OrgHeader is another name of TenantHeader, for producers that follow Flovyn's renaming of tenants to orgs. A request
-// may send either, or both when they name the same tenant; on NATS, a stream message may carry either too.
-const OrgHeader = "Flovyn-Org-Id"
-
 // tenantParams and tenantHeaders are the names of the tenant, each followed by its alias: in a query and in headers.
 var (
 	tenantParams  = [2]string{"tenant_id", "org_id"}
-	tenantHeaders = [2]string{TenantHeader, OrgHeader}
+	tenantHeaders = [2]string{event.TenantHeader, event.OrgHeader}
 )
 
 // tenantOf reads a tenant given under a name or its alias (names) in m, a query or a header (whose keys are canonical,
@@ -45,11 +41,11 @@ func tenantOf(m map[string][]string, names [2]string) (uuid.UUID, string, error)
 		v := vs[0]
 		u, err := uuid.Parse(v)
 		if err != nil || len(v) != 36 || u == uuid.Nil {
-			return uuid.Nil, "", fieldError(name, "%q is not a non-nil UUID", v)
+			return uuid.Nil, "", event.Invalid(name, "%q is not a non-nil UUID", v)
 		}
 		if from != "" {
 			if u != id {
-				return uuid.Nil, "", fieldError(name, "%s disagrees with %s %s; send one of them (%s is another name of %s), "+
+				return uuid.Nil, "", event.Invalid(name, "%s disagrees with %s %s; send one of them (%s is another name of %s), "+
 					"or the same tenant in both", u, from, id, name, from)
 			}
 			continue
@@ -59,39 +55,15 @@ func tenantOf(m map[string][]string, names [2]string) (uuid.UUID, string, error)
 	return id, from, nil
 }
 
-// BatchPublisher is implemented by backends that publish many entries faster together than one by one (JetStream
-// pipelines them). Entry i is events[i] when that is set, else streams[i] (either slice may be nil when the other has
-// every entry). PublishBatch returns one result and one error per entry, in order; a nil error means stored. Entries
-// bound for one subject are stored in their order, except after a stream leader failure, when the entries the old
-// leader lost are stored again after the ones it had answered.
-type BatchPublisher interface {
-	PublishBatch(ctx context.Context, events []*FlovynEvent, streams []*StreamEvent) ([]PublishResult, []error)
+// stored is the reply for entry i, stored as r says; id is a lifecycle event's.
+func stored(i int, id string, r bus.PublishResult) event.PublishReply {
+	return event.PublishReply{Index: i, ID: id, Sequence: r.Sequence, Duplicate: r.Duplicate}
 }
 
-// publishResult is one entry of a publish answer. A stored entry has id (for lifecycle events), sequence and duplicate;
-// a failed one has error.
-type publishResult struct {
-	Index     *int        `json:"index,omitempty"`
-	ID        string      `json:"id,omitempty"`
-	Sequence  *uint64     `json:"sequence,omitempty"`
-	Duplicate *bool       `json:"duplicate,omitempty"`
-	Converted string      `json:"converted_to,omitempty"` // a legacy stream publish: the lifecycle event type it became
-	Error     *entryError `json:"error,omitempty"`
-}
-
-type entryError struct {
-	Status int    `json:"status"`
-	Detail string `json:"detail"`
-}
-
-func stored(i int, id string, r PublishResult) publishResult {
-	seq, dup := r.Sequence, r.Duplicate
-	return publishResult{Index: &i, ID: id, Sequence: &seq, Duplicate: &dup}
-}
-
-func failed(i int, err error) publishResult {
+// failed is the reply for entry i, not stored because of err.
+func failed(i int, err error) event.PublishReply {
 	p, _ := problemFor(err)
-	return publishResult{Index: &i, Error: &entryError{Status: p.Status, Detail: p.Detail}}
+	return event.PublishReply{Index: i, Error: &event.Problem{Status: p.Status, Detail: p.Detail}}
 }
 
 // bodyFormat is how a request body is framed.
@@ -143,7 +115,7 @@ func (s *Server) tenantFor(r *http.Request, body uuid.UUID, field string) (uuid.
 	}
 	switch {
 	case body != uuid.Nil && header != uuid.Nil && body != header:
-		return uuid.Nil, fieldError(field, "%s disagrees with the %s header %s; send one, or the same in both", body, name, header)
+		return uuid.Nil, event.Invalid(field, "%s disagrees with the %s header %s; send one, or the same in both", body, name, header)
 	case body != uuid.Nil:
 		return body, nil
 	case header != uuid.Nil:
@@ -157,8 +129,8 @@ func (s *Server) tenantFor(r *http.Request, body uuid.UUID, field string) (uuid.
 
 // prepareEvent decodes one event, fills its tenant, stamps and validates it, and checks its encoded size. Field names
 // in errors get prefix (such as "[3].").
-func (s *Server) prepareEvent(r *http.Request, raw []byte, prefix string) (*FlovynEvent, error) {
-	e, err := DecodeEvent(raw)
+func (s *Server) prepareEvent(r *http.Request, raw []byte, prefix string) (*event.FlovynEvent, error) {
+	e, err := event.DecodeEvent(raw)
 	if err == nil {
 		e.TenantID, err = s.tenantFor(r, e.TenantID, "tenant_id")
 	}
@@ -176,7 +148,7 @@ func (s *Server) prepareEvent(r *http.Request, raw []byte, prefix string) (*Flov
 }
 
 // checkSize returns a 413 error when the encoded event exceeds the limit; it encodes only when a cheap bound says it may.
-func (s *Server) checkSize(e *FlovynEvent) error {
+func (s *Server) checkSize(e *event.FlovynEvent) error {
 	limit := s.maxEventBytes()
 	bound := 320 + len(e.Data) + len(e.EventType) + 6*len(e.Source)
 	if e.CorrelationID != nil {
@@ -191,23 +163,17 @@ func (s *Server) checkSize(e *FlovynEvent) error {
 	return nil
 }
 
-// PayloadLimiter is implemented by backends whose server bounds a message's size (NATS' max_payload).
-type PayloadLimiter interface {
-	// MaxPayload returns the largest message the backend takes, in bytes.
-	MaxPayload() int
-}
-
 // maxEventBytes is events.max_event_bytes, lowered to the backend's max payload minus 4 KiB kept for headers.
 func (s *Server) maxEventBytes() int {
 	limit := s.cfg.Events.MaxEventBytes
-	if pl, ok := s.bus.(PayloadLimiter); ok {
+	if pl, ok := s.bus.(bus.PayloadLimiter); ok {
 		limit = min(limit, pl.MaxPayload()-4096)
 	}
 	return limit
 }
 
 func prefixFields(err error, prefix string) error {
-	var ve *ValidationError
+	var ve *event.ValidationError
 	var es *errStatus
 	if prefix != "" && errors.As(err, &es) {
 		return &errStatus{status: es.status, detail: prefix[:len(prefix)-1] + ": " + es.detail, retryAfter: es.retryAfter}
@@ -215,9 +181,9 @@ func prefixFields(err error, prefix string) error {
 	if prefix == "" || !errors.As(err, &ve) {
 		return err
 	}
-	out := &ValidationError{Errors: make([]FieldError, len(ve.Errors))}
+	out := &event.ValidationError{Errors: make([]event.FieldError, len(ve.Errors))}
 	for i, fe := range ve.Errors {
-		out.Errors[i] = FieldError{Field: prefix + fe.Field, Message: fe.Message}
+		out.Errors[i] = event.FieldError{Field: prefix + fe.Field, Message: fe.Message}
 		if fe.Field == "" {
 			out.Errors[i].Field = prefix[:len(prefix)-1]
 		}
@@ -239,9 +205,9 @@ func (s *Server) reject(err error) {
 	s.metrics.rejected.WithLabelValues(reason).Inc()
 }
 
-// publishCtx bounds a publish by the request and jetstream.publish_timeout.
+// publishCtx bounds a publish by the request and the configuration's publish timeout.
 func (s *Server) publishCtx(r *http.Request) (context.Context, context.CancelFunc) {
-	if d := s.cfg.JetStream.PublishTimeout.D(); d > 0 {
+	if d := s.cfg.PublishTimeout(); d > 0 {
 		return context.WithTimeout(r.Context(), d)
 	}
 	return context.WithCancel(r.Context())
@@ -251,7 +217,7 @@ func (s *Server) handlePublishEvent(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	e, err := s.readEvent(w, r)
 	if err == nil {
-		var res PublishResult
+		var res bus.PublishResult
 		ctx, cancel := s.publishCtx(r)
 		res, err = s.bus.PublishEvent(ctx, e)
 		cancel()
@@ -260,7 +226,7 @@ func (s *Server) handlePublishEvent(w http.ResponseWriter, r *http.Request) {
 			s.metrics.publishDuration.WithLabelValues("event").Observe(time.Since(start).Seconds())
 			var buf [96]byte
 			b := append(buf[:0], `{"id":"`...)
-			b = appendUUID(b, e.ID)
+			b = event.AppendUUID(b, e.ID)
 			b = append(b, `","sequence":`...)
 			b = strconv.AppendUint(b, res.Sequence, 10)
 			b = append(b, `,"duplicate":`...)
@@ -276,7 +242,7 @@ func (s *Server) handlePublishEvent(w http.ResponseWriter, r *http.Request) {
 	s.writeError(w, r, err)
 }
 
-func (s *Server) readEvent(w http.ResponseWriter, r *http.Request) (*FlovynEvent, error) {
+func (s *Server) readEvent(w http.ResponseWriter, r *http.Request) (*event.FlovynEvent, error) {
 	format, err := requestFormat(r)
 	if err != nil {
 		return nil, err
@@ -286,12 +252,12 @@ func (s *Server) readEvent(w http.ResponseWriter, r *http.Request) (*FlovynEvent
 		return nil, err
 	}
 	if format == formatNDJSON || firstByte(body) == '[' {
-		return nil, fieldError("", "this endpoint takes one JSON object; send several to /v1/events/batch")
+		return nil, event.Invalid("", "this endpoint takes one JSON object; send several to /v1/events/batch")
 	}
 	return s.prepareEvent(r, body, "")
 }
 
-func (s *Server) countPublished(kind string, r PublishResult) {
+func (s *Server) countPublished(kind string, r bus.PublishResult) {
 	if r.Duplicate {
 		s.metrics.duplicates.Inc()
 		return
@@ -314,7 +280,7 @@ func splitEntries(body []byte, limit int) ([]json.RawMessage, error) {
 	if firstByte(body) == '[' {
 		dec := json.NewDecoder(bytes.NewReader(body))
 		if err := dec.Decode(&entries); err != nil {
-			return nil, describeDecodeError(err, snakeCase)
+			return nil, event.DescribeJSONError(err)
 		}
 	} else {
 		for line := range bytes.SplitSeq(body, []byte("\n")) {
@@ -327,7 +293,7 @@ func splitEntries(body []byte, limit int) ([]json.RawMessage, error) {
 		}
 	}
 	if len(entries) == 0 {
-		return nil, fieldError("", "the batch is empty; send a JSON array or one JSON object per line")
+		return nil, event.Invalid("", "the batch is empty; send a JSON array or one JSON object per line")
 	}
 	if len(entries) > limit {
 		return nil, &errTooLarge{detail: fmt.Sprintf("the batch holds more than %d entries (events.max_batch); split it", limit)}
@@ -350,12 +316,12 @@ func (s *Server) handlePublishBatch(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := s.publishCtx(r)
 	defer cancel()
 	results, errs := s.publishBatch(ctx, events, nil)
-	out := make([]publishResult, len(events))
+	out := make([]event.PublishReply, len(events))
 	var firstErr error
 	for i, e := range events {
 		if errs[i] != nil {
 			out[i] = failed(i, errs[i])
-			firstErr = cmpOr(firstErr, errs[i])
+			firstErr = cmp.Or(firstErr, errs[i])
 			continue
 		}
 		s.countPublished("event", results[i])
@@ -373,7 +339,7 @@ func (s *Server) handlePublishBatch(w http.ResponseWriter, r *http.Request) {
 // failure (503 for a backend failure), with every entry's result, so the client knows which were stored. A retry of
 // the whole request is safe when every entry is a lifecycle event (dedup by id); stream events have no id, so only
 // the entries that failed should be sent again.
-func (s *Server) writePartial(w http.ResponseWriter, firstErr error, results []publishResult, retryAll bool) {
+func (s *Server) writePartial(w http.ResponseWriter, firstErr error, results []event.PublishReply, retryAll bool) {
 	s.reject(firstErr)
 	p, _ := problemFor(firstErr)
 	advice := "a retry of the whole request is safe"
@@ -385,15 +351,8 @@ func (s *Server) writePartial(w http.ResponseWriter, firstErr error, results []p
 	writeProblem(w, p)
 }
 
-func cmpOr(a, b error) error {
-	if a != nil {
-		return a
-	}
-	return b
-}
-
 // readBatch reads and validates every entry of a batch; any invalid entry fails the whole batch with every error.
-func (s *Server) readBatch(w http.ResponseWriter, r *http.Request) ([]*FlovynEvent, error) {
+func (s *Server) readBatch(w http.ResponseWriter, r *http.Request) ([]*event.FlovynEvent, error) {
 	if _, err := requestFormat(r); err != nil {
 		return nil, err
 	}
@@ -405,11 +364,11 @@ func (s *Server) readBatch(w http.ResponseWriter, r *http.Request) ([]*FlovynEve
 	if err != nil {
 		return nil, err
 	}
-	events := make([]*FlovynEvent, len(entries))
-	all := &ValidationError{}
+	events := make([]*event.FlovynEvent, len(entries))
+	all := &event.ValidationError{}
 	for i, raw := range entries {
 		e, err := s.prepareEvent(r, raw, "["+strconv.Itoa(i)+"].")
-		var ve *ValidationError
+		var ve *event.ValidationError
 		switch {
 		case errors.As(err, &ve):
 			all.Errors = append(all.Errors, ve.Errors...)
@@ -426,12 +385,12 @@ func (s *Server) readBatch(w http.ResponseWriter, r *http.Request) ([]*FlovynEve
 
 // publishBatch publishes the entries of a request (see BatchPublisher), pipelined when the backend can; after a failure
 // of a one-by-one backend, the rest are not attempted.
-func (s *Server) publishBatch(ctx context.Context, events []*FlovynEvent, streams []*StreamEvent) ([]PublishResult, []error) {
-	if bp, ok := s.bus.(BatchPublisher); ok {
+func (s *Server) publishBatch(ctx context.Context, events []*event.FlovynEvent, streams []*event.StreamEvent) ([]bus.PublishResult, []error) {
+	if bp, ok := s.bus.(bus.BatchPublisher); ok {
 		return bp.PublishBatch(ctx, events, streams)
 	}
 	n := max(len(events), len(streams))
-	results := make([]PublishResult, n)
+	results := make([]bus.PublishResult, n)
 	errs := make([]error, n)
 	for i := range n {
 		if i < len(events) && events[i] != nil {
@@ -440,7 +399,9 @@ func (s *Server) publishBatch(ctx context.Context, events []*FlovynEvent, stream
 			results[i], errs[i] = s.bus.PublishStream(ctx, streams[i])
 		}
 		if errs[i] != nil {
-			fill(errs[i+1:], errs[i])
+			for j := i + 1; j < len(errs); j++ {
+				errs[j] = errs[i] // not attempted: the same error
+			}
 			break
 		}
 	}
@@ -450,8 +411,8 @@ func (s *Server) publishBatch(ctx context.Context, events []*FlovynEvent, stream
 // streamEntry is one validated entry of a /v1/streams request: a stream event, or the lifecycle event a legacy
 // StateEventPayload became.
 type streamEntry struct {
-	stream *StreamEvent
-	event  *FlovynEvent
+	stream *event.StreamEvent
+	event  *event.FlovynEvent
 }
 
 func (s *Server) handlePublishStreams(w http.ResponseWriter, r *http.Request) {
@@ -464,23 +425,23 @@ func (s *Server) handlePublishStreams(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := s.publishCtx(r)
 	defer cancel()
-	events := make([]*FlovynEvent, len(entries))
-	streams := make([]*StreamEvent, len(entries))
+	events := make([]*event.FlovynEvent, len(entries))
+	streams := make([]*event.StreamEvent, len(entries))
 	for i, en := range entries {
 		events[i], streams[i] = en.event, en.stream
 	}
 	results, errs := s.publishBatch(ctx, events, streams)
-	out := make([]publishResult, len(entries))
+	out := make([]event.PublishReply, len(entries))
 	var firstErr error
 	for i, en := range entries {
 		switch {
 		case errs[i] != nil:
 			out[i] = failed(i, errs[i])
-			firstErr = cmpOr(firstErr, errs[i])
+			firstErr = cmp.Or(firstErr, errs[i])
 		case en.event != nil:
 			s.countPublished("event", results[i])
 			out[i] = stored(i, en.event.ID.String(), results[i])
-			out[i].Converted = en.event.EventType
+			out[i].ConvertedTo = en.event.EventType
 		default:
 			s.countPublished("stream", results[i])
 			out[i] = stored(i, "", results[i])
@@ -497,7 +458,7 @@ func (s *Server) handlePublishStreams(w http.ResponseWriter, r *http.Request) {
 	}
 	s.metrics.publishDuration.WithLabelValues("stream").Observe(time.Since(start).Seconds())
 	if single {
-		out[0].Index = nil
+		out[0].Index = -1 // a single entry: no index
 		writeJSON(w, http.StatusAccepted, out[0])
 		return
 	}
@@ -531,9 +492,9 @@ func (s *Server) readStreams(w http.ResponseWriter, r *http.Request) ([]streamEn
 			return nil, false, err
 		}
 	}
-	tenant, err := s.tenantFor(r, uuid.Nil, TenantHeader)
+	tenant, err := s.tenantFor(r, uuid.Nil, event.TenantHeader)
 	if err == nil && tenant == uuid.Nil {
-		err = fieldError(TenantHeader, "is required for stream events (or its other name %s, or set events.default_tenant_id)", OrgHeader)
+		err = event.Invalid(event.TenantHeader, "is required for stream events (or its other name %s, or set events.default_tenant_id)", event.OrgHeader)
 	}
 	if err == nil {
 		err = allow(r, tenant, rightPublish)
@@ -542,14 +503,14 @@ func (s *Server) readStreams(w http.ResponseWriter, r *http.Request) ([]streamEn
 		return nil, false, err
 	}
 	entries := make([]streamEntry, len(raws))
-	all := &ValidationError{}
+	all := &event.ValidationError{}
 	for i, raw := range raws {
 		prefix := ""
 		if !single {
 			prefix = "[" + strconv.Itoa(i) + "]."
 		}
 		en, err := s.prepareStream(raw, tenant)
-		var ve *ValidationError
+		var ve *event.ValidationError
 		switch err = prefixFields(err, prefix); {
 		case errors.As(err, &ve):
 			all.Errors = append(all.Errors, ve.Errors...)
@@ -568,7 +529,7 @@ func (s *Server) prepareStream(raw []byte, tenant uuid.UUID) (streamEntry, error
 	if len(raw) > s.maxEventBytes() {
 		return streamEntry{}, &errTooLarge{detail: fmt.Sprintf("a stream event is %d bytes; at most %d are allowed", len(raw), s.maxEventBytes())}
 	}
-	se, err := DecodeStreamEvent(raw)
+	se, err := event.DecodeStreamEvent(raw)
 	if err != nil {
 		return streamEntry{}, err
 	}
@@ -580,7 +541,7 @@ func (s *Server) prepareStream(raw []byte, tenant uuid.UUID) (streamEntry, error
 		}
 		return streamEntry{stream: se}, nil
 	}
-	e, known, err := LegacyToEvent(se, p) // before any stamping: a retry of the same bytes gets the same id
+	e, known, err := event.LegacyToEvent(se, p) // before any stamping: a retry of the same bytes gets the same id
 	if err != nil {
 		return streamEntry{}, err
 	}

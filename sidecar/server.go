@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,6 +17,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/flovyn/eventhook/sidecar/bus"
+	"github.com/flovyn/eventhook/sidecar/config"
+	"github.com/flovyn/eventhook/sidecar/event"
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -28,9 +32,9 @@ import (
 // Options are what NewServer needs.
 type Options struct {
 	// Config is the validated configuration.
-	Config *Config
+	Config *config.Config
 	// Bus is the backend; the server does not close it.
-	Bus Bus
+	Bus bus.Bus
 	// Logger receives the server's logs; nil means slog.Default().
 	Logger *slog.Logger
 	// Registry receives the metrics and serves /metrics; nil means a fresh registry with the process and Go collectors
@@ -44,8 +48,8 @@ type Options struct {
 // Lifecycle: NewServer, then Listen (opens the listeners), then Serve (blocks), and Shutdown from another goroutine, which
 // ends the SSE streams, waits for in-flight requests and removes the socket file. The server does not close the bus.
 type Server struct {
-	cfg           *Config
-	bus           Bus
+	cfg           *config.Config
+	bus           bus.Bus
 	log           *slog.Logger
 	metrics       *Metrics
 	registry      *prometheus.Registry
@@ -61,6 +65,9 @@ type Server struct {
 
 	streamsCtx  context.Context // cancelled when the server shuts down: every SSE stream ends
 	stopStreams context.CancelFunc
+	streams     sync.WaitGroup // the SSE goroutines (sseConn.run): hijacked, so the http.Server does not wait for them
+	// streamEnding, when set, runs as each SSE goroutine ends. Tests use it to make streams slow to end.
+	streamEnding func()
 
 	mu         sync.Mutex
 	httpSrv    *http.Server
@@ -87,7 +94,7 @@ func NewServer(opts Options) (*Server, error) {
 		err = opts.Registry.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "eventhook_backend_connected", Help: "1 when the backend is connected to its server (always 1 for memory).",
 		}, func() float64 {
-			if c, ok := opts.Bus.(Connectivity); ok && !c.Connected() {
+			if c, ok := opts.Bus.(bus.Connectivity); ok && !c.Connected() {
 				return 0
 			}
 			return 1
@@ -242,20 +249,14 @@ func (s *Server) handleHealthz(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// Pinger is implemented by backends that can tell whether they are usable now (a round trip to the server).
-type Pinger interface {
-	// Ping returns nil when a publish would succeed now, or an error saying what is wrong.
-	Ping(ctx context.Context) error
-}
-
 func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
-	if p, ok := s.bus.(Pinger); ok {
+	if p, ok := s.bus.(bus.Pinger); ok {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		if err := p.Ping(ctx); err != nil {
 			s.metrics.backendUp.Set(0)
 			s.log.LogAttrs(r.Context(), slog.LevelWarn, "not ready", slog.Any("err", err))
-			writeProblem(w, problem{Status: http.StatusServiceUnavailable, retryAfter: 1,
+			writeProblem(w, event.Problem{Status: http.StatusServiceUnavailable, RetryAfter: time.Second,
 				Detail: "the event backend is not usable: " + err.Error()})
 			return
 		}
@@ -272,7 +273,7 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 // reloaded). Requests are checked against the new tokens at once, and every open SSE stream is woken to check the
 // token it was opened with again: it ends when that token may no longer subscribe to its tenant. A token read from an environment variable is read again from the process
 // environment, which does not change after start. On error nothing changes.
-func (s *Server) ReloadAuth(cfg AuthConfig) error {
+func (s *Server) ReloadAuth(cfg config.Auth) error {
 	a, err := newAuthenticator(cfg)
 	if err != nil {
 		return err
@@ -412,7 +413,9 @@ func (s *Server) Serve() error {
 }
 
 // Shutdown stops accepting, ends every SSE stream cleanly, waits (bounded by ctx) for in-flight requests such as
-// publishes awaiting their ack, and removes the socket file. It returns ctx's error when requests were still running.
+// publishes awaiting their ack and for every SSE goroutine to return, and removes the socket file. It returns ctx's
+// error when requests or streams were still running; once it returns nil, the server runs no goroutine of its own and
+// holds no subscription, so the bus may be closed.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopStreams()
 	s.mu.Lock()
@@ -427,6 +430,18 @@ func (s *Server) Shutdown(ctx context.Context) error {
 				l.Close()
 			}
 		}
+	}
+	// The SSE connections are hijacked: the http.Server neither tracks nor waits for them. stopStreams woke each one;
+	// every stream's goroutine was added before its handler returned, so before srv.Shutdown returned.
+	done := make(chan struct{})
+	go func() { // ends when the last stream does, even after ctx expired
+		s.streams.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = cmp.Or(err, fmt.Errorf("shutdown: SSE streams still running: %w", ctx.Err()))
 	}
 	s.removeSocket()
 	return err

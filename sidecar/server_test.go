@@ -12,11 +12,17 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/flovyn/eventhook/sidecar/bus"
+	"github.com/flovyn/eventhook/sidecar/bus/bustest"
+	"github.com/flovyn/eventhook/sidecar/client"
+	"github.com/flovyn/eventhook/sidecar/config"
+	"github.com/flovyn/eventhook/sidecar/event"
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -24,11 +30,11 @@ import (
 // harness is a real server on TCP 127.0.0.1 and on a Unix socket, with clients for both.
 type harness struct {
 	srv    *Server
-	bus    Bus
-	cfg    *Config
+	bus    bus.Bus
+	cfg    *config.Config
 	socket string
-	unix   *Client // over the socket
-	tcp    *Client // over TCP
+	unix   *client.Sidecar // over the socket
+	tcp    *client.Sidecar // over TCP
 	served chan error
 }
 
@@ -43,16 +49,16 @@ func socketDir(t testing.TB) string {
 	return dir
 }
 
-func testConfig(t testing.TB) *Config {
-	cfg := DefaultConfig()
+func testConfig(t testing.TB) *config.Config {
+	cfg := config.Default()
 	cfg.Backend = "memory"
 	cfg.HTTP.Listen = "127.0.0.1:0"
 	cfg.HTTP.UnixSocket = filepath.Join(socketDir(t), "eh.sock")
-	cfg.SSE.Heartbeat = Duration(time.Hour)
+	cfg.SSE.Heartbeat = config.Duration(time.Hour)
 	return cfg
 }
 
-func newHarness(t testing.TB, cfg *Config, bus Bus) *harness {
+func newHarness(t testing.TB, cfg *config.Config, eb bus.Bus) *harness {
 	t.Helper()
 	if cfg == nil {
 		cfg = testConfig(t)
@@ -60,12 +66,12 @@ func newHarness(t testing.TB, cfg *Config, bus Bus) *harness {
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("test config: %v", err)
 	}
-	if bus == nil {
-		bus = NewMemoryBus(MemoryOptions{EventBuffer: cfg.Memory.EventBuffer, StreamBuffer: cfg.Memory.StreamBuffer,
-			TenantKey: cfg.Events.TenantKey})
-		t.Cleanup(func() { bus.Close() })
+	if eb == nil {
+		eb = bus.NewMemory(bus.MemoryOptions{Feed: bus.FeedOptions{EventBuffer: cfg.Memory.EventBuffer, StreamBuffer: cfg.Memory.StreamBuffer,
+			Encoders: FrameEncoders(cfg.Events.TenantKey)}})
+		t.Cleanup(func() { eb.Close() })
 	}
-	srv, err := NewServer(Options{Config: cfg, Bus: bus, Logger: NewLogger(LogConfig{Level: "error"}, io.Discard),
+	srv, err := NewServer(Options{Config: cfg, Bus: eb, Logger: config.NewLogger(config.Log{Level: "error"}, io.Discard),
 		Registry: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
@@ -73,17 +79,17 @@ func newHarness(t testing.TB, cfg *Config, bus Bus) *harness {
 	if err := srv.Listen(); err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{srv: srv, bus: bus, cfg: cfg, socket: cfg.HTTP.UnixSocket, served: make(chan error, 1)}
+	h := &harness{srv: srv, bus: eb, cfg: cfg, socket: cfg.HTTP.UnixSocket, served: make(chan error, 1)}
 	go func() { h.served <- srv.Serve() }()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		srv.Shutdown(ctx)
 	})
-	if h.unix, err = NewClient(h.socket, ""); err != nil {
+	if h.unix, err = client.New(h.socket, ""); err != nil {
 		t.Fatal(err)
 	}
-	if h.tcp, err = NewClient("http://"+srv.Addr().String(), ""); err != nil {
+	if h.tcp, err = client.New("http://"+srv.Addr().String(), ""); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(h.unix.Close)
@@ -94,7 +100,7 @@ func newHarness(t testing.TB, cfg *Config, bus Bus) *harness {
 // do sends a raw request over the socket and returns the status, headers and body.
 func (h *harness) do(t testing.TB, method, path, contentType, body string, header ...string) (int, http.Header, []byte) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), waitFor) // an unexpected stream must not hang the test
+	ctx, cancel := context.WithTimeout(t.Context(), bustest.WaitFor) // an unexpected stream must not hang the test
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, h.unix.BaseURL()+path, strings.NewReader(body))
 	if err != nil {
@@ -116,7 +122,7 @@ func (h *harness) do(t testing.TB, method, path, contentType, body string, heade
 }
 
 // problemOf decodes a problem+json answer, failing unless it is one with the wanted status.
-func problemOf(t testing.TB, status int, hdr http.Header, body []byte, want int) problem {
+func problemOf(t testing.TB, status int, hdr http.Header, body []byte, want int) event.Problem {
 	t.Helper()
 	if status != want {
 		t.Fatalf("status %d; want %d (body %s)", status, want, body)
@@ -124,7 +130,7 @@ func problemOf(t testing.TB, status int, hdr http.Header, body []byte, want int)
 	if ct := hdr.Get("Content-Type"); ct != "application/problem+json" {
 		t.Fatalf("Content-Type %q; want application/problem+json", ct)
 	}
-	var p problem
+	var p event.Problem
 	if err := json.Unmarshal(body, &p); err != nil || p.Status != want || p.Detail == "" || p.Title == "" || p.Type == "" {
 		t.Fatalf("not a complete problem: %s (%v)", body, err)
 	}
@@ -133,13 +139,13 @@ func problemOf(t testing.TB, status int, hdr http.Header, body []byte, want int)
 
 // sse is an open SSE stream in a test.
 type sse struct {
-	r      *SSEReader
+	r      *client.SSEReader
 	closer io.Closer
-	events chan SSEEvent
+	events chan client.SSEEvent
 	errc   chan error
 }
 
-func (h *harness) stream(t testing.TB, c *Client, path string, q url.Values, last string) *sse {
+func (h *harness) stream(t testing.TB, c *client.Sidecar, path string, q url.Values, last string) *sse {
 	t.Helper()
 	r, closer, err := c.Stream(t.Context(), path, q, last)
 	if err != nil {
@@ -149,7 +155,7 @@ func (h *harness) stream(t testing.TB, c *Client, path string, q url.Values, las
 }
 
 // streamHeader opens a stream as stream does, with extra request headers given as name, value pairs.
-func (h *harness) streamHeader(t testing.TB, c *Client, path string, q url.Values, header ...string) *sse {
+func (h *harness) streamHeader(t testing.TB, c *client.Sidecar, path string, q url.Values, header ...string) *sse {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, (&url.URL{Path: path, RawQuery: q.Encode()}).String(), nil)
 	if err != nil {
@@ -167,8 +173,8 @@ func (h *harness) streamHeader(t testing.TB, c *Client, path string, q url.Value
 
 // newSSE reads the stream r in a goroutine, which ends when the stream ends or is closed (at the latest by the test's
 // cleanup).
-func newSSE(t testing.TB, r *SSEReader, closer io.Closer) *sse {
-	s := &sse{r: r, closer: closer, events: make(chan SSEEvent, 1024), errc: make(chan error, 1)}
+func newSSE(t testing.TB, r *client.SSEReader, closer io.Closer) *sse {
+	s := &sse{r: r, closer: closer, events: make(chan client.SSEEvent, 1024), errc: make(chan error, 1)}
 	go func() { // ends when the stream ends or is closed
 		for {
 			ev, err := r.Next()
@@ -184,7 +190,7 @@ func newSSE(t testing.TB, r *SSEReader, closer io.Closer) *sse {
 	return s
 }
 
-func (s *sse) next(t testing.TB) SSEEvent {
+func (s *sse) next(t testing.TB) client.SSEEvent {
 	t.Helper()
 	select {
 	case ev, ok := <-s.events:
@@ -192,20 +198,20 @@ func (s *sse) next(t testing.TB) SSEEvent {
 			t.Fatalf("stream ended: %v", <-s.errc)
 		}
 		return ev
-	case <-time.After(waitFor):
-		t.Fatalf("no SSE event within %v", waitFor)
+	case <-time.After(bustest.WaitFor):
+		t.Fatalf("no SSE event within %v", bustest.WaitFor)
 	}
-	return SSEEvent{}
+	return client.SSEEvent{}
 }
 
 // nextLifecycle reads the next frame and requires a lifecycle event of the given type.
-func (s *sse) nextLifecycle(t testing.TB, eventType string) FlovynEvent {
+func (s *sse) nextLifecycle(t testing.TB, eventType string) event.FlovynEvent {
 	t.Helper()
 	ev := s.next(t)
 	if ev.Event != "lifecycle" {
 		t.Fatalf("frame %+v; want a lifecycle event %s", ev, eventType)
 	}
-	e, err := DecodeEvent([]byte(ev.Data))
+	e, err := event.DecodeEvent([]byte(ev.Data))
 	if err != nil {
 		t.Fatalf("lifecycle data %q: %v", ev.Data, err)
 	}
@@ -225,8 +231,8 @@ func (s *sse) ended(t testing.TB) {
 		if ok {
 			t.Fatal("got another frame; want the stream to end")
 		}
-	case <-time.After(waitFor):
-		t.Fatalf("stream still open after %v", waitFor)
+	case <-time.After(bustest.WaitFor):
+		t.Fatalf("stream still open after %v", bustest.WaitFor)
 	}
 }
 
@@ -237,7 +243,7 @@ func eventJSON(tenant uuid.UUID, eventType string, extra string) string {
 func wfField(wf uuid.UUID) string   { return fmt.Sprintf(`,"workflow_execution_id":%q`, wf) }
 func taskField(id uuid.UUID) string { return fmt.Sprintf(`,"task_execution_id":%q`, id) }
 
-func (h *harness) publish(t testing.TB, body string) PublishReply {
+func (h *harness) publish(t testing.TB, body string) event.PublishReply {
 	t.Helper()
 	r, err := h.unix.PublishEvent(t.Context(), []byte(body), "")
 	if err != nil {
@@ -298,16 +304,16 @@ func TestPublishErrors(t *testing.T) {
 		{"camelCase field", "POST", "/v1/events", "", `{"tenantId":"` + tenant.String() + `","event_type":"a"}`, nil, 400, "tenantId", "tenant_id"},
 		{"no tenant", "POST", "/v1/events", "", `{"event_type":"a"}`, nil, 400, "tenant_id", "required"},
 		{"bad type", "POST", "/v1/events", "", eventJSON(tenant, "a.*", ""), nil, 400, "event_type", "token"},
-		{"header disagrees", "POST", "/v1/events", "", eventJSON(tenant, "a", ""), []string{TenantHeader, uuid.NewString()}, 400, "tenant_id", "disagrees"},
-		{"bad header", "POST", "/v1/events", "", `{"event_type":"a"}`, []string{TenantHeader, "x"}, 400, TenantHeader, "UUID"},
+		{"header disagrees", "POST", "/v1/events", "", eventJSON(tenant, "a", ""), []string{event.TenantHeader, uuid.NewString()}, 400, "tenant_id", "disagrees"},
+		{"bad header", "POST", "/v1/events", "", `{"event_type":"a"}`, []string{event.TenantHeader, "x"}, 400, event.TenantHeader, "UUID"},
 		{"malformed", "POST", "/v1/events", "application/json", `{"event_type":`, nil, 400, "", "malformed JSON"},
 		{"array to single", "POST", "/v1/events", "application/json", `[` + eventJSON(tenant, "a", "") + `]`, nil, 400, "", "/v1/events/batch"},
 		{"too large", "POST", "/v1/events", "", eventJSON(tenant, "a", `,"data":"`+strings.Repeat("x", 3000)+`"`), nil, 413, "", "bytes"},
 		{"content type", "POST", "/v1/events", "text/csv", "a,b", nil, 415, "", "application/json"},
 		{"no route", "GET", "/v2/nothing", "", "", nil, 404, "", "/openapi.json"},
 		{"method", "GET", "/v1/events", "", "", nil, 405, "", "POST"},
-		{"stream without tenant", "POST", "/v1/streams", "", `{"workflowExecutionId":"w","type":"TOKEN","payload":"x"}`, nil, 400, TenantHeader, "required"},
-		{"stream bad id", "POST", "/v1/streams", "", `{"workflowExecutionId":"a.>","type":"TOKEN"}`, []string{TenantHeader, tenant.String()}, 400, "workflowExecutionId", "not allowed"},
+		{"stream without tenant", "POST", "/v1/streams", "", `{"workflowExecutionId":"w","type":"TOKEN","payload":"x"}`, nil, 400, event.TenantHeader, "required"},
+		{"stream bad id", "POST", "/v1/streams", "", `{"workflowExecutionId":"a.>","type":"TOKEN"}`, []string{event.TenantHeader, tenant.String()}, 400, "workflowExecutionId", "not allowed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -325,9 +331,9 @@ func TestPublishErrors(t *testing.T) {
 		})
 	}
 	// Nothing of the above reached the bus.
-	sub := subscribe(t, h.bus, AllEvents(tenant), StartEarliest())
+	sub := bustest.Subscribe(t, h.bus, event.AllEvents(tenant), bus.StartEarliest())
 	h.publish(t, eventJSON(tenant, "sentinel", ""))
-	expectNext(t, sub, "sentinel")
+	bustest.ExpectNext(t, sub, "sentinel")
 }
 
 func TestPublishBatch(t *testing.T) {
@@ -335,7 +341,7 @@ func TestPublishBatch(t *testing.T) {
 	cfg.Events.MaxBatch = 5
 	h := newHarness(t, cfg, nil)
 	tenant := uuid.New()
-	sub := subscribe(t, h.bus, AllEvents(tenant), StartLive())
+	sub := bustest.Subscribe(t, h.bus, event.AllEvents(tenant), bus.StartLive())
 	ndjson := eventJSON(tenant, "b.n0", "") + "\n\n" + `{"event_type":"b.n1"}` + "\r\n" + eventJSON(tenant, "b.n2", "") + "\n"
 	res, err := h.unix.PublishBatch(t.Context(), []byte(ndjson), tenant.String())
 	if err != nil || len(res) != 3 {
@@ -345,17 +351,17 @@ func TestPublishBatch(t *testing.T) {
 		if r.Index != i || r.ID == "" || r.Sequence == 0 || r.Duplicate || r.Error != nil {
 			t.Fatalf("result %d = %+v", i, r)
 		}
-		expectNext(t, sub, fmt.Sprintf("b.n%d", i))
+		bustest.ExpectNext(t, sub, fmt.Sprintf("b.n%d", i))
 	}
 	// A JSON array works too, and a repeated id is a duplicate.
 	arr := `[` + eventJSON(tenant, "b.n3", "") + `,` + eventJSON(tenant, "b.n0", `,"id":"`+res[0].ID+`"`) + `]`
 	status, _, body := h.do(t, "POST", "/v1/events/batch", "application/json", arr)
-	var out struct{ Results []PublishReply }
+	var out struct{ Results []event.PublishReply }
 	if status != 202 || json.Unmarshal(body, &out) != nil || len(out.Results) != 2 || !out.Results[1].Duplicate ||
 		out.Results[1].Sequence != res[0].Sequence {
 		t.Fatalf("array batch: %d %s", status, body)
 	}
-	expectNext(t, sub, "b.n3")
+	bustest.ExpectNext(t, sub, "b.n3")
 
 	// One invalid entry: 400 naming [i].field, and nothing published.
 	bad := eventJSON(tenant, "b.ok", "") + "\n" + eventJSON(tenant, "b..bad", "") + "\n" + `{"tenant_id":"x","event_type":"y"}`
@@ -370,7 +376,7 @@ func TestPublishBatch(t *testing.T) {
 	problemOf(t, status, hdr, body, 413)
 
 	h.publish(t, eventJSON(tenant, "sentinel", ""))
-	expectNext(t, sub, "sentinel")
+	bustest.ExpectNext(t, sub, "sentinel")
 }
 
 func TestStreamsAndLegacy(t *testing.T) { testStreamsAndLegacy(t, newHarness(t, nil, nil)) }
@@ -390,8 +396,8 @@ func testStreamsAndLegacy(t *testing.T, h *harness) {
 	}
 	// Two sources: the generic stream in its order, and the converted lifecycle event (not also delivered as a data
 	// frame). Across the two feeds the order is the one the sidecar received them in, which the test does not fix.
-	var generic []SSEEvent
-	var got FlovynEvent
+	var generic []client.SSEEvent
+	var got event.FlovynEvent
 	for range 3 {
 		ev := s.next(t)
 		if ev.Event != "lifecycle" {
@@ -501,15 +507,15 @@ func TestStreamResume(t *testing.T) { testStreamResume(t, newHarness(t, nil, nil
 // TestStreamResumeJetStream resumes a merged workflow stream (lifecycle + generic) on the JetStream backend: both feeds
 // go on with no hole and no duplicate.
 func TestStreamResumeJetStream(t *testing.T) {
-	bus := newJetStreamTestBus(t, nil)
-	t.Cleanup(func() { bus.Close() })
-	testStreamResume(t, newHarness(t, nil, bus))
+	eb := newJetStreamTestBus(t)
+	t.Cleanup(func() { eb.Close() })
+	testStreamResume(t, newHarness(t, nil, eb))
 }
 
 func TestStreamsAndLegacyJetStream(t *testing.T) {
-	bus := newJetStreamTestBus(t, nil)
-	t.Cleanup(func() { bus.Close() })
-	testStreamsAndLegacy(t, newHarness(t, nil, bus))
+	eb := newJetStreamTestBus(t)
+	t.Cleanup(func() { eb.Close() })
+	testStreamsAndLegacy(t, newHarness(t, nil, eb))
 }
 
 func testStreamResume(t *testing.T, h *harness) {
@@ -557,14 +563,14 @@ func testStreamResume(t *testing.T, h *harness) {
 	}
 	// earliest replays what is held; a malformed cursor is a reset gap, then what is held (never a 400: an EventSource
 	// would give up); a stale epoch is a reset gap.
-	tenantStream := h.stream(t, h.unix, "/events/stream", q, CursorEarliest)
+	tenantStream := h.stream(t, h.unix, "/events/stream", q, event.CursorEarliest)
 	tenantStream.nextLifecycle(t, "e.n1")
 	garbage := h.stream(t, h.unix, path, q, "garbage")
 	if ev := garbage.next(t); ev.Event != "gap" || ev.Data != `{"reason":"reset","missed":null}` {
 		t.Fatalf("frame %+v; want a reset gap for a malformed cursor", ev)
 	}
 	garbage.nextLifecycle(t, "e.n1")
-	stale := h.stream(t, h.unix, "/events/stream", q, Cursor{Events: Position{Epoch: 77, Seq: 3}, HasEvents: true}.String())
+	stale := h.stream(t, h.unix, "/events/stream", q, event.Cursor{Events: event.Position{Epoch: 77, Seq: 3}, HasEvents: true}.String())
 	if ev := stale.next(t); ev.Event != "gap" || !strings.Contains(ev.Data, `"reason":"reset"`) || !strings.Contains(ev.Data, `"missed":null`) {
 		t.Fatalf("frame %+v; want a reset gap", ev)
 	}
@@ -602,9 +608,9 @@ func TestTenantIsolationOverHTTP(t *testing.T) {
 
 func TestKeepAliveAndHeadersFlushed(t *testing.T) {
 	cfg := testConfig(t)
-	cfg.SSE.Heartbeat = Duration(time.Second) // the smallest the configuration allows
+	cfg.SSE.Heartbeat = config.Duration(time.Second) // the smallest the configuration allows
 	h := newHarness(t, cfg, nil)
-	ctx, cancel := context.WithTimeout(t.Context(), waitFor)
+	ctx, cancel := context.WithTimeout(t.Context(), bustest.WaitFor)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, "GET", h.unix.BaseURL()+"/events/stream?tenant_id="+uuid.NewString(), nil)
 	resp, err := h.unix.Do(req) // returns once the headers arrive: nothing was published
@@ -617,7 +623,7 @@ func TestKeepAliveAndHeadersFlushed(t *testing.T) {
 			t.Errorf("%s = %q; want %q", k, got, want)
 		}
 	}
-	r := NewSSEReader(resp.Body)
+	r := client.NewSSEReader(resp.Body)
 	go func() {
 		for {
 			if _, err := r.Next(); err != nil {
@@ -625,10 +631,10 @@ func TestKeepAliveAndHeadersFlushed(t *testing.T) {
 			}
 		}
 	}()
-	deadline := time.Now().Add(waitFor)
+	deadline := time.Now().Add(bustest.WaitFor)
 	for r.Comments() < 1 {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d keep-alive comments; want one within %v", r.Comments(), waitFor)
+			t.Fatalf("%d keep-alive comments; want one within %v", r.Comments(), bustest.WaitFor)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -651,7 +657,7 @@ func TestDisconnectFreesSubscriber(t *testing.T) {
 		t.Error("429 without Retry-After")
 	}
 	s1.closer.Close()
-	deadline := time.Now().Add(waitFor)
+	deadline := time.Now().Add(bustest.WaitFor)
 	for {
 		h.srv.subs.mu.Lock()
 		n := h.srv.subs.perTenant[tenant]
@@ -764,6 +770,57 @@ func TestShutdownEndsStreamsAndRemovesSocket(t *testing.T) {
 	}
 }
 
+// TestShutdownWaitsForStreams: the SSE connections are hijacked, so the http.Server does not wait for them; Shutdown
+// does. When it returns, no SSE goroutine runs (the bus may be closed under no stream), and once the clients and the
+// bus are closed too, no goroutine the test started is left.
+func TestShutdownWaitsForStreams(t *testing.T) {
+	base := bustest.Goroutines(0)
+	cfg := testConfig(t)
+	mem := bus.NewMemory(bus.MemoryOptions{Feed: bus.FeedOptions{Encoders: FrameEncoders(cfg.Events.TenantKey)}})
+	h := newHarness(t, cfg, mem)
+	h.srv.streamEnding = func() { time.Sleep(100 * time.Millisecond) } // streams that take a while to end
+	tenant, wf := uuid.New(), uuid.New()
+	q := url.Values{"tenant_id": {tenant.String()}}
+	var streams []*sse
+	for i := range 20 {
+		path := "/events/stream"
+		if i%2 == 1 {
+			path = "/workflow-executions/" + wf.String() + "/stream"
+		}
+		streams = append(streams, h.stream(t, h.unix, path, q, ""))
+	}
+	h.publish(t, eventJSON(tenant, "workflow.started", wfField(wf)))
+	for _, s := range streams {
+		s.nextLifecycle(t, "workflow.started")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	if err := h.srv.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if n := countGoroutines("sidecar.(*sseConn).run"); n != 0 {
+		t.Fatalf("%d SSE goroutines still running after Shutdown returned; want 0", n)
+	}
+	for _, s := range streams {
+		s.ended(t)
+	}
+	h.unix.Close()
+	h.tcp.Close()
+	if err := mem.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := bustest.Goroutines(base); n > base {
+		buf := make([]byte, 1<<20)
+		t.Fatalf("%d goroutines after Shutdown and Close; %d before:\n%s", n, base, buf[:runtime.Stack(buf, true)])
+	}
+}
+
+// countGoroutines returns the number of goroutines whose stack has a frame of fn.
+func countGoroutines(fn string) int {
+	buf := make([]byte, 1<<22)
+	return strings.Count(string(buf[:runtime.Stack(buf, true)]), fn+"(")
+}
+
 func TestUnixSocketFile(t *testing.T) {
 	h := newHarness(t, nil, nil)
 	fi, err := os.Stat(h.socket)
@@ -774,7 +831,7 @@ func TestUnixSocketFile(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.HTTP.UnixSocket = h.socket
 	cfg.HTTP.Listen = ""
-	other, _ := NewServer(Options{Config: cfg, Bus: h.bus, Logger: NewLogger(LogConfig{}, io.Discard), Registry: prometheus.NewRegistry()})
+	other, _ := NewServer(Options{Config: cfg, Bus: h.bus, Logger: config.NewLogger(config.Log{}, io.Discard), Registry: prometheus.NewRegistry()})
 	if err := other.Listen(); err == nil || !strings.Contains(err.Error(), "already running") {
 		t.Fatalf("Listen on a live socket = %v; want a clear refusal", err)
 	}
@@ -787,7 +844,7 @@ func TestUnixSocketFile(t *testing.T) {
 	l.(*net.UnixListener).SetUnlinkOnClose(false)
 	l.Close()
 	cfg.HTTP.UnixSocket = stale
-	replaced, _ := NewServer(Options{Config: cfg, Bus: h.bus, Logger: NewLogger(LogConfig{}, io.Discard), Registry: prometheus.NewRegistry()})
+	replaced, _ := NewServer(Options{Config: cfg, Bus: h.bus, Logger: config.NewLogger(config.Log{}, io.Discard), Registry: prometheus.NewRegistry()})
 	if err := replaced.Listen(); err != nil {
 		t.Fatalf("Listen on a stale socket: %v", err)
 	}
@@ -796,7 +853,7 @@ func TestUnixSocketFile(t *testing.T) {
 	file := filepath.Join(socketDir(t), "file")
 	os.WriteFile(file, []byte("keep"), 0o600)
 	cfg.HTTP.UnixSocket = file
-	notSock, _ := NewServer(Options{Config: cfg, Bus: h.bus, Logger: NewLogger(LogConfig{}, io.Discard), Registry: prometheus.NewRegistry()})
+	notSock, _ := NewServer(Options{Config: cfg, Bus: h.bus, Logger: config.NewLogger(config.Log{}, io.Discard), Registry: prometheus.NewRegistry()})
 	if err := notSock.Listen(); err == nil || !strings.Contains(err.Error(), "not a socket") {
 		t.Fatalf("Listen on a regular file = %v", err)
 	}
@@ -807,7 +864,7 @@ func TestUnixSocketFile(t *testing.T) {
 
 // failingBus stores the first `ok` events, then answers ErrUnavailable.
 type failingBus struct {
-	Bus
+	bus.Bus
 	mu sync.Mutex
 	ok int
 }
@@ -823,16 +880,16 @@ func (b *failingBus) take() bool {
 	return true
 }
 
-func (b *failingBus) PublishEvent(ctx context.Context, e *FlovynEvent) (PublishResult, error) {
+func (b *failingBus) PublishEvent(ctx context.Context, e *event.FlovynEvent) (bus.PublishResult, error) {
 	if !b.take() {
-		return PublishResult{}, fmt.Errorf("publish: %w: test", ErrUnavailable)
+		return bus.PublishResult{}, fmt.Errorf("publish: %w: test", bus.ErrUnavailable)
 	}
 	return b.Bus.PublishEvent(ctx, e)
 }
 
-func (b *failingBus) PublishStream(ctx context.Context, e *StreamEvent) (PublishResult, error) {
+func (b *failingBus) PublishStream(ctx context.Context, e *event.StreamEvent) (bus.PublishResult, error) {
 	if !b.take() {
-		return PublishResult{}, fmt.Errorf("publish: %w: test", ErrUnavailable)
+		return bus.PublishResult{}, fmt.Errorf("publish: %w: test", bus.ErrUnavailable)
 	}
 	return b.Bus.PublishStream(ctx, e)
 }
@@ -840,7 +897,7 @@ func (b *failingBus) PublishStream(ctx context.Context, e *StreamEvent) (Publish
 // TestBatchBackendFailure: a backend failure mid-batch is a 503 with Retry-After and per-entry results saying which
 // entries were stored.
 func TestBatchBackendFailure(t *testing.T) {
-	mem := NewMemoryBus(MemoryOptions{})
+	mem := bus.NewMemory(bus.MemoryOptions{})
 	t.Cleanup(func() { mem.Close() })
 	h := newHarness(t, nil, &failingBus{Bus: mem, ok: 1})
 	tenant := uuid.New()
@@ -850,7 +907,9 @@ func TestBatchBackendFailure(t *testing.T) {
 	if hdr.Get("Retry-After") == "" || len(p.Results) != 3 {
 		t.Fatalf("503 %s; want Retry-After and three results", raw)
 	}
-	if p.Results[0].Error != nil || p.Results[0].Sequence == nil || p.Results[1].Error == nil || p.Results[2].Error == nil ||
+	var keys struct{ Results []map[string]json.RawMessage }
+	_ = json.Unmarshal(raw, &keys)
+	if p.Results[0].Error != nil || keys.Results[0]["sequence"] == nil || p.Results[1].Error == nil || p.Results[2].Error == nil ||
 		p.Results[1].Error.Status != 503 {
 		t.Fatalf("results %s; want the first stored and the others failed with 503", raw)
 	}
@@ -862,13 +921,13 @@ func TestBatchBackendFailure(t *testing.T) {
 // TestStreamsBackendFailure: stream events have no id, so a partly stored /v1/streams request tells the client to send
 // again only what failed; a single stream event that fails is a plain 503.
 func TestStreamsBackendFailure(t *testing.T) {
-	mem := NewMemoryBus(MemoryOptions{})
+	mem := bus.NewMemory(bus.MemoryOptions{})
 	t.Cleanup(func() { mem.Close() })
 	fb := &failingBus{Bus: mem, ok: 1}
 	h := newHarness(t, nil, fb)
 	tenant := uuid.New().String()
 	tok := `{"workflowExecutionId":"w","type":"TOKEN","payload":"x"}`
-	status, hdr, raw := h.do(t, "POST", "/v1/streams", "application/x-ndjson", tok+"\n"+tok+"\n"+tok, TenantHeader, tenant)
+	status, hdr, raw := h.do(t, "POST", "/v1/streams", "application/x-ndjson", tok+"\n"+tok+"\n"+tok, event.TenantHeader, tenant)
 	p := problemOf(t, status, hdr, raw, 503)
 	if len(p.Results) != 3 || p.Results[0].Error != nil || p.Results[1].Error == nil || p.Results[2].Error == nil {
 		t.Fatalf("503 %s; want the first stored and the others failed", raw)
@@ -876,7 +935,7 @@ func TestStreamsBackendFailure(t *testing.T) {
 	if !strings.Contains(p.Detail, "send again only the entries with an error") {
 		t.Errorf("detail %q; want it to say that only the failed entries should be sent again", p.Detail)
 	}
-	status, hdr, raw = h.do(t, "POST", "/v1/streams", "application/json", tok, TenantHeader, tenant)
+	status, hdr, raw = h.do(t, "POST", "/v1/streams", "application/json", tok, event.TenantHeader, tenant)
 	if p := problemOf(t, status, hdr, raw, 503); p.Results != nil || hdr.Get("Retry-After") == "" {
 		t.Fatalf("a single failed stream event: %s; want a plain 503 with Retry-After", raw)
 	}
@@ -889,12 +948,12 @@ func TestUnavailableDetails(t *testing.T) {
 		err  error
 		want string
 	}{
-		{fmt.Errorf("publish: %w: not connected to NATS", ErrUnavailable), "nothing was stored"},
-		{fmt.Errorf("publish: %w: %w: lost", ErrUnavailable, ErrUnconfirmed), "may or may not be stored"},
+		{fmt.Errorf("publish: %w: not connected to NATS", bus.ErrUnavailable), "nothing was stored"},
+		{fmt.Errorf("publish: %w: %w: lost", bus.ErrUnavailable, bus.ErrUnconfirmed), "may or may not be stored"},
 		{fmt.Errorf("publish: %w", context.DeadlineExceeded), "may or may not be stored"},
 	} {
 		p, internal := problemFor(tt.err)
-		if p.Status != 503 || p.retryAfter <= 0 || internal || !strings.Contains(p.Detail, tt.want) {
+		if p.Status != 503 || p.RetryAfter <= 0 || internal || !strings.Contains(p.Detail, tt.want) {
 			t.Errorf("problemFor(%v) = %+v (internal %v); want a 503 with Retry-After saying %q", tt.err, p, internal, tt.want)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
@@ -11,18 +12,20 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/flovyn/eventhook/sidecar/bus"
+	"github.com/flovyn/eventhook/sidecar/event"
 	"github.com/google/uuid"
 )
 
 // streamSpec is what one SSE request asks for.
 type streamSpec struct {
 	tenant    uuid.UUID
-	events    *EventPattern // nil: no lifecycle feed
-	streamKey string        // "": no generic stream feed
-	taskOnly  string        // when set, keep only the stream events of this task
-	types     TypeFilter
+	events    *event.EventPattern // nil: no lifecycle feed
+	streamKey string              // "": no generic stream feed
+	taskOnly  string              // when set, keep only the stream events of this task
+	types     event.TypeFilter
 	replay    bool // without a cursor, start with what the backend holds (workflow and task streams)
-	cursor    *Cursor
+	cursor    *event.Cursor
 	earliest  bool
 	flovyn    bool // lifecycle events with a legacy name in Flovyn's framing (format=flovyn)
 	// unreadable: the client sent a cursor this sidecar cannot read; it gets a reset gap, then the stream as without a
@@ -40,9 +43,9 @@ func (s *Server) handleWorkflowStream(w http.ResponseWriter, r *http.Request) {
 	spec, err := s.streamRequest(r, false)
 	if err == nil {
 		var id string
-		if id, err = ParseID("id", r.PathValue("id")); err == nil {
+		if id, err = event.ParseID("id", r.PathValue("id")); err == nil {
 			if u, perr := uuid.Parse(id); perr == nil && spec.types.Lifecycle() {
-				p := ForWorkflow(spec.tenant, u)
+				p := event.ForWorkflow(spec.tenant, u)
 				p.EventTypePrefix = spec.types.Prefix()
 				spec.events = &p
 			}
@@ -63,11 +66,11 @@ func (s *Server) handleTaskStream(w http.ResponseWriter, r *http.Request) {
 	spec, err := s.streamRequest(r, false)
 	var id, wf string
 	if err == nil {
-		id, err = ParseID("id", r.PathValue("id"))
+		id, err = event.ParseID("id", r.PathValue("id"))
 	}
 	if err == nil {
 		if q := r.URL.Query().Get("workflow_execution_id"); q != "" {
-			wf, err = ParseID("workflow_execution_id", q)
+			wf, err = event.ParseID("workflow_execution_id", q)
 		}
 	}
 	if err != nil {
@@ -75,7 +78,7 @@ func (s *Server) handleTaskStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if u, perr := uuid.Parse(id); perr == nil && spec.types.Lifecycle() {
-		p := ForTask(spec.tenant, u)
+		p := event.ForTask(spec.tenant, u)
 		p.EventTypePrefix = spec.types.Prefix()
 		spec.events = &p
 	}
@@ -96,7 +99,7 @@ func (s *Server) handleTenantStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	p := AllEvents(spec.tenant)
+	p := event.AllEvents(spec.tenant)
 	p.EventTypePrefix = spec.types.Prefix()
 	p.Source = q.Get("source")
 	for _, f := range []struct {
@@ -106,7 +109,7 @@ func (s *Server) handleTenantStream(w http.ResponseWriter, r *http.Request) {
 		if v := q.Get(f.name); v != "" {
 			u, err := uuid.Parse(v)
 			if err != nil || len(v) != 36 {
-				s.writeError(w, r, fieldError(f.name, "%q is not a UUID", v))
+				s.writeError(w, r, event.Invalid(f.name, "%q is not a UUID", v))
 				return
 			}
 			*f.dst = &u
@@ -129,14 +132,14 @@ func (s *Server) streamRequest(r *http.Request, lifecycleOnly bool) (streamSpec,
 		return spec, err
 	}
 	if tenant == uuid.Nil {
-		return spec, fieldError("tenant_id", "is required: pass ?tenant_id=<uuid> (or ?org_id=) or the %s header (or %s), "+
-			"or set events.default_tenant_id", TenantHeader, OrgHeader)
+		return spec, event.Invalid("tenant_id", "is required: pass ?tenant_id=<uuid> (or ?org_id=) or the %s header (or %s), "+
+			"or set events.default_tenant_id", event.TenantHeader, event.OrgHeader)
 	}
 	if err := allow(r, tenant, rightSubscribe); err != nil {
 		return spec, err
 	}
 	spec.tenant = tenant
-	if spec.types, err = ParseTypes(q.Get("types"), lifecycleOnly); err != nil {
+	if spec.types, err = event.ParseTypes(q.Get("types"), lifecycleOnly); err != nil {
 		return spec, err
 	}
 	if spec.flovyn, err = streamFormat(q, s.cfg.SSE.Format, lifecycleOnly); err != nil {
@@ -148,12 +151,12 @@ func (s *Server) streamRequest(r *http.Request, lifecycleOnly bool) (streamSpec,
 	}
 	switch last {
 	case "":
-	case CursorEarliest:
+	case event.CursorEarliest:
 		spec.earliest = true
 	default:
 		// Never a 400: an EventSource gives up on a non-200, and another server's id (Flovyn numbers its frames) or a
 		// truncated cursor must not end a page's stream for good.
-		if c, err := ParseCursor(last); err == nil {
+		if c, err := event.ParseCursor(last); err == nil {
 			spec.cursor = &c
 		} else {
 			spec.unreadable = true
@@ -165,14 +168,14 @@ func (s *Server) streamRequest(r *http.Request, lifecycleOnly bool) (streamSpec,
 
 // start returns where a feed begins: after the cursor's position for it, else from the earliest held event when asked
 // or when the client has had nothing from this feed yet, else live.
-func (spec *streamSpec) start(has bool, p Position) Start {
+func (spec *streamSpec) start(has bool, p event.Position) bus.Start {
 	switch {
 	case spec.cursor != nil && has:
-		return StartAfter(p)
+		return bus.StartAfter(p)
 	case spec.earliest || spec.replay || spec.cursor != nil:
-		return StartEarliest()
+		return bus.StartEarliest()
 	}
-	return StartLive()
+	return bus.StartLive()
 }
 
 // sseConn is one SSE client: its feeds, its cursor, its write buffer and its connection.
@@ -186,7 +189,7 @@ type sseConn struct {
 	s       *Server
 	spec    *streamSpec
 	conn    net.Conn
-	cursor  Cursor
+	cursor  event.Cursor
 	buf     []byte
 	woken   atomic.Bool
 	creds   credentials // what the stream was opened with, checked again after ReloadAuth
@@ -194,12 +197,12 @@ type sseConn struct {
 	wake    func()      // interrupts the wait of run
 	unwatch func() bool // stops the wake-up at the next ReloadAuth
 
-	ev     Subscription[FlovynEvent]
-	st     Subscription[StreamEvent]
-	nextEv *Delivery[FlovynEvent]
-	nextSt *Delivery[StreamEvent]
-	evD    Delivery[FlovynEvent]
-	stD    Delivery[StreamEvent]
+	ev     bus.Subscription[event.FlovynEvent]
+	st     bus.Subscription[event.StreamEvent]
+	nextEv *bus.Delivery[event.FlovynEvent]
+	nextSt *bus.Delivery[event.StreamEvent]
+	evD    bus.Delivery[event.FlovynEvent]
+	stD    bus.Delivery[event.StreamEvent]
 }
 
 // aLongTimeAgo is a deadline in the past: it makes a blocked read return at once.
@@ -257,11 +260,12 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, spec streamSpe
 	c.buf = strconv.AppendInt(c.buf, sseRetry.Milliseconds(), 10)
 	c.buf = append(c.buf, "\n\n"...)
 	if spec.unreadable {
-		c.writeGap(&Gap{Reason: GapReset, Missed: -1}) // before anything the feeds give
+		c.writeGap(&event.Gap{Reason: event.GapReset, Missed: -1}) // before anything the feeds give
 		s.metrics.unreadableCursors.Inc()
 	}
 	s.metrics.subscribers.Inc()
-	go c.run(cancel) // ends when the client goes away, the server shuts down or a feed ends
+	s.streams.Add(1)
+	go c.run(cancel) // ends when the client goes away, the server shuts down or a feed ends; Shutdown waits for it
 }
 
 // appendHeader appends the header lines of h.
@@ -278,6 +282,10 @@ func appendHeader(dst []byte, h http.Header) []byte {
 }
 
 func (c *sseConn) run(cancel context.CancelFunc) {
+	defer c.s.streams.Done()
+	if c.s.streamEnding != nil {
+		defer c.s.streamEnding()
+	}
 	defer func() {
 		cancel() // ends the subscriptions
 		c.conn.Close()
@@ -291,10 +299,11 @@ func (c *sseConn) run(cancel context.CancelFunc) {
 			_ = c.conn.SetReadDeadline(aLongTimeAgo)
 		}
 	}
-	for _, sub := range []any{c.ev, c.st} {
-		if n, ok := sub.(notifier); ok {
-			n.setNotify(wake)
-		}
+	if c.ev != nil {
+		c.ev.SetNotify(wake)
+	}
+	if c.st != nil {
+		c.st.SetNotify(wake)
 	}
 	stopShutdown := context.AfterFunc(c.s.streamsCtx, wake)
 	defer stopShutdown()
@@ -372,7 +381,7 @@ func (c *sseConn) watchReload() {
 }
 
 // ended reports whether a subscription has ended (the bus closed it).
-func ended[T any](s Subscription[T]) bool {
+func ended[T any](s bus.Subscription[T]) bool {
 	if s == nil {
 		return false
 	}
@@ -423,21 +432,10 @@ func (c *sseConn) drain() error {
 	}
 }
 
-// settler is implemented by subscriptions that replay from a store before they join the live feed.
-type settler interface {
-	// Settled reports whether the replay is over: nothing older than what is pending can come any more.
-	Settled() bool
-}
+// settled reports whether s, when there is one, is settled (see Subscription.Settled).
+func settled[T any](s bus.Subscription[T]) bool { return s == nil || s.Settled() }
 
-func settled[T any](s Subscription[T]) bool {
-	if s == nil {
-		return true
-	}
-	st, ok := s.(settler)
-	return !ok || st.Settled()
-}
-
-func (c *sseConn) writeEvent(d *Delivery[FlovynEvent]) {
+func (c *sseConn) writeEvent(d *bus.Delivery[event.FlovynEvent]) {
 	if d.Gap != nil {
 		c.writeGap(d.Gap)
 		return
@@ -449,13 +447,13 @@ func (c *sseConn) writeEvent(d *Delivery[FlovynEvent]) {
 }
 
 // writeLifecycle writes the frame of a lifecycle event at the current cursor; wire is its shared encoding, or nil.
-func (c *sseConn) writeLifecycle(e *FlovynEvent, wire []byte) {
+func (c *sseConn) writeLifecycle(e *event.FlovynEvent, wire []byte) {
 	c.buf = c.appendID(c.buf)
 	c.buf = c.appendLifecycle(c.buf, e, wire)
 	c.s.metrics.deliveredLifecycle.Inc()
 }
 
-func (c *sseConn) writeStream(d *Delivery[StreamEvent]) {
+func (c *sseConn) writeStream(d *bus.Delivery[event.StreamEvent]) {
 	if d.Gap != nil {
 		c.writeGap(d.Gap)
 		return
@@ -465,7 +463,7 @@ func (c *sseConn) writeStream(d *Delivery[StreamEvent]) {
 	if c.spec.taskOnly != "" && se.TaskExecutionID != c.spec.taskOnly {
 		return
 	}
-	if e := se.lifecycle; e != nil { // a legacy lifecycle payload from NATS: a lifecycle event in every respect
+	if e := se.Lifecycle(); e != nil { // a legacy lifecycle payload from NATS: a lifecycle event in every respect
 		if c.spec.types.MatchesType(e.EventType) {
 			c.writeLifecycle(e, d.Wire)
 		}
@@ -476,17 +474,17 @@ func (c *sseConn) writeStream(d *Delivery[StreamEvent]) {
 	}
 	c.buf = c.appendID(c.buf)
 	switch {
-	case c.spec.flovyn && se.Type == StreamError:
+	case c.spec.flovyn && se.Type == event.StreamError:
 		c.buf = appendNamedFrame(c.buf, "error", se) // Flovyn's name, for pages written for its server
 	case d.Wire != nil:
 		c.buf = append(c.buf, d.Wire...)
 	default:
 		c.buf = appendStreamFrame(c.buf, se)
 	}
-	c.s.metrics.deliveredStream[streamKindIndex(se.Type)].Inc()
+	c.s.metrics.deliveredStream[event.StreamKindIndex(se.Type)].Inc()
 }
 
-func (c *sseConn) writeGap(g *Gap) {
+func (c *sseConn) writeGap(g *event.Gap) {
 	c.buf = append(c.buf, "event: gap\ndata: "...)
 	c.buf = g.AppendJSON(c.buf)
 	c.buf = append(c.buf, "\n\n"...)
@@ -502,7 +500,7 @@ func (c *sseConn) appendID(dst []byte) []byte {
 }
 
 // appendLifecycleFrame appends the SSE frame of a lifecycle event after its id line, with the tenant under key.
-func appendLifecycleFrame(dst []byte, e *FlovynEvent, key TenantKey) []byte {
+func appendLifecycleFrame(dst []byte, e *event.FlovynEvent, key event.TenantKey) []byte {
 	dst = append(dst, "event: lifecycle\ndata: "...)
 	dst = e.AppendJSONAs(dst, key)
 	return append(dst, "\n\n"...)
@@ -514,8 +512,8 @@ func appendLifecycleFrame(dst []byte, e *FlovynEvent, key TenantKey) []byte {
 const streamErrorFrame = "stream-error"
 
 // frameName is the SSE event name of a stream event of kind t: token, progress, data, or streamErrorFrame.
-func frameName(t StreamEventType) string {
-	if t == StreamError {
+func frameName(t event.StreamEventType) string {
+	if t == event.StreamError {
 		return streamErrorFrame
 	}
 	return t.SSEName()
@@ -523,12 +521,12 @@ func frameName(t StreamEventType) string {
 
 // appendStreamFrame appends the SSE frame of a generic stream event after its id line: its kind, and its payload
 // verbatim as data lines.
-func appendStreamFrame(dst []byte, s *StreamEvent) []byte {
+func appendStreamFrame(dst []byte, s *event.StreamEvent) []byte {
 	return appendNamedFrame(dst, frameName(s.Type), s)
 }
 
 // appendNamedFrame appends the frame of a generic stream event under the event name name.
-func appendNamedFrame(dst []byte, name string, s *StreamEvent) []byte {
+func appendNamedFrame(dst []byte, name string, s *event.StreamEvent) []byte {
 	dst = append(dst, "event: "...)
 	dst = append(dst, name...)
 	dst = append(dst, '\n')
@@ -536,19 +534,26 @@ func appendNamedFrame(dst []byte, name string, s *StreamEvent) []byte {
 	return append(dst, '\n')
 }
 
+// FrameEncoders returns the encoders a bus is given (FeedOptions.Encoders): the SSE frames of lifecycle and stream events
+// after their id line, with the tenant of a lifecycle event under key (events.tenant_key). The bus encodes each item
+// once with them, for every subscriber; the SSE writer sends what they return.
+func FrameEncoders(key event.TenantKey) bus.Encoders {
+	return bus.Encoders{Event: lifecycleWire(key), Stream: streamFrameWire(key)}
+}
+
 // lifecycleWire returns the hubs' shared encoding of lifecycle events, with the tenant under key (events.tenant_key);
 // streamFrameWire is the one of stream events.
-func lifecycleWire(key TenantKey) func(*FlovynEvent) []byte {
-	return func(e *FlovynEvent) []byte {
+func lifecycleWire(key event.TenantKey) func(*event.FlovynEvent) []byte {
+	return func(e *event.FlovynEvent) []byte {
 		return appendLifecycleFrame(make([]byte, 0, 440+len(e.Data)+len(e.EventType)+len(e.Source)), e, key)
 	}
 }
 
-func streamFrameWire(key TenantKey) func(*StreamEvent) []byte {
+func streamFrameWire(key event.TenantKey) func(*event.StreamEvent) []byte {
 	lifecycle := lifecycleWire(key)
-	return func(s *StreamEvent) []byte {
-		if s.lifecycle != nil { // a legacy lifecycle payload from NATS: its lifecycle frame
-			return lifecycle(s.lifecycle)
+	return func(s *event.StreamEvent) []byte {
+		if s.Lifecycle() != nil { // a legacy lifecycle payload from NATS: its lifecycle frame
+			return lifecycle(s.Lifecycle())
 		}
 		return appendStreamFrame(make([]byte, 0, 32+len(s.Payload)), s)
 	}
@@ -609,4 +614,29 @@ func (c *sseConn) grab() {
 	if c.buf == nil {
 		c.buf = *frameBuffers.Get().(*[]byte)
 	}
+}
+
+// logCursorBytes bounds how much of an unreadable cursor a debug log shows.
+const logCursorBytes = 64
+
+// unreadableCursor notes a cursor the sidecar cannot read (from names where it came from: the Last-Event-ID header or
+// the last_event_id query parameter). The stream answers it with a reset gap; the value is only ever logged at debug
+// level, escaped and cut to logCursorBytes, since it is whatever a client sent.
+func (s *Server) unreadableCursor(r *http.Request, from, v string) {
+	ctx := r.Context()
+	if !s.log.Enabled(ctx, slog.LevelDebug) {
+		return
+	}
+	s.log.LogAttrs(ctx, slog.LevelDebug, "unreadable cursor: a reset gap, then the stream as without a cursor",
+		slog.String("from", from), slog.String("cursor", escapeForLog(v, logCursorBytes)), slog.Int("bytes", len(v)))
+}
+
+// escapeForLog returns at most the first limit bytes of v with every byte outside printable ASCII escaped as Go
+// escapes it (\x01, \u00e9, \n), without quotes around it.
+func escapeForLog(v string, limit int) string {
+	if len(v) > limit {
+		v = v[:limit]
+	}
+	q := strconv.QuoteToASCII(v)
+	return q[1 : len(q)-1]
 }

@@ -12,6 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flovyn/eventhook/sidecar/bus"
+	"github.com/flovyn/eventhook/sidecar/bus/bustest"
+	"github.com/flovyn/eventhook/sidecar/client"
+	"github.com/flovyn/eventhook/sidecar/config"
+	"github.com/flovyn/eventhook/sidecar/event"
 	"github.com/google/uuid"
 )
 
@@ -24,14 +29,14 @@ func TestPausedReaderGetsNoHole(t *testing.T) {
 	for _, backend := range []string{"memory", "jetstream"} {
 		t.Run(backend, func(t *testing.T) {
 			cfg := testConfig(t)
-			cfg.SSE.WriteTimeout = Duration(300 * time.Millisecond)
-			var bus Bus
+			cfg.SSE.WriteTimeout = config.Duration(300 * time.Millisecond)
+			var eb bus.Bus
 			if backend == "jetstream" {
-				js := newJetStreamTestBus(t, nil)
+				js := newJetStreamTestBus(t)
 				t.Cleanup(func() { js.Close() })
-				bus = js
+				eb = js
 			}
-			h := newHarness(t, cfg, bus)
+			h := newHarness(t, cfg, eb)
 			testPausedReader(t, h, cfg.SSE.WriteTimeout.D()*3/2)
 		})
 	}
@@ -81,13 +86,13 @@ func testPausedReader(t *testing.T, h *harness, pause time.Duration) {
 			t.Fatal("the streams did not open")
 		}
 	}
-	mk := func(n int) *FlovynEvent {
-		e := ev(tenant, "task.progress").WithWorkflow(wf)
+	mk := func(n int) *event.FlovynEvent {
+		e := bustest.Event(tenant, "task.progress").WithWorkflow(wf)
 		e.Data = json.RawMessage(fmt.Sprintf(`{"n":%d,"pad":%q}`, n, filler))
 		return e
 	}
 	for n := range before {
-		publishEvent(t, h.bus, mk(n))
+		bustest.PublishEvent(t, h.bus, mk(n))
 	}
 	for range readers {
 		select {
@@ -97,17 +102,17 @@ func testPausedReader(t *testing.T, h *harness, pause time.Duration) {
 		}
 	}
 	// The rest of the burst while every reader pauses, pipelined where the backend can.
-	rest := make([]*FlovynEvent, 0, events-before)
+	rest := make([]*event.FlovynEvent, 0, events-before)
 	for n := before; n < events; n++ {
 		rest = append(rest, mk(n))
 	}
-	if bp, ok := h.bus.(BatchPublisher); ok {
+	if bp, ok := h.bus.(bus.BatchPublisher); ok {
 		for _, err := range mustBatch(bp.PublishBatch(t.Context(), rest, nil)) {
 			t.Fatal(err)
 		}
 	} else {
 		for _, e := range rest {
-			publishEvent(t, h.bus, e)
+			bustest.PublishEvent(t, h.bus, e)
 		}
 	}
 	close(published)
@@ -134,7 +139,7 @@ func testPausedReader(t *testing.T, h *harness, pause time.Duration) {
 }
 
 // mustBatch returns the errors of a batch publish that are not nil.
-func mustBatch(_ []PublishResult, errs []error) []error {
+func mustBatch(_ []bus.PublishResult, errs []error) []error {
 	var out []error
 	for _, err := range errs {
 		if err != nil {
@@ -185,7 +190,7 @@ func readUntil(addr, path string, rcvBuf, total int, seen func(n int), opened ch
 		if attempt == 0 {
 			opened <- struct{}{}
 		}
-		r := NewSSEReader(br)
+		r := client.NewSSEReader(br)
 		for {
 			frame, err := r.Next()
 			if err != nil {

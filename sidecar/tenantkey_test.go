@@ -2,53 +2,22 @@ package sidecar
 
 import (
 	"context"
-	"encoding/json"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/flovyn/eventhook/sidecar/bus"
+	"github.com/flovyn/eventhook/sidecar/bus/bustest"
+	"github.com/flovyn/eventhook/sidecar/client"
+	"github.com/flovyn/eventhook/sidecar/event"
+	"github.com/flovyn/eventhook/sidecar/natsbus"
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // events.tenant_key: org_id writes every lifecycle event the daemon writes with org_id in place of tenant_id.
-
-func TestAppendJSONAs(t *testing.T) {
-	e := &FlovynEvent{ID: uuid.MustParse("9d7c6b5a-4e3f-4a1b-8c2d-1e0f9a8b7c6d"), TenantID: uuid.MustParse(tenantStr),
-		EventType: "task.completed", Source: "system", Data: json.RawMessage(`{"a":1}`), TimestampMs: 1700000000123}
-	e.WithWorkflow(uuid.MustParse(wfStr))
-	// The default wire form, byte for byte.
-	const tenantForm = `{"id":"9d7c6b5a-4e3f-4a1b-8c2d-1e0f9a8b7c6d","tenant_id":"` + tenantStr + `","workflow_execution_id":"` + wfStr +
-		`","task_execution_id":null,"event_type":"task.completed","source":"system","data":{"a":1},"timestamp_ms":1700000000123,"correlation_id":null}`
-	orgForm := strings.Replace(tenantForm, `"tenant_id"`, `"org_id"`, 1)
-	for _, c := range []struct {
-		name string
-		got  []byte
-		want string
-	}{
-		{"AppendJSON", e.AppendJSON(nil), tenantForm},
-		{"MarshalJSON", must(json.Marshal(e)), tenantForm},
-		{"AppendJSONAs(tenant_id)", e.AppendJSONAs(nil, TenantKeyTenantID), tenantForm},
-		{`AppendJSONAs("")`, e.AppendJSONAs(nil, ""), tenantForm},
-		{"AppendJSONAs(org_id)", e.AppendJSONAs(nil, TenantKeyOrgID), orgForm},
-	} {
-		if string(c.got) != c.want {
-			t.Errorf("%s = %s; want %s", c.name, c.got, c.want)
-		}
-	}
-	back, err := DecodeEvent([]byte(orgForm))
-	if err != nil || string(back.AppendJSON(nil)) != tenantForm {
-		t.Fatalf("DecodeEvent(org form) = %v, %v; want the same event", back, err)
-	}
-}
-
-func must(b []byte, err error) []byte {
-	if err != nil {
-		panic(err)
-	}
-	return b
-}
 
 // TestTenantKeyOrgOutput runs the daemon with events.tenant_key: org_id on each backend: every lifecycle event it writes
 // — SSE frames, live and replayed, and the NATS message bodies — carries org_id and no tenant_id, and reads back as the
@@ -64,22 +33,19 @@ func TestTenantKeyOrgOutput(t *testing.T) {
 			cfg.Backend = backend
 			cfg.NATS.EmbeddedListen = ""
 			cfg.NATS.StoreDir = t.TempDir()
-			cfg.Events.TenantKey = TenantKeyOrgID
-			bus, err := OpenBus(t.Context(), cfg, NewLogger(LogConfig{Level: "error"}, nil))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { bus.Close() })
+			cfg.Events.TenantKey = event.TenantKeyOrgID
+			eb := openBus(t, cfg)
+			t.Cleanup(func() { eb.Close() })
 			if c.unencoded {
-				bus = unencodedBus{bus}
+				eb = unencodedBus{eb}
 			}
-			h := newHarness(t, cfg, bus)
+			h := newHarness(t, cfg, eb)
 			tenant, wf := uuid.New(), uuid.New()
 			wantKey := `"org_id":"` + tenant.String() + `"`
 
 			// The NATS body, as another subscriber of the cluster reads it.
 			var natsBodies chan *nats.Msg
-			if nc := natsConnOf(bus); nc != nil {
+			if nc := connOf(eb); nc != nil {
 				natsBodies = make(chan *nats.Msg, 16)
 				sub, err := nc.ChanSubscribe("flovyn.events."+tenant.String()+".>", natsBodies)
 				if err != nil {
@@ -98,12 +64,16 @@ func TestTenantKeyOrgOutput(t *testing.T) {
 				select {
 				case m := <-natsBodies:
 					checkOrgJSON(t, "NATS body", m.Data, wantKey, r.ID)
-				case <-time.After(waitFor):
-					t.Fatalf("no NATS message within %v", waitFor)
+				case <-time.After(bustest.WaitFor):
+					t.Fatalf("no NATS message within %v", bustest.WaitFor)
 				}
 			}
-			if js, ok := bus.(*JetStreamBus); ok {
-				stored, err := js.js.Stream(t.Context(), cfg.JetStream.EventsStream)
+			if js, ok := eb.(*natsbus.JetStream); ok {
+				jsc, err := jetstream.New(js.Conn())
+				if err != nil {
+					t.Fatal(err)
+				}
+				stored, err := jsc.Stream(t.Context(), cfg.JetStream.EventsStream)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -115,7 +85,7 @@ func TestTenantKeyOrgOutput(t *testing.T) {
 			}
 			// A replay (earliest), where the backend holds the event: from a store or a ring.
 			if backend != "nats" {
-				replay := h.stream(t, h.unix, "/events/stream", url.Values{"org_id": {tenant.String()}}, CursorEarliest)
+				replay := h.stream(t, h.unix, "/events/stream", url.Values{"org_id": {tenant.String()}}, event.CursorEarliest)
 				checkOrgFrame(t, replay.next(t), wantKey, r.ID)
 			}
 		})
@@ -124,9 +94,9 @@ func TestTenantKeyOrgOutput(t *testing.T) {
 
 // unencodedBus is a bus whose lifecycle deliveries have no shared SSE encoding (Delivery.Wire), as a bus of another
 // package may give.
-type unencodedBus struct{ Bus }
+type unencodedBus struct{ bus.Bus }
 
-func (b unencodedBus) SubscribeEvents(ctx context.Context, p EventPattern, from Start) (Subscription[FlovynEvent], error) {
+func (b unencodedBus) SubscribeEvents(ctx context.Context, p event.EventPattern, from bus.Start) (bus.Subscription[event.FlovynEvent], error) {
 	s, err := b.Bus.SubscribeEvents(ctx, p, from)
 	if err != nil {
 		return nil, err
@@ -134,17 +104,17 @@ func (b unencodedBus) SubscribeEvents(ctx context.Context, p EventPattern, from 
 	return unencodedSub{s}, nil
 }
 
-type unencodedSub struct{ Subscription[FlovynEvent] }
+type unencodedSub struct {
+	bus.Subscription[event.FlovynEvent]
+}
 
-func (s unencodedSub) Next() (Delivery[FlovynEvent], bool) {
+func (s unencodedSub) Next() (bus.Delivery[event.FlovynEvent], bool) {
 	d, ok := s.Subscription.Next()
 	d.Wire = nil
 	return d, ok
 }
 
-func (s unencodedSub) setNotify(f func()) { s.Subscription.(notifier).setNotify(f) }
-
-func checkOrgFrame(t testing.TB, ev SSEEvent, wantKey, id string) {
+func checkOrgFrame(t testing.TB, ev client.SSEEvent, wantKey, id string) {
 	t.Helper()
 	if ev.Event != "lifecycle" {
 		t.Fatalf("frame %+v; want a lifecycle event", ev)
@@ -158,11 +128,11 @@ func checkOrgJSON(t testing.TB, what string, data []byte, wantKey, id string) {
 	if !strings.Contains(string(data), wantKey) || strings.Contains(string(data), "tenant_id") {
 		t.Fatalf("%s %s; want %s and no tenant_id", what, data, wantKey)
 	}
-	e, err := DecodeEvent(data)
+	e, err := event.DecodeEvent(data)
 	if err != nil || e.ID.String() != id {
 		t.Fatalf("%s %s decodes to %v, %v; want the event %s", what, data, e, err, id)
 	}
-	if back := e.AppendJSONAs(nil, TenantKeyOrgID); string(back) != string(data) {
+	if back := e.AppendJSONAs(nil, event.TenantKeyOrgID); string(back) != string(data) {
 		t.Fatalf("%s %s; re-encoded %s", what, data, back)
 	}
 }

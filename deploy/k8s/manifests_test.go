@@ -20,12 +20,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flovyn/eventhook/sidecar/config"
+	"github.com/flovyn/eventhook/sidecar/natsbus"
+	"github.com/flovyn/eventhook/subjects"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 	"gopkg.in/yaml.v3"
-
-	"github.com/flovyn/eventhook/sidecar"
-	"github.com/flovyn/eventhook/subjects"
 )
 
 // What the manifests must agree on.
@@ -480,14 +480,14 @@ func TestManifestWorkerNativeSidecar(t *testing.T) {
 }
 
 // sidecarConfig parses the configuration in the ConfigMap eventhook-config with the daemon's own loader.
-func sidecarConfig(t *testing.T, objs []*object) *sidecar.Config {
+func sidecarConfig(t *testing.T, objs []*object) *config.Config {
 	t.Helper()
 	cm := find(t, objs, "ConfigMap", "eventhook-config")
 	text, ok := cm.Data["config.yaml"]
 	if !ok {
 		t.Fatalf("ConfigMap eventhook-config has no config.yaml")
 	}
-	cfg, err := sidecar.ParseConfig([]byte(text))
+	cfg, err := config.Parse([]byte(text))
 	if err != nil {
 		t.Fatalf("the sidecar configuration in ConfigMap eventhook-config does not load: %v", err)
 	}
@@ -631,7 +631,7 @@ func TestManifestNATSCluster(t *testing.T) {
 }
 
 // TestManifestStreams checks the streams the Job creates against the sidecar configuration of workflow-worker.yaml, so
-// that a sidecar starting with manage_streams false (sidecar/jsstreams.go) finds them as configured and logs no
+// that a sidecar starting with manage_streams false (sidecar/natsbus/jsstreams.go) finds them as configured and logs no
 // difference: subjects, storage (file for the events and the index, jetstream.streams_storage for the generic streams),
 // limits retention, a duplicate window at least jetstream.duplicate_window, replicas and max age as configured.
 func TestManifestStreams(t *testing.T) {
@@ -644,7 +644,7 @@ func TestManifestStreams(t *testing.T) {
 		maxAge  time.Duration
 	}{
 		js.EventsStream:            {subjects.AllEvents, js.EventsMaxAge.D()},
-		js.EventsStream + "_INDEX": {sidecar.IndexPrefix + ">", js.EventsMaxAge.D()},
+		js.EventsStream + "_INDEX": {natsbus.IndexPrefix + ">", js.EventsMaxAge.D()},
 		js.StreamsStream:           {subjects.AllStreams, js.StreamsMaxAge.D()},
 	}
 	if len(cm.Data) != len(want) {
@@ -982,7 +982,7 @@ func TestDockerfile(t *testing.T) {
 	if defaultConfig == nil {
 		t.Fatalf("the runtime stage has no default configuration (COPY <<EOF %s/config.yaml)", configDir)
 	}
-	cfg, err := sidecar.ParseConfig([]byte(strings.Join(defaultConfig, "\n")))
+	cfg, err := config.Parse([]byte(strings.Join(defaultConfig, "\n")))
 	if err != nil {
 		t.Fatalf("the image's default configuration does not load: %v", err)
 	}

@@ -1,0 +1,215 @@
+package natsbus
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/flovyn/eventhook/sidecar/bus"
+	"github.com/flovyn/eventhook/sidecar/event"
+	"github.com/flovyn/eventhook/subjects"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// eventMsg builds the NATS message of an event: its subject, Nats-Msg-Id <tenant>:<id> (so one tenant can never
+// suppress another's event), and its JSON with the tenant under key (events.tenant_key).
+func eventMsg(e *event.FlovynEvent, key event.TenantKey) (*nats.Msg, error) {
+	subj, err := e.Subject()
+	if err != nil {
+		return nil, err
+	}
+	m := &nats.Msg{Subject: subj, Header: nats.Header{}, Data: e.AppendJSONAs(make([]byte, 0, 256+len(e.Data)), key)}
+	m.Header.Set(jetstream.MsgIDHeader, e.TenantID.String()+":"+e.ID.String())
+	return m, nil
+}
+
+// PublishEvent implements EventPublisher: it returns after JetStream's PubAck, or ErrUnavailable at once when NATS is
+// not connected.
+func (b *JetStream) PublishEvent(ctx context.Context, e *event.FlovynEvent) (bus.PublishResult, error) {
+	res, errs := b.PublishBatch(ctx, []*event.FlovynEvent{e}, nil)
+	return res[0], errs[0]
+}
+
+// PublishEvents publishes lifecycle events as PublishBatch does.
+func (b *JetStream) PublishEvents(ctx context.Context, events []*event.FlovynEvent) ([]bus.PublishResult, []error) {
+	return b.PublishBatch(ctx, events, nil)
+}
+
+// PublishBatch implements BatchPublisher: every entry is published asynchronously, in order, then every ack awaited. A
+// retried lifecycle event is answered as a duplicate with its original sequence.
+func (b *JetStream) PublishBatch(ctx context.Context, events []*event.FlovynEvent, streams []*event.StreamEvent) ([]bus.PublishResult, []error) {
+	n := max(len(events), len(streams))
+	results := make([]bus.PublishResult, n)
+	errs := make([]error, n)
+	if b.isClosed() {
+		for i := range errs {
+			errs[i] = bus.ErrClosed
+		}
+		return results, errs
+	}
+	msgs := make([]*nats.Msg, n)
+	for i := range n {
+		var err error
+		if i < len(events) && events[i] != nil {
+			msgs[i], err = eventMsg(events[i], b.o.TenantKey)
+		} else {
+			msgs[i], err = streamMsg(streams[i])
+		}
+		errs[i] = err
+	}
+	if !b.conn.connected() {
+		down := fmt.Errorf("publish: %w: not connected to NATS", bus.ErrUnavailable)
+		for i := range errs {
+			errs[i] = cmp.Or(errs[i], down)
+		}
+		return results, errs
+	}
+	acks := b.publishAll(ctx, msgs, errs)
+	for i, a := range acks {
+		if errs[i] == nil {
+			results[i] = bus.PublishResult{Sequence: a.Sequence, Duplicate: a.Duplicate}
+		}
+	}
+	return results, errs
+}
+
+// resendAfter is how long a publish waits without any ack of its request before the lifecycle events still unacked
+// are sent again. Their Nats-Msg-Id makes JetStream store each once, so a resend only ever helps: it rides out the
+// election of a new stream leader after the old one died with the first send unanswered (which would otherwise wait
+// for jetstream.publish_timeout and fail).
+const resendAfter = time.Second
+
+// noLeader reports a publish that no stream answered: in a cluster, the stream is electing a leader.
+func noLeader(err error) bool {
+	return errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders)
+}
+
+// publishAll publishes msgs (nil entries skipped) asynchronously and waits for every ack, within ctx. When no ack
+// comes for resendAfter, it sends the lifecycle events still unanswered again (see resendAfter) and keeps waiting;
+// the first send's answer is preferred when both have come, and a resend that no stream answers waits for the next.
+// A resend answered as a duplicate means the first send was stored after all: JetStream's answer (duplicate, with the
+// original sequence) is what the caller gets.
+func (b *JetStream) publishAll(ctx context.Context, msgs []*nats.Msg, errs []error) []jetstream.PubAck {
+	acks := make([]jetstream.PubAck, len(msgs))
+	futures := make([]sends, len(msgs))
+	for i, m := range msgs {
+		if m == nil {
+			continue
+		}
+		send := m
+		if b.o.firstSend != nil {
+			send = b.o.firstSend(m)
+		}
+		f, err := b.js.PublishMsgAsync(send)
+		if err != nil {
+			errs[i] = unavailable("publish", err)
+			continue
+		}
+		futures[i] = sends{first: f.Ok(), last: f}
+	}
+	lost := b.conn.lost()
+	timer := time.NewTimer(resendAfter)
+	defer timer.Stop()
+	for i := range futures {
+		f := &futures[i]
+		if f.last == nil || f.answered {
+			continue
+		}
+		timer.Reset(resendAfter) // resendAfter without any progress
+		for !f.answered && errs[i] == nil {
+			select {
+			case a := <-f.first:
+				acks[i], f.answered = *a, true
+			case a := <-f.last.Ok():
+				acks[i], f.answered = *a, true
+				select {
+				case a := <-f.first: // the first send's answer too: prefer it
+					acks[i] = *a
+				default:
+				}
+			case err := <-f.last.Err():
+				switch {
+				case f.resent && noLeader(err): // still electing: the next resend may find the new leader
+				case errors.Is(err, jetstream.ErrAsyncPublishTimeout) || f.resent:
+					// Sent and unanswered (a resend's error says nothing of the first send, which may be stored).
+					errs[i] = fmt.Errorf("publish: %w: %w: %w", bus.ErrUnavailable, bus.ErrUnconfirmed, err)
+				default:
+					errs[i] = unavailable("publish", err)
+				}
+			case <-timer.C:
+				b.resend(msgs[i:], futures[i:], acks[i:])
+				timer.Reset(resendAfter)
+			case <-ctx.Done():
+				errs[i] = fmt.Errorf("publish: %w: %w: %w", bus.ErrUnavailable, bus.ErrUnconfirmed, ctx.Err())
+			case <-lost:
+				errs[i] = fmt.Errorf("publish: %w: %w: the connection to NATS dropped before the ack", bus.ErrUnavailable, bus.ErrUnconfirmed)
+			}
+		}
+	}
+	return acks
+}
+
+// sends is what publishAll knows of one message: the first send's answer, the last send (the first until a resend).
+type sends struct {
+	first    <-chan *jetstream.PubAck
+	last     jetstream.PubAckFuture
+	resent   bool
+	answered bool
+}
+
+// resend sends again the lifecycle events that have no answer yet; msgs, futures and acks are indexed alike.
+func (b *JetStream) resend(msgs []*nats.Msg, futures []sends, acks []jetstream.PubAck) {
+	for j := range futures {
+		f := &futures[j]
+		if f.last == nil || f.answered || msgs[j].Header.Get(jetstream.MsgIDHeader) == "" {
+			continue
+		}
+		select {
+		case a := <-f.first: // answered meanwhile: nothing to resend
+			acks[j], f.answered = *a, true
+			continue
+		default:
+		}
+		if nf, err := b.js.PublishMsgAsync(msgs[j]); err == nil {
+			f.last, f.resent = nf, true
+		}
+	}
+	b.stats.resent.Add(1)
+}
+
+// PublishStream implements StreamPublisher: the event goes to flovyn.streams.workflow.<key> with its tenant in the
+// Flovyn-Tenant-Id header.
+func (b *JetStream) PublishStream(ctx context.Context, s *event.StreamEvent) (bus.PublishResult, error) {
+	res, errs := b.PublishBatch(ctx, nil, []*event.StreamEvent{s})
+	return res[0], errs[0]
+}
+
+func streamMsg(s *event.StreamEvent) (*nats.Msg, error) {
+	key, err := bus.StreamKey(s.TenantID, s.Key())
+	if err != nil {
+		return nil, err
+	}
+	m := &nats.Msg{Subject: subjects.StreamsPrefix + key, Header: nats.Header{}, Data: s.AppendJSON(make([]byte, 0, 128+len(s.Payload)))}
+	m.Header.Set(event.TenantHeader, s.TenantID.String())
+	return m, nil
+}
+
+// tenantHeader returns the tenant a stream message received from NATS names: its Flovyn-Tenant-Id header, else its
+// Flovyn-Org-Id header (the other name, for producers that call the tenant an org); "" when it has neither. When both
+// are set and differ it returns them joined by ", ", which is no UUID: the message is then invalid, never untenanted.
+func tenantHeader(h nats.Header) string {
+	t, o := h.Get(event.TenantHeader), h.Get(event.OrgHeader)
+	switch {
+	case o == "":
+		return t
+	case t == "":
+		return o
+	case strings.EqualFold(strings.TrimSpace(t), strings.TrimSpace(o)):
+		return t
+	}
+	return t + ", " + o
+}
