@@ -229,7 +229,7 @@ func (s *Server) withCORS(next http.Handler) http.Handler {
 
 func (s *Server) originAllowed(origin string) bool {
 	for _, o := range s.cfg.HTTP.CORSOrigins {
-		if o == "*" || o == origin {
+		if o == "*" || o == origin || config.NormalizeOrigin(o) == origin {
 			return true
 		}
 	}

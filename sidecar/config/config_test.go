@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -775,5 +776,31 @@ func TestConfigErrorFormat(t *testing.T) {
 		if !errors.Is(&tt.err, ErrInvalid) {
 			t.Errorf("errors.Is(%v, ErrInvalidConfig) = false", &tt.err)
 		}
+	}
+}
+
+// TestCORSOrigins: an origin is written as a browser sends it (a trailing slash, upper case, a default port are
+// normalised away); a path is an error naming the entry; "*" is refused with tokens configured.
+func TestCORSOrigins(t *testing.T) {
+	c, err := Parse([]byte(`http: {cors_origins: ["http://127.0.0.1:8001/", "HTTPS://App.Example.com:443", "http://[::1]:80/"]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"http://127.0.0.1:8001", "https://app.example.com", "http://[::1]"}; !slices.Equal(c.HTTP.CORSOrigins, want) {
+		t.Fatalf("cors_origins = %q; want %q", c.HTTP.CORSOrigins, want)
+	}
+	for _, tt := range []struct{ name, yaml, key, msg string }{
+		{"a path", `http: {cors_origins: ["https://app.example.com/app/"]}`, "http.cors_origins[0]", "no path"},
+		{"a query", `http: {cors_origins: ["https://app.example.com/?x=1"]}`, "http.cors_origins[0]", "no path, query"},
+		{"any origin with tokens", "http: {cors_origins: [\"*\"]}\nauth: {tokens: [{name: a, env: TOK, tenants: \"*\", allow: [publish]}]}",
+			"http.cors_origins[0]", "only without auth.tokens"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.yaml))
+			ce := wantConfigError(t, err, tt.key)
+			if !strings.Contains(ce.Error(), tt.msg) {
+				t.Errorf("error %q; want it to say %q", ce.Error(), tt.msg)
+			}
+		})
 	}
 }

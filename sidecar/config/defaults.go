@@ -70,7 +70,8 @@ func Default() *Config {
 // Three settings are special: nats.embedded, when unset, becomes true unless nats.urls is set (then false);
 // http.listen and http.unix_socket are filled only when both are empty, since an empty one turns that listener off;
 // nats.embedded_listen is never filled ("" means in-process connections only). A false boolean is a setting, not a
-// zero to fill. Empty lists become nil, and token hashes are lower-cased.
+// zero to fill. Empty lists become nil, token hashes are lower-cased, and CORS origins are written as browsers send
+// them (NormalizeOrigin).
 func (c *Config) ApplyDefaults() {
 	d := Default()
 	if c.HTTP.Listen == "" && c.HTTP.UnixSocket == "" {
@@ -83,6 +84,9 @@ func (c *Config) ApplyDefaults() {
 	fillDefaults(reflect.ValueOf(c).Elem(), reflect.ValueOf(d).Elem(), "")
 	for i := range c.Auth.Tokens {
 		c.Auth.Tokens[i].SHA256 = strings.ToLower(c.Auth.Tokens[i].SHA256)
+	}
+	for i, o := range c.HTTP.CORSOrigins {
+		c.HTTP.CORSOrigins[i] = NormalizeOrigin(o)
 	}
 }
 

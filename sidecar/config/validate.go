@@ -147,11 +147,37 @@ func (c *Config) validateHTTP(p *cfgProblems) {
 	}
 	p.positive("http.read_header_timeout", h.ReadHeaderTimeout, "5s")
 	for i, o := range h.CORSOrigins {
-		if !cfgValidOrigin(o) {
-			p.add(fmt.Sprintf("http.cors_origins[%d]", i), "%q is not an origin; write \"*\" or scheme://host[:port], "+
-				"e.g. \"https://app.example.com\", without a path", o)
+		key := fmt.Sprintf("http.cors_origins[%d]", i)
+		switch {
+		case o == "*" && len(c.Auth.Tokens) > 0:
+			p.add(key, "\"*\" (any origin) is allowed only without auth.tokens: a page of any site could use a token "+
+				"its visitor holds; list the origins of your pages instead")
+		case !cfgValidOrigin(o):
+			p.add(key, "%q is not an origin; write \"*\" or scheme://host[:port], e.g. \"https://app.example.com\", "+
+				"with no path, query or fragment (a browser sends exactly that in Origin)", o)
 		}
 	}
+}
+
+// NormalizeOrigin returns the origin o as a browser sends it in the Origin header: scheme and host in lower case, no
+// default port (80 for http, 443 for https), no trailing slash (as people paste it: "http://127.0.0.1:8001/"). Anything
+// it cannot read as an origin is returned unchanged, for Validate to name.
+func NormalizeOrigin(o string) string {
+	u, err := url.Parse(o)
+	if err != nil || u.Host == "" || u.Opaque != "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" ||
+		u.Fragment != "" || u.User != nil {
+		return o
+	}
+	scheme, host, port := strings.ToLower(u.Scheme), strings.ToLower(u.Hostname()), u.Port()
+	if (scheme == "http" && port == "80") || (scheme == "https" && port == "443") {
+		port = ""
+	}
+	if port != "" {
+		host = net.JoinHostPort(host, port)
+	} else if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	return scheme + "://" + host
 }
 
 func (c *Config) validateNATS(p *cfgProblems) {
@@ -352,7 +378,7 @@ func cfgValidOrigin(s string) bool {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
 		return false
 	}
-	return (u.Path == "" || u.Path == "/") && u.RawQuery == "" && u.Fragment == ""
+	return u.Path == "" && u.RawQuery == "" && u.Fragment == "" && !u.ForceQuery
 }
 
 func cfgIsHex(s string, n int) bool {
