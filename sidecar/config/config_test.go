@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -457,8 +458,9 @@ func TestConfigEnvExpansion(t *testing.T) {
 			check: func(c *Config) bool { return c.HTTP.Listen == "127.0.0.1:7001" }},
 		{name: "value wins over default", yaml: `http: {listen: "${EH_LISTEN:-127.0.0.1:7002}"}`,
 			check: func(c *Config) bool { return c.HTTP.Listen == "127.0.0.1:9999" }},
-		{name: "unset is empty", yaml: `http: {listen: "${EH_UNSET_VAR}"}`,
+		{name: "empty default", yaml: `http: {listen: "${EH_UNSET_VAR:-}"}`,
 			check: func(c *Config) bool { return c.HTTP.Listen == "" && c.HTTP.UnixSocket == "./eventhook.sock" }},
+		{name: "unset", yaml: `http: {listen: "${EH_UNSET_VAR}"}`, wantErr: ErrInvalid},
 		{name: "number", yaml: "jetstream:\n  replicas: ${EH_REPLICAS:-1}",
 			check: func(c *Config) bool { return c.JetStream.Replicas == 3 }},
 		{name: "secret", yaml: `nats: {urls: ["nats://a:4222"], token: "${EH_NATS_TOKEN}"}`,
@@ -469,8 +471,10 @@ func TestConfigEnvExpansion(t *testing.T) {
 			check: func(c *Config) bool { return c.Events.DefaultSource == "$2a$10$N9qo8uLOickgx2ZMRZoMye $EH_LISTEN" }},
 		{name: "dollar at the end", yaml: `events: {default_source: "x$"}`,
 			check: func(c *Config) bool { return c.Events.DefaultSource == "x$" }},
-		{name: "in a comment", yaml: "# ${EH_LISTEN}\nbackend: memory",
+		{name: "in a comment", yaml: "# ${EH_UNSET_VAR}\nbackend: memory # or ${EH_UNSET_VAR}",
 			check: func(c *Config) bool { return c.Backend == "memory" }},
+		{name: "a hash in a value", yaml: `events: {default_source: "a#${EH_LISTEN}"}`,
+			check: func(c *Config) bool { return c.Events.DefaultSource == "a#127.0.0.1:9999" }},
 		{name: "unterminated", yaml: "backend: memory\nhttp: {listen: \"${EH_LISTEN\"}\n", wantErr: ErrInvalid},
 		{name: "not a name", yaml: `http: {listen: "${EH-LISTEN}"}`, wantErr: ErrInvalid},
 		{name: "unsupported form", yaml: `http: {listen: "${EH_LISTEN:=x}"}`, wantErr: ErrInvalid},
@@ -483,7 +487,8 @@ func TestConfigEnvExpansion(t *testing.T) {
 				t.Fatalf("ParseConfig(%q) = %v; want %v", tt.yaml, err, tt.wantErr)
 			}
 			if tt.wantErr != nil {
-				if ce := wantConfigError(t, err, ""); ce.Line == 0 || !strings.Contains(ce.Msg, "${NAME:-default}") {
+				if ce := configErrors(t, err)[0]; ce.Line == 0 || !strings.Contains(ce.Msg, "${NAME:-default}") &&
+					!strings.Contains(ce.Msg, "EH_UNSET_VAR is not set") {
 					t.Errorf("error %q; want a line and the supported forms", ce)
 				}
 				return
@@ -802,5 +807,33 @@ func TestCORSOrigins(t *testing.T) {
 				t.Errorf("error %q; want it to say %q", ce.Error(), tt.msg)
 			}
 		})
+	}
+}
+
+// TestConfigReportsEveryMistake: a file with several mistakes of every kind gets them all, each with its line and
+// key, in the order of the file.
+func TestConfigReportsEveryMistake(t *testing.T) {
+	yaml := `http:
+  listn: "127.0.0.1:8787"
+  cors_origins: ["https://app.example.com/app"]
+backend: memroy
+jetstream:
+  replicas: lots
+memory:
+  event_buffer: -5
+events:
+  default_tenant_id: "${EH_NOT_SET_ANYWHERE}"
+sse:
+  heartbeat: 10ms
+`
+	_, err := Parse([]byte(yaml))
+	var got []string
+	for _, e := range configErrors(t, err) {
+		got = append(got, fmt.Sprintf("%d %s", e.Line, e.Key))
+	}
+	want := []string{"2 http.listn", "3 http.cors_origins[0]", "4 backend", "6 jetstream.replicas",
+		"8 memory.event_buffer", "10 events.default_tenant_id", "12 sse.heartbeat"}
+	if strings.Join(got, "; ") != strings.Join(want, "; ") {
+		t.Fatalf("mistakes (line key) = %q\nwant %q\n%v", got, want, err)
 	}
 }

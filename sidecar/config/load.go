@@ -82,11 +82,11 @@ func parseConfig(data []byte, file string) (*Config, error) {
 	return c, nil
 }
 
+// decodeConfig reads the configuration in data and returns every mistake found, in the order of the file: the
+// environment references, the keys and values YAML could not decode, and what validation finds in the rest. A
+// mistake that hides the others (a YAML syntax error, a document that is not a mapping) is the only one reported.
 func decodeConfig(data []byte) (*Config, []*Error) {
-	text, errs := expandEnv(data)
-	if len(errs) > 0 {
-		return nil, errs
-	}
+	text, envErrs := expandEnv(data)
 
 	c := Default()
 	c.NATS.Embedded = nil // its default depends on nats.urls: ApplyDefaults decides
@@ -98,15 +98,15 @@ func decodeConfig(data []byte) (*Config, []*Error) {
 		c.ApplyDefaults() // an empty document: the defaults
 		return c, nil
 	case err != nil:
-		return nil, []*Error{cfgSyntaxError(err)}
+		return nil, append(envErrs, cfgSyntaxError(err))
 	}
 	var second yaml.Node
 	if err := dec.Decode(&second); !errors.Is(err, io.EOF) {
 		if err != nil {
-			return nil, []*Error{cfgSyntaxError(err)}
+			return nil, append(envErrs, cfgSyntaxError(err))
 		}
-		return nil, []*Error{{Line: second.Line, Msg: "more than one YAML document; put the whole configuration " +
-			"in one"}}
+		return nil, append(envErrs, &Error{Line: second.Line, Msg: "more than one YAML document; put the whole " +
+			"configuration in one"})
 	}
 	root := cfgResolveAlias(&doc)
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
@@ -114,38 +114,60 @@ func decodeConfig(data []byte) (*Config, []*Error) {
 	}
 	if root.Kind == yaml.ScalarNode && root.ShortTag() == "!!null" {
 		c.ApplyDefaults()
-		return c, nil
+		return c, envErrs
 	}
 	if root.Kind != yaml.MappingNode {
-		return nil, []*Error{{Line: root.Line, Msg: fmt.Sprintf(
+		return nil, append(envErrs, &Error{Line: root.Line, Msg: fmt.Sprintf(
 			"the configuration must be a mapping of sections (%s), not a %s",
-			strings.Join(cfgYAMLKeys(reflect.TypeFor[Config]()), ", "), cfgKindName(root.Kind))}}
+			strings.Join(cfgYAMLKeys(reflect.TypeFor[Config]()), ", "), cfgKindName(root.Kind))})
 	}
 	idx := &cfgKeyIndex{}
 	idx.walk(root, reflect.TypeFor[Config](), "")
+	for _, e := range envErrs { // name the key whose value holds the reference
+		if e.Key == "" {
+			if k := idx.find(e.Line, func(cfgKeyEntry) bool { return false }).path; k != "" {
+				e.Key, e.Msg = k, cfgKeyPrefix(k)+e.Msg
+			}
+		}
+	}
 
 	strict := yaml.NewDecoder(bytes.NewReader(text))
 	strict.KnownFields(true)
+	var decodeErrs []*Error
 	if err := strict.Decode(c); err != nil {
-		return nil, idx.describe(err)
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			return nil, append(envErrs, idx.describe(err)...)
+		}
+		decodeErrs = idx.describe(err) // YAML decoded the rest: validate it too
 	}
 
+	var errs []*Error
 	if c.HTTP.Listen == "" && c.HTTP.UnixSocket == "" {
 		// Checked before ApplyDefaults, which would fill both: both were emptied explicitly.
 		errs = append(errs, cfgNoListener())
 	}
 	c.ApplyDefaults()
-	if len(errs) == 0 {
-		errs = c.validate()
-	}
+	errs = append(errs, c.validate()...)
 	for _, e := range errs {
 		if e.Line == 0 {
 			e.Line = idx.lineOf(e.Key)
 		}
 	}
-	slices.SortStableFunc(errs, func(a, b *Error) int { return a.Line - b.Line }) // in the order of the file
-	if len(errs) > 0 {
-		return nil, errs
+	// A line whose environment reference or value is already reported says nothing more by failing validation.
+	reported := map[int]bool{}
+	for _, e := range append(envErrs, decodeErrs...) {
+		reported[e.Line] = true
+	}
+	all := append(envErrs, decodeErrs...)
+	for _, e := range errs {
+		if e.Line == 0 || !reported[e.Line] {
+			all = append(all, e)
+		}
+	}
+	slices.SortStableFunc(all, func(a, b *Error) int { return a.Line - b.Line }) // in the order of the file
+	if len(all) > 0 {
+		return nil, all
 	}
 	return c, nil
 }
@@ -207,12 +229,23 @@ func expandEnv(data []byte) ([]byte, []*Error) {
 	out.Grow(len(data))
 	var errs []*Error
 	line := 1
+	var quote byte   // the quote of the scalar the line is in, or 0
+	comment := false // the rest of the line is a comment: written as it is
 	for i := 0; i < len(data); i++ {
 		b := data[i]
-		if b == '\n' {
+		switch {
+		case b == '\n':
 			line++
+			quote, comment = 0, false
+		case comment:
+		case b == '#' && quote == 0 && (i == 0 || data[i-1] == ' ' || data[i-1] == '\t' || data[i-1] == '\n'):
+			comment = true
+		case (b == '"' || b == '\'') && quote == 0:
+			quote = b
+		case b == quote && (b == '\'' || data[i-1] != '\\'):
+			quote = 0
 		}
-		if b != '$' || i+1 >= len(data) {
+		if b != '$' || i+1 >= len(data) || comment {
 			out.WriteByte(b)
 			continue
 		}
@@ -235,9 +268,13 @@ func expandEnv(data []byte) ([]byte, []*Error) {
 				errs = append(errs, &Error{Line: line, Msg: fmt.Sprintf("%q is not a variable reference; "+
 					"write ${NAME} or ${NAME:-default}, or $${ for a literal \"${\"", "${"+expr+"}")})
 			}
-			v := os.Getenv(name)
-			if hasDefault && v == "" {
+			v, set := os.LookupEnv(name)
+			switch {
+			case hasDefault && v == "":
 				v = def
+			case !set && cfgEnvName.MatchString(name):
+				errs = append(errs, &Error{Line: line, Msg: fmt.Sprintf("the environment variable %s is not set; set "+
+					"it, or write ${%s:-} for an empty default (or ${%s:-value})", name, name, name)})
 			}
 			out.WriteString(v)
 			i += 2 + end
