@@ -70,13 +70,6 @@ var (
 	_ bus.Connectivity   = (*JetStream)(nil)
 )
 
-// busStats counts what a NATS-fed bus drops; the metrics read them.
-type busStats struct {
-	invalid    atomic.Uint64 // messages on our subjects that are not valid events
-	untenanted atomic.Uint64 // stream events without the tenant header
-	resent     atomic.Uint64 // publish requests whose unacked lifecycle events were sent again
-}
-
 // Resent implements ResendCounter.
 func (b *JetStream) Resent() uint64 { return b.stats.resent.Load() }
 
@@ -129,6 +122,7 @@ func newJetStream(ctx context.Context, o Options, log *slog.Logger, conn *natsCo
 
 	b := &JetStream{o: o, log: log, conn: conn, js: js, index: idx, feeds: map[string]*jsFeed{},
 		untenanted: o.UntenantedTenant}
+	b.stats.log = log
 	b.events = &jsKind[event.FlovynEvent]{stream: evs, name: o.Streams.EventsStream, epoch: streamEpoch(evs)}
 	// A subscriber may have 4 × the ring pending before it is overtaken: its queue holds 48-byte references to shared entries,
 	// and an overtaken subscriber is re-fed from the store through a consumer of its own, which under a burst to many

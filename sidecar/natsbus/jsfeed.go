@@ -174,9 +174,12 @@ func (f *jsFeed) handleEvent(msg jetstream.Msg) {
 		f.endHold()
 		return
 	}
-	e, ok := f.b.decodeEventMsg(msg.Subject(), msg.Data(), md)
-	if !ok || e.TenantID != f.tenant {
-		f.b.stats.invalid.Add(1)
+	e, why := f.b.decodeEventMsg(msg.Subject(), msg.Data(), md)
+	if why == "" && e.TenantID != f.tenant {
+		why = dropOtherTenant
+	}
+	if why != "" {
+		f.b.stats.dropInvalid(msg.Subject(), why)
 		f.endHold()
 		return
 	}
@@ -211,7 +214,7 @@ func (f *jsFeed) endHold() {
 }
 
 // decodeEventMsg reads an event received from JetStream (see decodeReceivedEvent).
-func (b *JetStream) decodeEventMsg(subject string, data []byte, md *jetstream.MsgMetadata) (*event.FlovynEvent, bool) {
+func (b *JetStream) decodeEventMsg(subject string, data []byte, md *jetstream.MsgMetadata) (*event.FlovynEvent, string) {
 	return decodeReceivedEvent(b.o.DefaultSource, subject, data, md.Timestamp, func() string {
 		return fmt.Sprintf("%s/%d/%d", md.Stream, md.Timestamp.UnixNano(), md.Sequence.Stream)
 	})
@@ -219,20 +222,20 @@ func (b *JetStream) decodeEventMsg(subject string, data []byte, md *jetstream.Ms
 
 // decodeReceivedEvent reads an event received from NATS. Another producer's event may lack what the sidecar stamps: the
 // tenant comes from the subject, the id from idSeed (the stream position; called only for an event without id), the
-// time from ts. An event whose body names another tenant or type than its subject, or that is not valid, is dropped
-// (false).
-func decodeReceivedEvent(defaultSource, subject string, data []byte, ts time.Time, idSeed func() string) (*event.FlovynEvent, bool) {
+// time from ts. An event whose body names another tenant or type than its subject, or that is not valid, is dropped:
+// the reason says which ("" for an event to deliver).
+func decodeReceivedEvent(defaultSource, subject string, data []byte, ts time.Time, idSeed func() string) (*event.FlovynEvent, string) {
 	tenantStr, eventType, err := subjects.ParseEvent(subject)
 	if err != nil {
-		return nil, false
+		return nil, dropNotEvent
 	}
 	tenant, err := uuid.Parse(tenantStr)
 	if err != nil {
-		return nil, false
+		return nil, dropNotEvent
 	}
 	e, err := event.DecodeEvent(data)
 	if err != nil {
-		return nil, false
+		return nil, dropNotEvent
 	}
 	if e.TenantID == uuid.Nil {
 		e.TenantID = tenant
@@ -244,10 +247,13 @@ func decodeReceivedEvent(defaultSource, subject string, data []byte, ts time.Tim
 		e.ID = uuid.NewSHA1(event.LegacyNamespace, []byte(idSeed()))
 	}
 	e.Stamp(defaultSource, ts)
-	if e.TenantID != tenant || e.EventType != eventType || e.Validate() != nil {
-		return nil, false
+	switch {
+	case e.TenantID != tenant || e.EventType != eventType:
+		return nil, dropOtherTenant
+	case e.Validate() != nil:
+		return nil, dropNotEvent
 	}
-	return e, true
+	return e, ""
 }
 
 func (f *jsFeed) handleStream(msg jetstream.Msg) {
@@ -262,15 +268,19 @@ func (f *jsFeed) handleStream(msg jetstream.Msg) {
 	defer f.mu.Unlock()
 	f.head = md.Sequence.Stream
 	s, err := event.DecodeStreamEvent(msg.Data())
-	if err != nil || s.Key() != f.key {
-		f.b.stats.invalid.Add(1)
+	switch {
+	case err != nil:
+		f.b.stats.dropInvalid(msg.Subject(), dropNotEvent)
+		return
+	case s.Key() != f.key:
+		f.b.stats.dropInvalid(msg.Subject(), dropWrongKey)
 		return
 	}
 	var buf [1]uuid.UUID
 	tenants := buf[:0]
 	switch t, has, valid := headerTenant(msg.Headers()); {
 	case has && !valid:
-		f.b.stats.invalid.Add(1)
+		f.b.stats.dropInvalid(msg.Subject(), dropBadHeader)
 		return
 	case has:
 		tenants = append(tenants, t)
@@ -289,7 +299,7 @@ func (f *jsFeed) handleStream(msg jetstream.Msg) {
 		}
 		v, ok := s.ForTenant(t, legacy, f.b.o.DefaultSource, md.Timestamp)
 		if !ok {
-			f.b.stats.invalid.Add(1)
+			f.b.stats.dropInvalid(msg.Subject(), dropBadLegacy)
 			return
 		}
 		f.b.stream.hub.Publish(bus.TopicKey{Tenant: t, Stream: f.key}, v, md.Sequence.Stream, uint64(md.Timestamp.UnixNano()), all[:], uuid.Nil, time.Now())

@@ -100,16 +100,18 @@ func (f *jsFeed) untenantedTenants(dst []uuid.UUID) []uuid.UUID {
 	if owner := f.ownerLocked(); owner != uuid.Nil {
 		return append(dst, owner)
 	}
-	f.b.stats.untenanted.Add(1)
 	switch {
 	case f.b.untenanted != uuid.Nil:
+		f.b.stats.untenanted.Add(1)
 		return append(dst, f.b.untenanted)
 	case f.b.o.AcceptUntenanted:
+		f.b.stats.untenanted.Add(1)
 		for t := range f.tenants {
 			dst = append(dst, t)
 		}
 		return dst
 	}
+	f.b.stats.dropUntenanted(f.subject, dropHeldNoTenant)
 	f.holdBack()
 	return dst
 }

@@ -459,7 +459,8 @@ func (b *JetStream) SubscribeEvents(ctx context.Context, p event.EventPattern, f
 		s.index = indexSubject(p.TenantID.String(), indexKind(id.Field), id.ID.String())
 	}
 	s.decode = func(subject string, _ nats.Header, data []byte, md *jetstream.MsgMetadata) (*event.FlovynEvent, bool) {
-		return b.decodeEventMsg(subject, data, md)
+		e, why := b.decodeEventMsg(subject, data, md)
+		return e, why == ""
 	}
 	s.begin(ctx, from)
 	return s, nil

@@ -78,6 +78,7 @@ func NewCore(ctx context.Context, o Options, log *slog.Logger) (*Core, error) {
 	b := &Core{o: o, log: log, linger: o.Linger, feeds: map[string]*coreFeed{}, waiting: map[string][]*event.StreamEvent{},
 		untenanted: o.UntenantedTenant,
 		dedup:      map[uuid.UUID]*bus.DedupTable{}, pubSeq: map[uuid.UUID]uint64{}, dedupWn: o.Feed.DedupWindow}
+	b.stats.log = log
 	b.epochs.Store(bus.NewEpoch())
 	conn, err := connectNATS(ctx, o.Conn, "eventhook", log)
 	if err != nil {
@@ -313,9 +314,12 @@ func (b *Core) SubscribeEvents(ctx context.Context, p event.EventPattern, from b
 	subject, _ := subjects.EventFilter(p.TenantID.String(), "")
 	f, err := b.acquire(subject, key, func(m *nats.Msg) {
 		now := time.Now()
-		e, ok := decodeReceivedEvent(b.o.DefaultSource, m.Subject, m.Data, now, func() string { return fmt.Sprintf("core/%d", now.UnixNano()) })
-		if !ok || e.TenantID != p.TenantID {
-			b.stats.invalid.Add(1)
+		e, why := decodeReceivedEvent(b.o.DefaultSource, m.Subject, m.Data, now, func() string { return fmt.Sprintf("core/%d", now.UnixNano()) })
+		if why == "" && e.TenantID != p.TenantID {
+			why = dropOtherTenant
+		}
+		if why != "" {
+			b.stats.dropInvalid(m.Subject, why)
 			return
 		}
 		b.learn(e)
@@ -361,13 +365,17 @@ func (b *Core) SubscribeStream(ctx context.Context, tenant uuid.UUID, key string
 // its key, else the configured fallbacks; else it waits for its owner (see Core).
 func (b *Core) onStream(subject, key string, m *nats.Msg) {
 	s, err := event.DecodeStreamEvent(m.Data)
-	if err != nil || s.Key() != key {
-		b.stats.invalid.Add(1)
+	switch {
+	case err != nil:
+		b.stats.dropInvalid(m.Subject, dropNotEvent)
+		return
+	case s.Key() != key:
+		b.stats.dropInvalid(m.Subject, dropWrongKey)
 		return
 	}
 	switch t, has, valid := headerTenant(m.Header); {
 	case has && !valid:
-		b.stats.invalid.Add(1)
+		b.stats.dropInvalid(m.Subject, dropBadHeader)
 	case has:
 		b.deliverStream(key, s, []uuid.UUID{t}, time.Now())
 	default:
@@ -387,12 +395,13 @@ func (b *Core) onUntenanted(subject, key string, s *event.StreamEvent) {
 		b.deliverStream(key, s, []uuid.UUID{t}, time.Now())
 		return
 	}
-	b.stats.untenanted.Add(1)
 	switch {
 	case b.untenanted != uuid.Nil:
+		b.stats.untenanted.Add(1)
 		b.deliverStream(key, s, []uuid.UUID{b.untenanted}, time.Now())
 		return
 	case b.o.AcceptUntenanted:
+		b.stats.untenanted.Add(1)
 		var tenants []uuid.UUID
 		if f := b.feeds[subject]; f != nil {
 			for k := range f.topics {
@@ -403,9 +412,11 @@ func (b *Core) onUntenanted(subject, key string, s *event.StreamEvent) {
 		return
 	}
 	b.watchClaims()
+	b.stats.dropUntenanted(subject, dropHeldNoTenant)
 	q := b.waiting[key]
 	if len(q) >= b.o.Feed.StreamBuffer {
 		q = q[1:] // the oldest is lost: core NATS keeps nothing
+		b.stats.report(subject, dropNoTenant+": the oldest of those waiting was lost (memory.stream_buffer)")
 	}
 	b.waiting[key] = append(q, s)
 }
@@ -432,7 +443,7 @@ func (b *Core) deliverStream(key string, s *event.StreamEvent, tenants []uuid.UU
 	for _, t := range tenants {
 		v, ok := s.ForTenant(t, legacy, b.o.DefaultSource, now)
 		if !ok {
-			b.stats.invalid.Add(1)
+			b.stats.dropInvalid(subjects.StreamsPrefix+key, dropBadLegacy)
 			return
 		}
 		b.streams.PublishIfExists(bus.TopicKey{Tenant: t, Stream: key}, v, all[:])
@@ -442,8 +453,7 @@ func (b *Core) deliverStream(key string, s *event.StreamEvent, tenants []uuid.UU
 // onClaim learns owners from a lifecycle event seen on NATS.
 func (b *Core) onClaim(m *nats.Msg) {
 	now := time.Now()
-	e, ok := decodeReceivedEvent(b.o.DefaultSource, m.Subject, m.Data, now, func() string { return fmt.Sprintf("core/%d", now.UnixNano()) })
-	if ok {
+	if e, why := decodeReceivedEvent(b.o.DefaultSource, m.Subject, m.Data, now, func() string { return fmt.Sprintf("core/%d", now.UnixNano()) }); why == "" {
 		b.learn(e)
 	}
 }
