@@ -2,6 +2,7 @@ package event
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -172,9 +173,17 @@ func (e *FlovynEvent) Validate() error {
 	}
 	if why := checkPrintable(e.Source, MaxSourceBytes); why != "" {
 		v.add("source", "%s", why)
+	} else if !utf8.ValidString(e.Source) {
+		v.add("source", "%s", notUTF8)
 	}
 	if e.CorrelationID != nil && len(*e.CorrelationID) > MaxCorrelationIDBytes {
 		v.add("correlation_id", "is %d bytes; at most %d are allowed", len(*e.CorrelationID), MaxCorrelationIDBytes)
+	} else if e.CorrelationID != nil && !utf8.ValidString(*e.CorrelationID) {
+		v.add("correlation_id", "%s", notUTF8)
+	}
+	if len(e.Data) > 0 && badString(e.Data) {
+		field, _ := badInValue(e.Data, skipSpace(e.Data, 0), "data")
+		v.add(cmp.Or(field, "data"), "%s", notUTF8)
 	}
 	if e.TimestampMs < 0 {
 		v.add("timestamp_ms", "must be milliseconds since the Unix epoch, not negative")
@@ -216,13 +225,17 @@ type eventWire struct {
 	CorrelationID       *string         `json:"correlation_id"`
 }
 
-// DecodeEvent parses one FlovynEvent from its JSON wire form. Optional fields may be omitted; an unknown field is an
+// DecodeEvent parses one FlovynEvent from its JSON wire form. A body that is not valid UTF-8 throughout is an error
+// naming the field that is not (data.<path> inside the data). Optional fields may be omitted; an unknown field is an
 // error that names it (and the snake_case name when it was sent in camelCase). Ids are parsed as UUIDs and canonicalised to
 // lower case. The tenant may be given as tenant_id or as org_id (Flovyn's name of the tenant since 2026-01-12), or as
 // both when they are equal; a tenant_id and an org_id that disagree are an error naming both (null counts as absent).
 // The event is neither stamped nor validated: call Stamp and Validate. Errors are *ValidationError values wrapping
 // ErrInvalidEvent.
 func DecodeEvent(data []byte) (*FlovynEvent, error) {
+	if err := checkUTF8(data); err != nil {
+		return nil, err
+	}
 	if e, ok := decodeEventFast(data); ok {
 		return e, nil
 	}

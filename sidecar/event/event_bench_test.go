@@ -71,3 +71,24 @@ func BenchmarkEncodeEventOrgID(b *testing.B) {
 		buf = e.AppendJSONAs(buf[:0], TenantKeyOrgID)
 	}
 }
+
+// BenchmarkCheckUTF8 is the UTF-8 check every body gets before it is decoded (DecodeEvent, DecodeStreamEvent): on a
+// typical event, and on one with escapes (which are scanned for lone surrogates).
+func BenchmarkCheckUTF8(b *testing.B) {
+	for _, c := range []struct{ name, in string }{
+		{"plain", `{"tenant_id":"` + tenantStr + `","workflow_execution_id":"` + wfStr +
+			`","event_type":"task.completed","source":"worker:w-1","data":{"id":"x","kind":"llm","status":"COMPLETED","executionCount":1}}`},
+		{"escapes", `{"tenant_id":"` + tenantStr + `","workflow_execution_id":"` + wfStr +
+			`","event_type":"task.completed","source":"worker:w\u002d1","data":{"text":"a \"quoted\" line\nand \ud83d\ude80"}}`},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			in := []byte(c.in)
+			b.SetBytes(int64(len(in)))
+			for b.Loop() {
+				if err := checkUTF8(in); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

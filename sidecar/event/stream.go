@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -84,11 +85,14 @@ type streamWire struct {
 	TimestampMs         int64           `json:"timestampMs"`
 }
 
-// DecodeStreamEvent parses one StreamEvent from Flovyn's camelCase JSON and validates it: a known type, a string payload,
-// and ids that are valid subject tokens (UUID-shaped ids are canonicalised to lower case). An unknown field is an error
+// DecodeStreamEvent parses one StreamEvent from Flovyn's camelCase JSON and validates it: valid UTF-8 throughout, a known
+// type, a string payload, and ids that are valid subject tokens (UUID-shaped ids are canonicalised to lower case). An unknown field is an error
 // that names it (and the camelCase name when it was sent in snake_case). Errors are *ValidationError values wrapping
 // ErrInvalidEvent. The tenant is left for the caller to set.
 func DecodeStreamEvent(data []byte) (*StreamEvent, error) {
+	if err := checkUTF8(data); err != nil {
+		return nil, err
+	}
 	var w streamWire
 	if err := strictUnmarshal(data, &w, streamKeys, camelCase); err != nil {
 		return nil, err
@@ -141,6 +145,9 @@ func (s *StreamEvent) Validate() error {
 	}
 	if s.TimestampMs < 0 {
 		v.add("timestampMs", "must be milliseconds since the Unix epoch, not negative")
+	}
+	if !utf8.ValidString(s.Payload) {
+		v.add("payload", "%s", notUTF8)
 	}
 	return v.orNil()
 }

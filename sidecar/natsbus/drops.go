@@ -34,6 +34,7 @@ type dropLine struct {
 // Reasons a message received from NATS is not delivered.
 const (
 	dropNotEvent     = "not a valid event"
+	dropNotUTF8      = "not valid UTF-8"
 	dropOtherTenant  = "its body names another tenant or type than its subject"
 	dropBadHeader    = "its tenant header is not a tenant id"
 	dropBadLegacy    = "a legacy lifecycle payload that is not a valid lifecycle event"

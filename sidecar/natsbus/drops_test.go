@@ -83,7 +83,8 @@ func TestDropsAreLoggedOncePerMinute(t *testing.T) {
 	}
 }
 
-// TestDropsOnTheWire: what another producer publishes wrongly onto NATS is logged with its subject and why.
+// TestDropsOnTheWire: what another producer publishes wrongly onto NATS (not JSON, not UTF-8, another tenant's body) is
+// not delivered, and is logged with its subject and why.
 func TestDropsOnTheWire(t *testing.T) {
 	var lines logLines
 	b, err := NewJetStream(t.Context(), *testOptions(t), slog.New(slog.NewJSONHandler(&lines, nil)))
@@ -96,6 +97,7 @@ func TestDropsOnTheWire(t *testing.T) {
 	base := "flovyn.events." + tenant.String() + "."
 	for _, m := range []struct{ subject, body string }{
 		{base + "garbage", "not json"},
+		{base + "latin1", "{\"event_type\":\"latin1\",\"source\":\"caf\xe9\"}"}, // not UTF-8
 		{base + "mismatch", `{"tenant_id":"` + uuid.NewString() + `","event_type":"mismatch"}`},
 		{base + "sentinel", `{"event_type":"sentinel"}`},
 	} {
@@ -108,7 +110,7 @@ func TestDropsOnTheWire(t *testing.T) {
 	for _, r := range lines.records(t, "message from NATS not delivered") {
 		reasons[r["subject"].(string)] = r["reason"].(string)
 	}
-	if reasons[base+"garbage"] != dropNotEvent || reasons[base+"mismatch"] != dropOtherTenant {
+	if reasons[base+"garbage"] != dropNotEvent || reasons[base+"mismatch"] != dropOtherTenant || reasons[base+"latin1"] != dropNotUTF8 {
 		t.Fatalf("logged %v; want the garbage as %q and the mismatch as %q", reasons, dropNotEvent, dropOtherTenant)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/flovyn/eventhook/sidecar/bus"
 	"github.com/flovyn/eventhook/sidecar/event"
@@ -232,6 +233,9 @@ func decodeReceivedEvent(defaultSource, subject string, data []byte, ts time.Tim
 	tenant, err := uuid.Parse(tenantStr)
 	if err != nil {
 		return nil, dropNotEvent
+	}
+	if !utf8.Valid(data) {
+		return nil, dropNotUTF8
 	}
 	e, err := event.DecodeEvent(data)
 	if err != nil {
