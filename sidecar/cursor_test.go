@@ -110,7 +110,8 @@ func testUnreadableCursors(t *testing.T, h *harness) {
 	}
 	_, _, metrics := h.do(t, "GET", "/metrics", "", "")
 	if want := fmt.Sprintf("eventhook_unreadable_cursors_total %d\n", n); !bytes.Contains(metrics, []byte(want)) {
-		t.Errorf("/metrics lacks %q", want)
+		i := bytes.Index(metrics, []byte("eventhook_unreadable_cursors_total "))
+		t.Errorf("/metrics lacks %q; it has %.60q", want, metrics[max(i, 0):])
 	}
 }
 
