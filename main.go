@@ -32,6 +32,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/flovyn/eventhook/internal/memlimit"
 	"github.com/flovyn/eventhook/sidecar"
 	"github.com/flovyn/eventhook/sidecar/config"
 	"github.com/flovyn/eventhook/sidecar/natsbus"
@@ -179,6 +180,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return 1
 	}
 	log := config.NewLogger(cfg.Log, stderr)
+	if soft := memlimit.Set(); soft > 0 {
+		log.Info("Go memory limit set from the container's", slog.Int64("bytes", soft))
+	}
 	if addr := os.Getenv("EVENTHOOK_PPROF"); addr != "" {
 		// Profiling for performance work, off unless asked for: EVENTHOOK_PPROF=127.0.0.1:6060.
 		go func() { log.Warn("pprof server stopped", slog.Any("err", http.ListenAndServe(addr, nil))) }()

@@ -104,7 +104,16 @@ type proc struct {
 
 func start(t testing.TB, name string, bin string, args ...string) *proc {
 	t.Helper()
+	return startEnv(t, name, nil, bin, args...)
+}
+
+// startEnv is start with env added to the process's environment.
+func startEnv(t testing.TB, name string, env []string, bin string, args ...string) *proc {
+	t.Helper()
 	p := &proc{name: name, cmd: exec.Command(bin, args...), done: make(chan struct{})}
+	if len(env) > 0 {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	dieWithTest(p.cmd)
 	pipe, err := p.cmd.StdoutPipe()
 	if err != nil {
@@ -189,12 +198,22 @@ type sidecarProc struct {
 // answers 200 over the socket.
 func startSidecar(t testing.TB, bin, dir, yaml string) *sidecarProc {
 	t.Helper()
+	return startSidecarEnv(t, bin, dir, yaml, "")
+}
+
+// startSidecarEnv is startSidecar with GOMEMLIMIT set for the daemon when memLimit is not empty.
+func startSidecarEnv(t testing.TB, bin, dir, yaml, memLimit string) *sidecarProc {
+	t.Helper()
 	cfgPath := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	s := &sidecarProc{dir: dir, socket: filepath.Join(dir, "eh.sock")}
-	s.proc = start(t, "eventhook", bin, "serve", "-config", cfgPath)
+	var env []string
+	if memLimit != "" {
+		env = []string{"GOMEMLIMIT=" + memLimit}
+	}
+	s.proc = startEnv(t, "eventhook", env, bin, "serve", "-config", cfgPath)
 	c, err := client.New(s.socket, "")
 	if err != nil {
 		t.Fatal(err)

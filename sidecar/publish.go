@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"net/http"
 	"strconv"
@@ -94,7 +93,12 @@ func requestFormat(r *http.Request) (bodyFormat, error) {
 
 // readBody reads the whole body, up to limit bytes; more is a 413.
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	var buf bytes.Buffer
+	if r.ContentLength > 0 && r.ContentLength <= limit {
+		buf.Grow(int(r.ContentLength) + 1) // one allocation of the body's size, not doublings up to it
+	}
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
+	body := buf.Bytes()
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return nil, &errTooLarge{detail: fmt.Sprintf("the body exceeds %d bytes; send smaller events or smaller batches", limit)}
@@ -247,7 +251,7 @@ func (s *Server) readEvent(w http.ResponseWriter, r *http.Request) (*event.Flovy
 	if err != nil {
 		return nil, err
 	}
-	body, err := readBody(w, r, int64(s.maxEventBytes())+64<<10)
+	body, err := readBody(w, r, s.eventBodyLimit())
 	if err != nil {
 		return nil, err
 	}
@@ -301,6 +305,10 @@ func splitEntries(body []byte, limit int) ([]json.RawMessage, error) {
 	return entries, nil
 }
 
+// eventBodyLimit is the most /v1/events reads of a body: an event, with room for white space.
+func (s *Server) eventBodyLimit() int64 { return int64(s.maxEventBytes()) + 64<<10 }
+
+// batchLimit is the most /v1/events/batch and /v1/streams read of a body.
 func (s *Server) batchLimit() int64 {
 	return min(int64(s.cfg.Events.MaxBatch)*int64(s.maxEventBytes()+1024), maxBatchBodyBytes)
 }

@@ -58,6 +58,7 @@ type Server struct {
 	handler       http.Handler
 	mux           *http.ServeMux
 	subs          subscriberLimits
+	bodies        *bodyBudget                   // http.body_budget
 	auth          atomic.Pointer[authenticator] // replaced by ReloadAuth
 	authGen       atomic.Uint64                 // counts ReloadAuth calls: an SSE stream checks its token again after one
 	reloaded      atomic.Pointer[signal]        // cancelled by the next ReloadAuth: wakes the SSE streams
@@ -111,6 +112,7 @@ func NewServer(opts Options) (*Server, error) {
 	}
 	s.auth.Store(a)
 	s.reloaded.Store(newSignal())
+	s.bodies = newBodyBudget(opts.Config.HTTP.BodyBudget)
 	s.subs = newSubscriberLimits(opts.Config.SSE.MaxSubscribers, opts.Config.SSE.MaxSubscribersPerTenant)
 	s.streamsCtx, s.stopStreams = context.WithCancel(context.Background())
 	s.routes = s.buildRoutes()
@@ -143,9 +145,9 @@ const (
 
 func (s *Server) buildRoutes() []route {
 	return []route{
-		{http.MethodPost, "/v1/events", "Publish one lifecycle event", routePublish, s.handlePublishEvent},
-		{http.MethodPost, "/v1/events/batch", "Publish up to 1000 lifecycle events (NDJSON or a JSON array)", routePublish, s.handlePublishBatch},
-		{http.MethodPost, "/v1/streams", "Publish generic stream events (one, NDJSON or a JSON array)", routePublish, s.handlePublishStreams},
+		{http.MethodPost, "/v1/events", "Publish one lifecycle event", routePublish, s.budgeted(s.eventBodyLimit, s.handlePublishEvent)},
+		{http.MethodPost, "/v1/events/batch", "Publish up to 1000 lifecycle events (NDJSON or a JSON array)", routePublish, s.budgeted(s.batchLimit, s.handlePublishBatch)},
+		{http.MethodPost, "/v1/streams", "Publish generic stream events (one, NDJSON or a JSON array)", routePublish, s.budgeted(s.batchLimit, s.handlePublishStreams)},
 		{http.MethodGet, "/workflow-executions/{id}/stream", "A workflow's lifecycle events merged with its generic stream (SSE)", routeStream, s.handleWorkflowStream},
 		{http.MethodGet, "/task-executions/{id}/stream", "A task's lifecycle events merged with its generic stream (SSE)", routeStream, s.handleTaskStream},
 		{http.MethodGet, "/events/stream", "A tenant's lifecycle events, filtered (SSE)", routeStream, s.handleTenantStream},

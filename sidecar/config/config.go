@@ -76,6 +76,9 @@ type HTTP struct {
 	CORSOrigins []string `yaml:"cors_origins"`
 	// Console serves the event console, a page that shows streams live in a browser, at / (default true).
 	Console *bool `yaml:"console"`
+	// BodyBudget bounds the bytes of publish request bodies read and held at once (default 32 MiB): beyond it a
+	// publish waits up to 2 s for room, then gets 503 with Retry-After.
+	BodyBudget int64 `yaml:"body_budget"`
 }
 
 // ConsoleEnabled reports whether the event console is served: true unless http.console is false.

@@ -67,7 +67,7 @@ func cfgBoolPtr(b bool) *bool { return &b }
 func TestDefaultConfig(t *testing.T) {
 	want := &Config{
 		HTTP: HTTP{Listen: "127.0.0.1:8787", UnixSocket: "./eventhook.sock", UnixSocketMode: "0660",
-			ReadHeaderTimeout: Duration(5 * time.Second), Console: cfgBoolPtr(true)},
+			ReadHeaderTimeout: Duration(5 * time.Second), Console: cfgBoolPtr(true), BodyBudget: 32 << 20},
 		Backend: "jetstream",
 		NATS: NATS{Embedded: cfgBoolPtr(true), EmbeddedListen: "127.0.0.1:4222", StoreDir: "./data",
 			ConnectTimeout: Duration(10 * time.Second)},
@@ -378,7 +378,7 @@ func TestConfigUnknownKey(t *testing.T) {
 		wantMsg  string
 	}{
 		{name: "in a section", yaml: "backend: memory\nhttp:\n  listn: \"127.0.0.1:1\"\n", wantKey: "http.listn", wantLine: 3,
-			wantMsg: `unknown key "listn" in http (known: listen, unix_socket, unix_socket_mode, read_header_timeout, cors_origins, console)`},
+			wantMsg: `unknown key "listn" in http (known: listen, unix_socket, unix_socket_mode, read_header_timeout, cors_origins, console, body_budget)`},
 		{name: "top level", yaml: "backend: memory\nbackends: nats\n", wantKey: "backends", wantLine: 2,
 			wantMsg: `unknown top-level key "backends" (known: http, backend, nats, jetstream, memory, events, streams, sse, auth, log)`},
 		{name: "nested", yaml: "nats:\n  tls: {ca: x}\n", wantKey: "nats.tls.ca", wantLine: 2,

@@ -22,6 +22,7 @@ func Default() *Config {
 			UnixSocketMode:    "0660",
 			ReadHeaderTimeout: Duration(5 * time.Second),
 			Console:           &yes,
+			BodyBudget:        32 << 20,
 		},
 		Backend: cfgBackendJetStream,
 		NATS: NATS{

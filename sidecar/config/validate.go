@@ -146,6 +146,9 @@ func (c *Config) validateHTTP(p *cfgProblems) {
 			"e.g. \"0660\" (quoted)", h.UnixSocketMode)
 	}
 	p.positive("http.read_header_timeout", h.ReadHeaderTimeout, "5s")
+	if h.BodyBudget < 1<<20 {
+		p.add("http.body_budget", "is %d bytes; it must be at least 1048576 (1 MiB), e.g. 33554432 (32 MiB)", h.BodyBudget)
+	}
 	for i, o := range h.CORSOrigins {
 		key := fmt.Sprintf("http.cors_origins[%d]", i)
 		switch {
