@@ -41,6 +41,9 @@ func problemFor(err error) (p event.Problem, internal bool) {
 		p = event.Problem{Status: http.StatusRequestEntityTooLarge, Detail: tl.detail}
 	case errors.As(err, &es):
 		p = event.Problem{Status: es.status, Detail: es.detail, RetryAfter: time.Duration(es.retryAfter) * time.Second}
+	case errors.Is(err, bus.ErrStoreFull):
+		p = event.Problem{Status: http.StatusServiceUnavailable, RetryAfter: 5 * time.Second,
+			Detail: "the event store is out of space (its disk is full, or its storage limit is reached); nothing was stored: retry once space is freed (the sidecar checks every second)"}
 	case errors.Is(err, bus.ErrUnconfirmed), errors.Is(err, context.DeadlineExceeded):
 		p = event.Problem{Status: http.StatusServiceUnavailable, RetryAfter: time.Second,
 			Detail: "the event backend did not confirm the event in time, so it may or may not be stored: retry after a moment (the id of a lifecycle event makes the retry safe)"}

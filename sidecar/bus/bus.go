@@ -19,6 +19,9 @@ var (
 	// ErrUnconfirmed comes with ErrUnavailable when a publish was sent but its acknowledgement did not come (timeout,
 	// connection lost): the event may or may not be stored.
 	ErrUnconfirmed = errors.New("bus: publish not confirmed")
+	// ErrStoreFull comes with ErrUnavailable when the backend's store cannot write (its disk is full, its storage
+	// limit is reached): nothing was stored, and publishes fail at once until the store writes again.
+	ErrStoreFull = errors.New("bus: the store is out of space")
 )
 
 // PublishResult is what a backend says about one accepted publish.

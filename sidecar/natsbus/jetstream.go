@@ -47,6 +47,7 @@ type JetStream struct {
 	indexerStop jetstream.ConsumeContext
 
 	stats busStats
+	store storeHealth // whether the store can write (jsstore.go)
 
 	owners     ownerTable // the tenants of stream keys, read from the index (jsowner.go)
 	untenanted uuid.UUID  // streams.untenanted_tenant_id
@@ -151,15 +152,12 @@ func streamEpoch(s jetstream.Stream) uint64 {
 // indexStreamName is the name of the per-workflow index stream.
 func indexStreamName(o *StreamOptions) string { return o.EventsStream + "_INDEX" }
 
-// Ping implements Pinger: a stream info round trip to JetStream.
+// Ping implements Pinger: it stores a probe, so that a store that cannot write is not ready (see jsstore.go).
 func (b *JetStream) Ping(ctx context.Context) error {
 	if !b.conn.connected() {
 		return errors.New("not connected to NATS")
 	}
-	if _, err := b.events.stream.Info(ctx); err != nil {
-		return fmt.Errorf("stream %s: %w", b.events.name, err)
-	}
-	return nil
+	return b.probe(ctx) // a store that cannot write is not ready, though it may still answer reads
 }
 
 // MaxPayload implements PayloadLimiter.

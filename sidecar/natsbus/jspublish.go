@@ -68,7 +68,14 @@ func (b *JetStream) PublishBatch(ctx context.Context, events []*event.FlovynEven
 		}
 		return results, errs
 	}
+	if down := b.storeDownErr(); down != nil { // fail at once rather than wait for a store that cannot write
+		for i := range errs {
+			errs[i] = cmp.Or(errs[i], down)
+		}
+		return results, errs
+	}
 	acks := b.publishAll(ctx, msgs, errs)
+	b.noteStore(errs)
 	for i, a := range acks {
 		if errs[i] == nil {
 			results[i] = bus.PublishResult{Sequence: a.Sequence, Duplicate: a.Duplicate}
