@@ -80,6 +80,7 @@ func (c *collector) snapshot() (ids []string, comments, reconnects int, gaps []s
 type publisher struct {
 	mu        sync.Mutex
 	acked     []string
+	spans     []span // of the acked publishes, in order
 	failed    int
 	slowFail  time.Duration // the slowest failed publish
 	noRetry   int           // 503s without Retry-After
@@ -93,7 +94,7 @@ func (p *publisher) run(ctx context.Context, client *client.Sidecar, tenant uuid
 		id := uuid.NewString()
 		body := fmt.Sprintf(`{"id":%q,"tenant_id":%q,"event_type":"load.n%d"}`, id, tenant, i)
 		start := time.Now()
-		pctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		pctx, cancel := context.WithTimeout(context.Background(), 15*time.Second) // above the sidecar's publish_timeout
 		_, err := client.PublishEvent(pctx, []byte(body), "")
 		cancel()
 		took := time.Since(start)
@@ -102,6 +103,7 @@ func (p *publisher) run(ctx context.Context, client *client.Sidecar, tenant uuid
 		switch {
 		case err == nil:
 			p.acked = append(p.acked, id)
+			p.spans = append(p.spans, span{start, took})
 		case errors.As(err, &prob) && prob.Status == http.StatusServiceUnavailable:
 			p.failed++
 			p.slowFail = max(p.slowFail, took)
@@ -119,6 +121,12 @@ func (p *publisher) run(ctx context.Context, client *client.Sidecar, tenant uuid
 		case <-ctx.Done():
 		}
 	}
+}
+
+// span is when a publish started and how long it took.
+type span struct {
+	start time.Time
+	took  time.Duration
 }
 
 func (p *publisher) counts() (acked, failed int) {

@@ -74,7 +74,7 @@ func TestDefaultConfig(t *testing.T) {
 		JetStream: JetStream{EventsStream: "FLOVYN_EVENTS", StreamsStream: "FLOVYN_STREAMS", StreamsStorage: "memory", Replicas: 1,
 			EventsMaxAge: Duration(168 * time.Hour), EventsMaxBytes: -1, StreamsMaxAge: Duration(time.Hour),
 			DuplicateWindow: Duration(2 * time.Minute), ManageStreams: cfgBoolPtr(true),
-			PublishTimeout: Duration(5 * time.Second)},
+			PublishTimeout: Duration(10 * time.Second)},
 		Memory:  Memory{EventBuffer: 1024, StreamBuffer: 256, IdleTTL: Duration(10 * time.Minute), MaxBytes: 268435456},
 		Events:  Events{DefaultSource: "system", MaxEventBytes: 1048576, MaxBatch: 1000, TenantKey: "tenant_id"},
 		Streams: Streams{AcceptUntenanted: false},

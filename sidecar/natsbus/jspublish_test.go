@@ -18,7 +18,7 @@ import (
 
 // TestJetStreamResendsUnackedEvents loses the first send of every publish, as a stream leader that dies before it
 // answers does: the lifecycle events are sent again after resendAfter (a whole batch in one round) and stored once;
-// a stream event, which has no Nats-Msg-Id to make a resend safe, is not sent again and fails at its deadline.
+// a stream event too (each publish gives it a Nats-Msg-Id of its own).
 func TestJetStreamResendsUnackedEvents(t *testing.T) {
 	cfg := testOptions(t)
 	cfg.Streams.PublishTimeout = 2 * time.Second
@@ -89,13 +89,18 @@ func TestJetStreamResendsUnackedEvents(t *testing.T) {
 	}
 	everyOther.Store(false)
 
-	short, cancel := context.WithTimeout(ctx, resendAfter+500*time.Millisecond)
-	defer cancel()
+	// A stream event has a Nats-Msg-Id of its publish: it is sent again too, and stored once.
 	tok := &event.StreamEvent{TenantID: tenant, WorkflowExecutionID: uuid.NewString(), Type: event.StreamToken, Payload: "x"}
-	if _, err := b.PublishStream(short, tok); !errors.Is(err, bus.ErrUnavailable) || !errors.Is(err, bus.ErrUnconfirmed) {
-		t.Fatalf("PublishStream with its send lost: %v; want ErrUnavailable and ErrUnconfirmed at the deadline", err)
+	if res, err := b.PublishStream(ctx, tok); err != nil || res.Duplicate {
+		t.Fatalf("PublishStream with its first send lost = %+v, %v; want stored by the resend, not a duplicate", res, err)
 	}
-	for name, want := range map[string]uint64{b.events.name: 61, b.stream.name: 0} {
+	// A send that is never answered fails at the deadline, saying it may be stored.
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if _, err := b.PublishEvent(short, bustest.Event(tenant, "a.late")); !errors.Is(err, bus.ErrUnavailable) || !errors.Is(err, bus.ErrUnconfirmed) {
+		t.Fatalf("PublishEvent unanswered before its deadline: %v; want ErrUnavailable and ErrUnconfirmed", err)
+	}
+	for name, want := range map[string]uint64{b.events.name: 61, b.stream.name: 1} {
 		info, err := b.js.Stream(ctx, name)
 		if err != nil {
 			t.Fatal(err)
@@ -104,8 +109,13 @@ func TestJetStreamResendsUnackedEvents(t *testing.T) {
 			t.Errorf("stream %s holds %d messages; want %d (each stored once)", name, got, want)
 		}
 	}
-	if n, _, _ := hole.Pending(); n != 57 {
-		t.Errorf("%d first sends lost; want 57", n)
+	for deadline := time.Now().Add(bustest.WaitFor); ; time.Sleep(10 * time.Millisecond) {
+		if n, _, _ := hole.Pending(); n == 58 {
+			break
+		} else if time.Now().After(deadline) {
+			t.Errorf("%d first sends lost; want 58", n)
+			break
+		}
 	}
 	// Sends never answered are given up after publish_timeout: none stays pending in nats.go, whose publishing stalls
 	// when 4000 are.
@@ -113,5 +123,34 @@ func TestJetStreamResendsUnackedEvents(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d sends still pending %v after the last publish", b.js.PublishAsyncPending(), bustest.WaitFor)
 		}
+	}
+}
+
+// TestJetStreamWaitsForALeader: a publish that no stream answers (no responders: the stream is electing a leader)
+// waits for one within its deadline, sending again each resendAfter, instead of failing at once; lifecycle and stream
+// events alike are stored once.
+func TestJetStreamWaitsForALeader(t *testing.T) {
+	cfg := testOptions(t)
+	var nobody atomic.Int64 // first sends that went where nothing answers
+	cfg.firstSend = func(m *nats.Msg) *nats.Msg {
+		nobody.Add(1)
+		return &nats.Msg{Subject: "nobody." + m.Subject, Header: m.Header, Data: m.Data}
+	}
+	b, err := NewJetStream(t.Context(), *cfg, testLogger(io.Discard, slog.LevelError))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	tenant := uuid.New()
+	start := time.Now()
+	results, errs := b.PublishBatch(t.Context(), []*event.FlovynEvent{bustest.Event(tenant, "a.one"), nil},
+		[]*event.StreamEvent{nil, {TenantID: tenant, WorkflowExecutionID: uuid.NewString(), Type: event.StreamToken, Payload: "x"}})
+	for i := range 2 {
+		if errs[i] != nil || results[i].Duplicate {
+			t.Fatalf("entry %d with no stream answering its first send: %+v, %v; want stored by a resend", i, results[i], errs[i])
+		}
+	}
+	if took := time.Since(start); took < resendAfter || nobody.Load() != 2 {
+		t.Errorf("stored after %v, %d first sends unanswered; want both stored by the resend after %v", took, nobody.Load(), resendAfter)
 	}
 }

@@ -104,10 +104,19 @@ func (b *JetStream) storeProblem(err error) string {
 	}
 	timedOut := errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
 		errors.Is(err, bus.ErrUnconfirmed) || errors.Is(err, jetstream.ErrNoStreamResponse)
-	if timedOut && b.o.Conn.Embedded {
-		if free, ok := freeBytes(b.o.Conn.StoreDir); ok && free < minFreeBytes {
-			return fmt.Sprintf("the disk of nats.store_dir %s is full (%d bytes free)", b.o.Conn.StoreDir, free)
-		}
+	if timedOut {
+		return b.diskFull()
+	}
+	return ""
+}
+
+// diskFull says why the embedded server's disk is full, or "" when it has room (or the server is not embedded).
+func (b *JetStream) diskFull() string {
+	if !b.o.Conn.Embedded {
+		return ""
+	}
+	if free, ok := freeBytes(b.o.Conn.StoreDir); ok && free < minFreeBytes {
+		return fmt.Sprintf("the disk of nats.store_dir %s is full (%d bytes free)", b.o.Conn.StoreDir, free)
 	}
 	return ""
 }

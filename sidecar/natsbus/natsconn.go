@@ -29,6 +29,7 @@ type natsConn struct {
 
 	mu     sync.Mutex
 	lostCh chan struct{} // closed when the connection drops; a new one after a reconnect
+	backCh chan struct{} // closed when the connection is up again; a new one after it drops
 }
 
 // lost returns a channel that is closed when the connection drops (already closed while it is down), so that waits for
@@ -45,19 +46,43 @@ func (c *natsConn) lost() <-chan struct{} {
 	return c.lostCh
 }
 
+// back returns a channel that is closed when the connection is up (already closed while it is up), so that a publish
+// caught by a drop can send again once the client has reconnected.
+func (c *natsConn) back() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.backCh == nil {
+		c.backCh = make(chan struct{})
+		if c.up.Load() {
+			close(c.backCh)
+		}
+	}
+	return c.backCh
+}
+
 func (c *natsConn) setUp(up bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.up.Store(up)
 	switch {
-	case !up && c.lostCh != nil:
-		select {
-		case <-c.lostCh:
-		default:
-			close(c.lostCh)
-		}
+	case !up:
+		closeOnce(c.lostCh)
+		c.backCh = nil // made again, open, on the next call to back
 	case up:
+		closeOnce(c.backCh)
 		c.lostCh = nil // made again, open, on the next call to lost
+	}
+}
+
+// closeOnce closes ch unless it is nil or closed.
+func closeOnce(ch chan struct{}) {
+	if ch == nil {
+		return
+	}
+	select {
+	case <-ch:
+	default:
+		close(ch)
 	}
 }
 

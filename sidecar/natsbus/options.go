@@ -105,7 +105,7 @@ const (
 	DefaultStreamsStorage = "memory"
 	DefaultEventsMaxAge   = 168 * time.Hour
 	DefaultStreamsMaxAge  = time.Hour
-	DefaultPublishTimeout = 5 * time.Second
+	DefaultPublishTimeout = 10 * time.Second
 	// DefaultConnectTimeout bounds a connection attempt and the embedded server's start (ConnOptions.ConnectTimeout).
 	DefaultConnectTimeout = 10 * time.Second
 )
