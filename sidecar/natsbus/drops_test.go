@@ -1,11 +1,7 @@
 package natsbus
 
 import (
-	"bytes"
-	"encoding/json"
 	"log/slog"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,37 +12,10 @@ import (
 	"github.com/flovyn/eventhook/sidecar/event"
 )
 
-// logLines is a JSON log kept for a test.
-type logLines struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logLines) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-// records returns the records whose msg is msg.
-func (l *logLines) records(t testing.TB, msg string) []map[string]any {
-	t.Helper()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(l.buf.String()), "\n") {
-		var r map[string]any
-		if line != "" && json.Unmarshal([]byte(line), &r) == nil && r["msg"] == msg {
-			out = append(out, r)
-		}
-	}
-	return out
-}
-
 // TestDropsAreLoggedOncePerMinute: a message dropped on NATS ingress is logged at warn with its subject and reason,
 // at most one line per reason per minute, which counts the messages dropped since the line before.
 func TestDropsAreLoggedOncePerMinute(t *testing.T) {
-	var lines logLines
+	var lines logRecorder
 	clock := time.Unix(1_800_000_000, 0)
 	s := &busStats{log: slog.New(slog.NewJSONHandler(&lines, nil)), now: func() time.Time { return clock }}
 	for range 5 {
@@ -86,7 +55,7 @@ func TestDropsAreLoggedOncePerMinute(t *testing.T) {
 // TestDropsOnTheWire: what another producer publishes wrongly onto NATS (not JSON, not UTF-8, another tenant's body) is
 // not delivered, and is logged with its subject and why.
 func TestDropsOnTheWire(t *testing.T) {
-	var lines logLines
+	var lines logRecorder
 	b, err := NewJetStream(t.Context(), *testOptions(t), slog.New(slog.NewJSONHandler(&lines, nil)))
 	if err != nil {
 		t.Fatal(err)
