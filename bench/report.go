@@ -16,6 +16,7 @@ const (
 	unitEventsPerSec     = "events/s"
 	unitDeliveriesPerSec = "deliveries/s"
 	unitMs               = "ms"
+	unitMicros           = "µs"
 	unitKiB              = "KiB"
 	unitMiB              = "MiB"
 	unitPercentCore      = "% of a core"
@@ -134,7 +135,7 @@ func formatValue(v float64, unit string) string {
 		return groupThousands(int64(math.Round(v)))
 	case unitMs:
 		return strconv.FormatFloat(v, 'f', 3, 64)
-	case unitMiB:
+	case unitMiB, unitMicros:
 		return strconv.FormatFloat(v, 'f', 1, 64)
 	case unitKiB, unitPercentCore:
 		return strconv.FormatFloat(v, 'f', 2, 64)

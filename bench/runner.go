@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -26,7 +27,15 @@ type runner struct {
 }
 
 // open checks that the sidecar answers, starts the bench's servers on the same kind of transport and connects to NATS.
+// A run of the production scenario alone needs none of them: it starts what it measures.
 func (r *runner) open(ctx context.Context) error {
+	o := &r.o
+	if !slices.ContainsFunc(o.Scenarios, func(s string) bool { return s != ScenarioProduction }) {
+		r.rep.Setup = Setup{Sidecar: "started by the production scenario", NoOp: "started by the production scenario",
+			NATS: "started by the production scenario", Tenant: o.Tenant, Scenarios: o.Scenarios, Quick: o.Quick,
+			Sizes: r.sizes()}
+		return nil
+	}
 	var err error
 	if r.sidecar, err = targetFromOptions(&r.o); err != nil {
 		return err
@@ -55,20 +64,24 @@ func (r *runner) open(ctx context.Context) error {
 	if r.js, err = jetstream.New(r.nc); err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	o := &r.o
 	r.rep.Setup = Setup{
 		Sidecar: r.sidecar.describe(), NoOp: r.noop.target.describe(), NATS: o.NATS, Tenant: o.Tenant,
-		Scenarios: o.Scenarios, Quick: o.Quick,
-		Sizes: map[string]string{
-			"duration": o.Duration.String(), "warmup": o.Warmup.String(), "rounds": strconv.Itoa(o.Rounds), "concurrency": joinInts(o.Concurrency),
-			"batch_concurrency": strconv.Itoa(o.BatchConcurrency), "rate": strconv.Itoa(o.Rate),
-			"rate_duration": o.RateDuration.String(), "reps": strconv.Itoa(o.Reps),
-			"subscribers": strconv.Itoa(o.Subscribers), "fanout_events": strconv.Itoa(o.FanoutEvents),
-			"idle": strconv.Itoa(o.Idle), "idle_tenants": strconv.Itoa(o.IdleTenants),
-			"cpu_subscribers": strconv.Itoa(o.CPUSubscribers), "cpu_window": o.CPUWindow.String(),
-		},
+		Scenarios: o.Scenarios, Quick: o.Quick, Sizes: r.sizes(),
 	}
 	return nil
+}
+
+// sizes lists the sizes and durations of the run, for the report.
+func (r *runner) sizes() map[string]string {
+	o := &r.o
+	return map[string]string{
+		"duration": o.Duration.String(), "warmup": o.Warmup.String(), "rounds": strconv.Itoa(o.Rounds), "concurrency": joinInts(o.Concurrency),
+		"batch_concurrency": strconv.Itoa(o.BatchConcurrency), "rate": strconv.Itoa(o.Rate),
+		"rate_duration": o.RateDuration.String(), "reps": strconv.Itoa(o.Reps),
+		"subscribers": strconv.Itoa(o.Subscribers), "fanout_events": strconv.Itoa(o.FanoutEvents),
+		"idle": strconv.Itoa(o.Idle), "idle_tenants": strconv.Itoa(o.IdleTenants),
+		"cpu_subscribers": strconv.Itoa(o.CPUSubscribers), "cpu_window": o.CPUWindow.String(),
+	}
 }
 
 // close releases what open made.
