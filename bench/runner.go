@@ -177,7 +177,7 @@ func (r *runner) waitSubscribers(ctx context.Context, extra int) (map[string]flo
 func (r *runner) waitIndexer(ctx context.Context, timeout time.Duration) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	cons, err := r.js.Consumer(ctx, "FLOVYN_EVENTS", "eventhook-indexer")
+	cons, err := r.js.Consumer(ctx, "FLOVYN_EVENTS", "eventhook-indexer-2")
 	if err != nil {
 		return
 	}

@@ -43,8 +43,7 @@ type JetStream struct {
 	stream *jsKind[event.StreamEvent]
 	index  jetstream.Stream
 	// indexer is the durable consumer that writes the per-workflow index (see jsindex.go); nil when it could not be made.
-	indexer     jetstream.Consumer
-	indexerStop jetstream.ConsumeContext
+	indexer jetstream.Consumer
 
 	stats busStats
 
@@ -197,10 +196,7 @@ func (b *JetStream) Close() error {
 	feeds := b.feeds
 	b.feeds = map[string]*jsFeed{}
 	b.mu.Unlock()
-	if b.indexerStop != nil {
-		b.indexerStop.Stop()
-	}
-	b.cancel()
+	b.cancel() // ends the indexer (jsindex.go) and the replay workers
 	b.events.hub.Close()
 	b.stream.hub.Close()
 	for _, f := range feeds {
