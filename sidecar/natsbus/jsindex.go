@@ -214,7 +214,7 @@ func (b *JetStream) indexBurst(msgs []jetstream.Msg) {
 			continue // not an event: nothing to index
 		}
 		for _, m := range indexMsgs(tenant, e, md.Sequence.Stream) {
-			f, err := b.js.PublishMsgAsync(m)
+			f, err := b.acks.publish(m)
 			if err != nil {
 				p.failed = true
 				break

@@ -66,8 +66,12 @@ func TestIndexerBursts(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rawEvent(t, b, tenant, "task.started", wf.String())
+	rawEvent(t, b, tenant, "task.started", wf.String()) // a core NATS publish: stored a moment later
 	info, err := b.events.stream.Info(ctx)
+	for deadline := time.Now().Add(10 * time.Second); err == nil && info.State.LastSeq <= res[699].Sequence && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+		info, err = b.events.stream.Info(ctx)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
