@@ -254,7 +254,7 @@ func (r *runner) production(ctx context.Context) error {
 			procs []*child
 		}{
 			{&rp.ext, evExt, []*child{p.ext, p.nats}}, {&rp.noop, evNoop, []*child{p.noop}},
-			{&rp.direct, evDirect, []*child{p.nats, nil}}, {&rp.proto, evProto, []*child{p.proto, p.nats}},
+			{&rp.direct, evDirect, []*child{p.nats, nil, p.ext}}, {&rp.proto, evProto, []*child{p.proto, p.nats}},
 			{&rp.tokExt, tokExt, []*child{p.ext, p.nats}}, {&rp.tokNoop, tokNoop, []*child{p.noop}},
 			{&rp.tokDirect, tokDirect, []*child{p.nats, nil}}, {&rp.tokProto, tokProto, []*child{p.proto, p.nats}},
 		}
@@ -318,6 +318,10 @@ func (r *runner) production(ctx context.Context) error {
 		r.add(key+"nats_direct.cpu_us", scenario, "nats-server CPU per event, direct nats.go publishing", natsDirect, unitMicros)
 		r.add(key+"direct.cpu_us", scenario, "bench CPU per event, direct nats.go publishing (publisher and load generator)",
 			med(func(rp rep) float64 { _, _, d := pick(rp); return d.cpu[1] }), unitMicros)
+		if kind == "events" {
+			r.add(key+"indexer.cpu_us", scenario, "sidecar CPU per event published by another producer (its indexer)",
+				med(func(rp rep) float64 { return rp.direct.cpu[2] }), unitMicros).vs("sidecar CPU per event", extCPU)
+		}
 		p50 := med(func(rp rep) float64 { e, _, _ := pick(rp); return ms(e.lat.p50) })
 		p99 := med(func(rp rep) float64 { e, _, _ := pick(rp); return ms(e.lat.p99) })
 		noopP50 := med(func(rp rep) float64 { _, n, _ := pick(rp); return ms(n.lat.p50) })
