@@ -358,17 +358,22 @@ func (r *runner) production(ctx context.Context) error {
 	tok := func(t *httpTarget) func(ctx context.Context, _ int) (int, error) {
 		return func(ctx context.Context, _ int) (int, error) { return 1, p.postToken(ctx, t, p.tokSeq.Add(1)) }
 	}
+	// The cores each process uses during each op's rounds: what fills the machine.
+	watched := []*child{p.ext, p.nats, nil}
+	cores := newCoreMeter(len(names), watched)
 	results, err := interleaved(ctx, o.Rounds, productionConcurrency, o.Warmup, o.Duration, func(op, round int) {
+		cores.switchTo(op)
 		r.progress("production c=%d: %s (round %d of %d)", productionConcurrency, names[op], round+1, o.Rounds)
 	}, ev(p.extT), ev(p.embT), ev(p.noopT), ev(p.protoT), tok(p.extT), tok(p.embT), tok(p.noopT), tok(p.protoT))
+	cores.switchTo(-1)
 	if err != nil {
 		return err
 	}
 	for i, kind := range []string{"events", "tokens"} {
-		ext, emb, noop, proto := results[4*i], results[4*i+1], results[4*i+2], results[4*i+3]
+		side, emb, noop, proto := results[4*i], results[4*i+1], results[4*i+2], results[4*i+3]
 		scenario := fmt.Sprintf("production %s c=%d", kind, productionConcurrency)
 		key := "production." + kind + ".c16."
-		res := r.add(key+"external.events_per_s", scenario, "sidecar throughput, external NATS", ext.perSec, unitEventsPerSec).
+		res := r.add(key+"external.events_per_s", scenario, "sidecar throughput, external NATS", side.perSec, unitEventsPerSec).
 			vs("no-op handler (parses the JSON)", noop.perSec)
 		res.target("ratio ≥ 0.6", res.Ratio != nil && *res.Ratio >= 0.6)
 		res = r.add(key+"embedded.events_per_s", scenario, "sidecar throughput, embedded NATS", emb.perSec, unitEventsPerSec).
@@ -377,9 +382,13 @@ func (r *runner) production(ctx context.Context) error {
 		r.add(key+"noop.events_per_s", scenario, "no-op handler throughput", noop.perSec, unitEventsPerSec)
 		r.add(key+"prototype.events_per_s", scenario, "bare prototype throughput, external NATS", proto.perSec, unitEventsPerSec).
 			vs("no-op handler (parses the JSON)", noop.perSec)
-		r.add(key+"external.p99_ms", scenario, "sidecar latency p99, external NATS", ms(ext.lat.p99), unitMs).vs("no-op handler", ms(noop.lat.p99))
+		r.add(key+"external.p99_ms", scenario, "sidecar latency p99, external NATS", ms(side.lat.p99), unitMs).vs("no-op handler", ms(noop.lat.p99))
 		r.add(key+"embedded.p99_ms", scenario, "sidecar latency p99, embedded NATS", ms(emb.lat.p99), unitMs).vs("no-op handler", ms(noop.lat.p99))
 		r.add(key+"noop.p99_ms", scenario, "no-op latency p99", ms(noop.lat.p99), unitMs)
+		ext := 4 * i
+		r.add(key+"external.daemon_cores", scenario, "cores used meanwhile by the daemon", cores.of(ext, 0), unitCores)
+		r.add(key+"external.nats_cores", scenario, "cores used meanwhile by the nats-server", cores.of(ext, 1), unitCores)
+		r.add(key+"external.bench_cores", scenario, "cores used meanwhile by the bench (its clients)", cores.of(ext, 2), unitCores)
 	}
 	r.note(fmt.Sprintf("production: the bench started a nats-server (%s), a daemon on it over its Unix socket (the "+
 		"production shape), a daemon on its embedded server, a no-op handler that parses the same JSON with "+
@@ -390,4 +399,51 @@ func (r *runner) production(ctx context.Context) error {
 		"interleaved repetitions of %v; closed-loop figures are %d interleaved rounds of %d clients",
 		p.natsURL, o.Reps, o.RateDuration, o.Rounds, productionConcurrency))
 	return nil
+}
+
+// coreMeter adds up, per op, the CPU time each watched process (nil: the bench) used and the wall time that passed,
+// between the calls that switch from one op to the next.
+type coreMeter struct {
+	procs []*child
+	op    int
+	at    time.Time
+	last  []time.Duration
+	cpu   [][]time.Duration // by op, by process
+	wall  []time.Duration   // by op
+}
+
+func newCoreMeter(ops int, procs []*child) *coreMeter {
+	m := &coreMeter{procs: procs, op: -1, cpu: make([][]time.Duration, ops), wall: make([]time.Duration, ops)}
+	for i := range m.cpu {
+		m.cpu[i] = make([]time.Duration, len(procs))
+	}
+	return m
+}
+
+// switchTo charges what was used since the last call to the op then running, and starts counting for op (-1: none).
+func (m *coreMeter) switchTo(op int) {
+	now := time.Now()
+	cur := make([]time.Duration, len(m.procs))
+	for i, c := range m.procs {
+		pid := os.Getpid()
+		if c != nil {
+			pid = c.pid()
+		}
+		cur[i], _ = cpuTime(pid)
+	}
+	if m.op >= 0 {
+		m.wall[m.op] += now.Sub(m.at)
+		for i := range cur {
+			m.cpu[m.op][i] += cur[i] - m.last[i]
+		}
+	}
+	m.op, m.at, m.last = op, now, cur
+}
+
+// of returns the cores process i used during op's rounds.
+func (m *coreMeter) of(op, i int) float64 {
+	if m.wall[op] <= 0 {
+		return 0
+	}
+	return float64(m.cpu[op][i]) / float64(m.wall[op])
 }

@@ -17,6 +17,7 @@ const (
 	unitDeliveriesPerSec = "deliveries/s"
 	unitMs               = "ms"
 	unitMicros           = "µs"
+	unitCores            = "cores"
 	unitKiB              = "KiB"
 	unitMiB              = "MiB"
 	unitPercentCore      = "% of a core"
@@ -137,7 +138,7 @@ func formatValue(v float64, unit string) string {
 		return strconv.FormatFloat(v, 'f', 3, 64)
 	case unitMiB, unitMicros:
 		return strconv.FormatFloat(v, 'f', 1, 64)
-	case unitKiB, unitPercentCore:
+	case unitKiB, unitPercentCore, unitCores:
 		return strconv.FormatFloat(v, 'f', 2, 64)
 	}
 	return strconv.FormatFloat(v, 'g', 6, 64)
