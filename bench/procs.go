@@ -62,6 +62,7 @@ func startChild(name, bin string, env []string, args ...string) (*child, error) 
 	}
 	c.cmd.Env = append(c.cmd.Env, env...)
 	c.cmd.Stdout, c.cmd.Stderr = c.out, c.out
+	c.cmd.WaitDelay = 2 * time.Second // a grandchild holding the output open does not hold up Wait
 	setChildAttrs(c.cmd)
 	if err := c.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s (%s): %w", name, bin, err)
