@@ -11,7 +11,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nuid"
 )
 
 // acker publishes to JetStream asynchronously and matches the PubAcks to their publishes: what nats.go's
@@ -65,11 +64,7 @@ func (f *ackFuture) Msg() *nats.Msg { return f.msg }
 // newAcker subscribes to its reply subjects on nc and sweeps timed-out publishes until ctx ends (wg counts the
 // sweeper).
 func newAcker(ctx context.Context, wg *sync.WaitGroup, nc *nats.Conn, timeout time.Duration) (*acker, error) {
-	a := &acker{nc: nc, prefix: nc.Opts.InboxPrefix, timeout: timeout, pending: map[string]*ackFuture{}}
-	if a.prefix == "" {
-		a.prefix = nats.InboxPrefix
-	}
-	a.prefix += "eh" + nuid.Next() + "."
+	a := &acker{nc: nc, prefix: nc.NewInbox() + ".", timeout: timeout, pending: map[string]*ackFuture{}}
 	sub, err := nc.Subscribe(a.prefix+"*", a.handle)
 	if err != nil {
 		return nil, err
