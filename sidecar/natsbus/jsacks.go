@@ -23,7 +23,8 @@ import (
 // It keeps the rest of nats.go's behaviour: a publish that no stream answers (a 503 "no responders" status: in a
 // cluster, the stream has no leader) is sent again twice, 250 ms apart, before it fails with
 // jetstream.ErrNoStreamResponse; an ack that does not come within the timeout fails with
-// jetstream.ErrAsyncPublishTimeout; an API error is a *jetstream.APIError.
+// jetstream.ErrAsyncPublishTimeout; an API error is a *jetstream.APIError; when the connection drops, every publish
+// still waiting fails with nats.ErrDisconnected.
 type acker struct {
 	nc      *nats.Conn
 	prefix  string // the reply subjects: prefix + token
@@ -70,9 +71,35 @@ func newAcker(ctx context.Context, wg *sync.WaitGroup, nc *nats.Conn, timeout ti
 		return nil, err
 	}
 	_ = sub.SetPendingLimits(-1, -1) // acks are never dropped: a publish waits for its own
-	wg.Add(1)
-	go a.sweep(ctx, wg, sub) // ends with ctx
+	status := nc.StatusChanged(nats.RECONNECTING, nats.CLOSED)
+	wg.Add(2)
+	go a.sweep(ctx, wg, sub)           // ends with ctx
+	go a.onDisconnect(ctx, wg, status) // ends with ctx, or when the connection closes
 	return a, nil
+}
+
+// onDisconnect fails every publish still waiting when the connection drops, as nats.go does: their acks, if any, were
+// lost with it.
+func (a *acker) onDisconnect(ctx context.Context, wg *sync.WaitGroup, status chan nats.Status) {
+	defer wg.Done()
+	defer a.nc.RemoveStatusListener(status)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case s, ok := <-status:
+			if !ok || s == nats.CLOSED {
+				return
+			}
+			a.mu.Lock()
+			lost := a.pending
+			a.pending = map[string]*ackFuture{}
+			a.mu.Unlock()
+			for _, f := range lost {
+				f.err <- nats.ErrDisconnected
+			}
+		}
+	}
 }
 
 // publish sends m with a reply subject of the acker's and returns the future of its PubAck.
