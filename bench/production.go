@@ -213,6 +213,11 @@ func (r *runner) production(ctx context.Context) error {
 		return err
 	}
 	defer p.close()
+	su := &r.rep.Setup
+	if su.Sidecar == startedByProduction { // the production scenario alone: name what it started
+		su.Sidecar = p.extT.describe() + " (on " + p.natsURL + ") and " + p.embT.describe() + " (embedded NATS)"
+		su.NATS, su.NoOp = p.natsURL, p.noopT.describe()
+	}
 	r.rep.Setup.Production = &ProductionSetup{NATS: p.natsURL, Daemon: o.Daemon, NATSServerPID: p.nats.pid(),
 		ExternalPID: p.ext.pid(), EmbeddedPID: p.emb.pid(), NoOpPID: p.noop.pid()}
 

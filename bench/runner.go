@@ -31,9 +31,8 @@ type runner struct {
 func (r *runner) open(ctx context.Context) error {
 	o := &r.o
 	if !slices.ContainsFunc(o.Scenarios, func(s string) bool { return s != ScenarioProduction }) {
-		r.rep.Setup = Setup{Sidecar: "started by the production scenario", NoOp: "started by the production scenario",
-			NATS: "started by the production scenario", Tenant: o.Tenant, Scenarios: o.Scenarios, Quick: o.Quick,
-			Sizes: r.sizes()}
+		r.rep.Setup = Setup{Sidecar: startedByProduction, NoOp: startedByProduction, NATS: startedByProduction,
+			Tenant: o.Tenant, Scenarios: o.Scenarios, Quick: o.Quick, Sizes: r.sizes()}
 		return nil
 	}
 	var err error
@@ -83,6 +82,9 @@ func (r *runner) sizes() map[string]string {
 		"cpu_subscribers": strconv.Itoa(o.CPUSubscribers), "cpu_window": o.CPUWindow.String(),
 	}
 }
+
+// startedByProduction stands for what the production scenario starts, until it has.
+const startedByProduction = "started by the production scenario"
 
 // close releases what open made.
 func (r *runner) close() {
