@@ -29,6 +29,14 @@ Scenarios (-scenarios, comma list; default all):
             vs a minimal Go SSE broadcaster, then again with one stalled subscriber
   idle      -idle idle SSE subscribers: daemon RSS per subscriber, publish slowdown,
             daemon CPU with -cpu-subscribers of them
+  streams   one token per POST /v1/streams at -concurrency 1,16,64: sidecar vs no-op vs nats.go
+
+Run only when named (it needs no running sidecar):
+  production  the production shape: starts a nats-server (-nats-server, or built from the
+            Go module), a daemon on it and one on its embedded server (-daemon, default this
+            binary), and a no-op handler that parses the same JSON, each a process of its own;
+            CPU per event from /proc at -rate, publish and publish→SSE latency, closed-loop
+            throughput of 16 clients, for lifecycle events and single tokens
 
 Start the daemon first, e.g. go run . serve -config bench/config.bench.yaml. A missed
 target is reported, not an error. Exit status: 0 done, 1 a step failed, 2 bad command line.
@@ -66,8 +74,25 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	flags.IntVar(&o.CPUSubscribers, "cpu-subscribers", 0, "idle subscribers kept open for the CPU figure (default min(1000, K); -quick 20)")
 	flags.DurationVar(&o.CPUWindow, "cpu-window", 0, "how long the daemon's CPU is measured (default 10s; -quick 500ms)")
 	flags.DurationVar(&o.Timeout, "timeout", 0, "bound of each wait for deliveries and gauges (default 1m; -quick 20s)")
+	flags.StringVar(&o.Daemon, "daemon", "", "eventhook `binary` the production scenario starts (default: this one)")
+	flags.StringVar(&o.NATSServer, "nats-server", "", "nats-server `binary` the production scenario starts (default: go build it from the module)")
+	flags.IntVar(&o.DaemonGOMAXPROCS, "daemon-gomaxprocs", 0, "GOMAXPROCS of the production scenario's daemons and no-op handler (default: Go's; 1 is what a container limited to one core or less gets)")
+	flags.StringVar(&o.DaemonPprof, "daemon-pprof", "", "EVENTHOOK_PPROF `address` of the production scenario's daemon on the external server, to profile it")
+	var serveNoop, noopNATS string
+	flags.StringVar(&noopNATS, "noop-nats", "", "with -serve-noop: also publish each parsed request to JetStream at this `URL` and wait for the PubAck (the bare prototype)")
+	flags.StringVar(&serveNoop, "serve-noop", "", "serve the production scenario's parsing no-op handler on the Unix socket `path` until SIGTERM (the scenario runs this itself)")
 	if code, ok := parseCLIFlags(flags, args); !ok {
 		return code
+	}
+	if serveNoop != "" {
+		if err := bench.ServeNoop(ctx, serveNoop, noopNATS); err != nil {
+			fmt.Fprintf(stderr, "%s: %v\n", flags.Name(), err)
+			return exitError
+		}
+		return exitOK
+	}
+	if o.Daemon == "" {
+		o.Daemon, _ = os.Executable()
 	}
 	o.Socket, o.URL, o.Token, o.Tenant = conn.socket, conn.url, conn.token, conn.tenant
 	if o.Token == "" {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 	"github.com/flovyn/eventhook/bench"
 	"github.com/flovyn/eventhook/sidecar"
 	"github.com/flovyn/eventhook/sidecar/config"
+	"github.com/google/uuid"
 )
 
 // benchTestDaemon is a real sidecar, in this process: the jetstream backend on an embedded NATS server that listens on
@@ -99,6 +101,11 @@ var benchTestKeys = map[string][]string{
 		"single.c1.noop.p99_ms", "single.c1.direct.p50_ms", "single.c1.direct.p99_ms",
 		"single.c16.sidecar.events_per_s", "single.c16.noop.events_per_s", "single.c16.direct.events_per_s",
 		"single.c16.sidecar.p99_ms",
+	},
+	bench.ScenarioStreams: {
+		"streams.c1.sidecar.events_per_s", "streams.c1.sidecar.vs_direct", "streams.c1.noop.events_per_s",
+		"streams.c1.direct.events_per_s", "streams.c1.sidecar.p50_ms", "streams.c1.sidecar.p99_ms",
+		"streams.c16.sidecar.events_per_s", "streams.c16.noop.p99_ms", "streams.c16.direct.p99_ms",
 	},
 	bench.ScenarioBatch: {
 		"batch.sidecar.events_per_s", "batch.direct.events_per_s", "batch.sidecar.p50_ms", "batch.sidecar.p99_ms",
@@ -237,6 +244,7 @@ func TestBenchUsage(t *testing.T) {
 		{[]string{"extra"}, 2, "unexpected argument"},
 		{[]string{"-socket", filepath.Join(t.TempDir(), "none.sock"), "-quiet"}, 1, "start it with: eventhook serve"},
 		{[]string{"-h"}, 0, "Scenarios (-scenarios"}, // on stdout
+		{[]string{"-scenarios", "production", "-nats-server", filepath.Join(t.TempDir(), "none"), "-quiet"}, 1, "start nats-server"},
 	} {
 		code, stdout, stderr := benchTestRun(t, tc.args...)
 		out := stderr
@@ -246,5 +254,46 @@ func TestBenchUsage(t *testing.T) {
 		if code != tc.code || !strings.Contains(out, tc.want) {
 			t.Errorf("bench %v: exit %d, stderr %q, stdout %q; want exit %d and %q", tc.args, code, stderr, stdout, tc.code, tc.want)
 		}
+	}
+}
+
+// TestBenchServeNoop runs eventhook bench -serve-noop, the no-op handler the production scenario starts as a process
+// of its own: it serves its socket until the context ends, then exits 0.
+func TestBenchServeNoop(t *testing.T) {
+	dir, err := os.MkdirTemp("", "ehbn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	sock := filepath.Join(dir, "noop.sock")
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, []string{"bench", "-serve-noop", sock}, nil, io.Discard, io.Discard) }()
+	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	}}}
+	defer c.CloseIdleConnections()
+	body := `{"id":"` + uuid.NewString() + `","tenant_id":"` + uuid.NewString() + `","event_type":"x.y","data":{}}`
+	var status int
+	for deadline := time.Now().Add(5 * time.Second); status == 0 && time.Now().Before(deadline); {
+		resp, err := c.Post("http://noop/v1/events", "application/json", strings.NewReader(body))
+		if err != nil {
+			time.Sleep(10 * time.Millisecond) // not listening yet
+			continue
+		}
+		resp.Body.Close()
+		status = resp.StatusCode
+	}
+	if status != http.StatusAccepted {
+		t.Errorf("POST /v1/events to the no-op handler: %d, want 202", status)
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("bench -serve-noop exited %d", code)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("bench -serve-noop still running after its context ended")
 	}
 }

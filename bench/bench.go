@@ -16,6 +16,13 @@
 //     broadcaster, then again with one stalled subscriber among them.
 //   - idle: K idle SSE subscribers: the daemon's resident memory per subscriber (from its /metrics), publish
 //     throughput with and without them, and the daemon's CPU with some of them open.
+//   - streams: one token per request (POST /v1/streams) at several concurrencies, against the sidecar, the no-op
+//     handler and nats.go's synchronous JetStream publish of the same stream event.
+//   - production: not in the default set, and independent of the running sidecar: the bench starts a nats-server,
+//     a daemon on it (the production shape), a daemon on its embedded server and a no-op handler that parses the same
+//     JSON, each a process of its own, and measures the CPU per event of each from /proc (the nats-server's against a
+//     direct nats.go publisher's), publish latency at a fixed rate, and closed-loop throughput, for lifecycle events and
+//     for single tokens.
 package bench
 
 import (
@@ -39,10 +46,16 @@ const (
 	ScenarioLatency = "latency"
 	ScenarioFanout  = "fanout"
 	ScenarioIdle    = "idle"
+	ScenarioStreams = "streams"
+	// ScenarioProduction starts its own nats-server, daemons and no-op handler; it runs only when asked for.
+	ScenarioProduction = "production"
 )
 
-// AllScenarios lists every scenario in the order a full run executes them.
-var AllScenarios = []string{ScenarioSingle, ScenarioBatch, ScenarioLatency, ScenarioFanout, ScenarioIdle}
+// AllScenarios lists every scenario of a default run, in the order it executes them.
+var AllScenarios = []string{ScenarioSingle, ScenarioStreams, ScenarioBatch, ScenarioLatency, ScenarioFanout, ScenarioIdle}
+
+// KnownScenarios lists every scenario: those of a default run, and those that run only when asked for.
+var KnownScenarios = append(append([]string(nil), AllScenarios...), ScenarioProduction)
 
 // Options configures a run. Zero values take defaults: those that eventhook bench -h lists for a full run, or smaller
 // ones when Quick is set.
@@ -95,6 +108,21 @@ type Options struct {
 	CPUWindow time.Duration
 	// Timeout bounds each wait for deliveries and for the daemon's gauges.
 	Timeout time.Duration
+
+	// Daemon is the eventhook binary of the daemons the production scenario starts; required by that scenario only.
+	// Its no-op handler and bare prototype are served by the running binary (eventhook bench -serve-noop), which must
+	// be eventhook.
+	Daemon string
+	// NATSServer is the nats-server binary the production scenario starts; empty builds one from the Go module the
+	// project requires (go build, in the eventhook module).
+	NATSServer string
+	// DaemonGOMAXPROCS, when positive, is the GOMAXPROCS of the processes the production scenario serves from (its
+	// daemons and its no-op handler alike): 1 is what Go gives a process whose container is limited to one core or
+	// less, as deploy/k8s limits the sidecar (500m). 0 leaves the Go default (the machine's CPUs).
+	DaemonGOMAXPROCS int
+	// DaemonPprof, when set, is the EVENTHOOK_PPROF address of the production scenario's daemon on the external
+	// server, to profile it while the scenario runs.
+	DaemonPprof string
 
 	// Progress receives one line per step, for a person watching a long run; nil discards them.
 	Progress io.Writer
@@ -155,8 +183,8 @@ func (o Options) withDefaults() Options {
 // validate reports the first option that cannot work.
 func (o *Options) validate() error {
 	for _, s := range o.Scenarios {
-		if !slices.Contains(AllScenarios, s) {
-			return fmt.Errorf("unknown scenario %q: want some of %s", s, strings.Join(AllScenarios, ","))
+		if !slices.Contains(KnownScenarios, s) {
+			return fmt.Errorf("unknown scenario %q: want some of %s", s, strings.Join(KnownScenarios, ","))
 		}
 	}
 	for _, c := range o.Concurrency {
@@ -220,6 +248,21 @@ type Setup struct {
 	Quick bool `json:"quick"`
 	// Sizes holds the sizes and durations used.
 	Sizes map[string]string `json:"sizes"`
+	// Production describes the processes of the production scenario, when it ran.
+	Production *ProductionSetup `json:"production,omitempty"`
+}
+
+// ProductionSetup describes the processes the production scenario started.
+type ProductionSetup struct {
+	// NATS is the URL of the nats-server it started.
+	NATS string `json:"nats"`
+	// Daemon is the eventhook binary of its daemons and no-op handler.
+	Daemon string `json:"daemon"`
+	// The process ids: the nats-server, the daemon on it, the daemon on its embedded server, the no-op handler.
+	NATSServerPID int `json:"nats_server_pid"`
+	ExternalPID   int `json:"external_pid"`
+	EmbeddedPID   int `json:"embedded_pid"`
+	NoOpPID       int `json:"noop_pid"`
 }
 
 // Report is the outcome of a run.
@@ -320,6 +363,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			err = r.fanout(ctx)
 		case ScenarioIdle:
 			err = r.idle(ctx)
+		case ScenarioStreams:
+			err = r.streams(ctx)
+		case ScenarioProduction:
+			err = r.production(ctx)
 		}
 		if err != nil {
 			return r.rep, fmt.Errorf("scenario %s: %w", s, err)

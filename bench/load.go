@@ -60,6 +60,10 @@ func isUUID(s string) bool {
 type eventSpec struct {
 	tenant    string
 	eventType string
+	// workflows, when set, gives the events workflow ids (event n the n-th modulo their number) and a fresh task id
+	// each, as Flovyn's task events have: the per-workflow index then has entries to write. Without them both ids are
+	// null.
+	workflows []string
 }
 
 // subject is the NATS subject of the events (flovyn.events.<tenant>.<type>).
@@ -73,7 +77,15 @@ func (s eventSpec) appendEvent(dst []byte, seq int64, sent time.Time) (out []byt
 	dst = appendUUID(dst)
 	dst = append(dst, `","tenant_id":"`...)
 	dst = append(dst, s.tenant...)
-	dst = append(dst, `","workflow_execution_id":null,"task_execution_id":null,"event_type":"`...)
+	if len(s.workflows) == 0 {
+		dst = append(dst, `","workflow_execution_id":null,"task_execution_id":null,"event_type":"`...)
+	} else {
+		dst = append(dst, `","workflow_execution_id":"`...)
+		dst = append(dst, s.workflows[uint64(seq)%uint64(len(s.workflows))]...)
+		dst = append(dst, `","task_execution_id":"`...)
+		dst = appendUUID(dst)
+		dst = append(dst, `","event_type":"`...)
+	}
 	dst = append(dst, s.eventType...)
 	dst = append(dst, `","source":"bench","data":{"seq":`...)
 	dst = strconv.AppendInt(dst, seq, 10)
@@ -329,4 +341,28 @@ func fixedRate(ctx context.Context, rate int, dur time.Duration, op func(ctx con
 		return summary{}, sent, err
 	}
 	return summarize(lat[:sent]), sent, nil
+}
+
+// tokenSpec says what generic stream events a publisher builds: LLM tokens of one workflow of a tenant, one per
+// request, as an LLM streams them today.
+type tokenSpec struct {
+	tenant   string
+	workflow string
+	task     string
+}
+
+// subject is the NATS subject of the tokens (flovyn.streams.workflow.<workflow>).
+func (s tokenSpec) subject() string { return "flovyn.streams.workflow." + s.workflow }
+
+// appendToken appends one token StreamEvent numbered seq, sent at sent, in Flovyn's camelCase wire format.
+func (s tokenSpec) appendToken(dst []byte, seq int64, sent time.Time) []byte {
+	dst = append(dst, `{"workflowExecutionId":"`...)
+	dst = append(dst, s.workflow...)
+	dst = append(dst, `","taskExecutionId":"`...)
+	dst = append(dst, s.task...)
+	dst = append(dst, `","sequence":`...)
+	dst = strconv.AppendInt(dst, seq%(1<<31), 10)
+	dst = append(dst, `,"type":"TOKEN","payload":" hello","timestampMs":`...)
+	dst = strconv.AppendInt(dst, sent.UnixMilli(), 10)
+	return append(dst, '}')
 }

@@ -3,8 +3,12 @@ package bench
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
+
+	"github.com/nats-io/nats.go"
 )
 
 // single measures one event per request at each concurrency, against the sidecar, the no-op handler and nats.go's
@@ -169,5 +173,54 @@ func (r *runner) latency(ctx context.Context) error {
 	}
 	r.note(fmt.Sprintf("latency: medians of %d interleaved repetitions (sidecar, no-op, direct, …) of %v at %d events/s each; "+
 		"publish→SSE latency is the SSE arrival time minus the send time carried in the event", o.Reps, o.RateDuration, o.Rate))
+	return nil
+}
+
+// streams measures one token per request (POST /v1/streams, as an LLM streams them) at each concurrency, against the
+// sidecar, the no-op handler and nats.go's synchronous publish of the same stream event with its tenant header,
+// interleaved per concurrency.
+func (r *runner) streams(ctx context.Context) error {
+	o := &r.o
+	spec := tokenSpec{tenant: o.Tenant, workflow: newUUID(), task: newUUID()}
+	direct := tokenSpec{tenant: newUUID(), workflow: newUUID(), task: newUUID()}
+	for _, c := range o.Concurrency {
+		scenario := fmt.Sprintf("streams c=%d", c)
+		key := "streams.c" + strconv.Itoa(c) + "."
+		names := []string{"sidecar", "no-op handler", "direct nats.go"}
+		var seq atomic.Int64
+		post := func(t *httpTarget) func(ctx context.Context, _ int) (int, error) {
+			return func(ctx context.Context, _ int) (int, error) {
+				b := spec.appendToken(make([]byte, 0, 256), seq.Add(1), time.Now())
+				return 1, t.postHeader(ctx, "/v1/streams", "application/json", "Flovyn-Tenant-Id", spec.tenant, b, http.StatusAccepted)
+			}
+		}
+		results, err := interleaved(ctx, o.Rounds, c, o.Warmup, o.Duration, func(op, round int) {
+			r.progress("%s: %s (round %d of %d)", scenario, names[op], round+1, o.Rounds)
+		}, post(r.sidecar), post(r.noop.target), func(ctx context.Context, _ int) (int, error) {
+			m := &nats.Msg{Subject: direct.subject(), Header: nats.Header{"Flovyn-Tenant-Id": {direct.tenant}},
+				Data: direct.appendToken(make([]byte, 0, 256), seq.Add(1), time.Now())}
+			if _, err := r.js.PublishMsg(ctx, m); err != nil {
+				return 0, fmt.Errorf("direct publish to %s: %w", m.Subject, err)
+			}
+			return 1, nil
+		})
+		if err != nil {
+			return err
+		}
+		side, noop, dir := results[0], results[1], results[2]
+		res := r.add(key+"sidecar.events_per_s", scenario, "sidecar token throughput", side.perSec, unitEventsPerSec).
+			vs("no-op handler", noop.perSec)
+		if c == 16 {
+			res.target("ratio ≥ 0.75", res.Ratio != nil && *res.Ratio >= 0.75)
+		}
+		r.add(key+"sidecar.vs_direct", scenario, "sidecar token throughput", side.perSec, unitEventsPerSec).
+			vs("direct nats.go", dir.perSec)
+		r.add(key+"noop.events_per_s", scenario, "no-op handler throughput", noop.perSec, unitEventsPerSec)
+		r.add(key+"direct.events_per_s", scenario, "direct nats.go throughput", dir.perSec, unitEventsPerSec)
+		r.add(key+"sidecar.p50_ms", scenario, "sidecar latency p50", ms(side.lat.p50), unitMs).vs("no-op handler", ms(noop.lat.p50))
+		r.add(key+"sidecar.p99_ms", scenario, "sidecar latency p99", ms(side.lat.p99), unitMs).vs("no-op handler", ms(noop.lat.p99))
+		r.add(key+"noop.p99_ms", scenario, "no-op latency p99", ms(noop.lat.p99), unitMs)
+		r.add(key+"direct.p99_ms", scenario, "direct latency p99", ms(dir.lat.p99), unitMs)
+	}
 	return nil
 }

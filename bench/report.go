@@ -16,6 +16,8 @@ const (
 	unitEventsPerSec     = "events/s"
 	unitDeliveriesPerSec = "deliveries/s"
 	unitMs               = "ms"
+	unitMicros           = "µs"
+	unitCores            = "cores"
 	unitKiB              = "KiB"
 	unitMiB              = "MiB"
 	unitPercentCore      = "% of a core"
@@ -134,9 +136,9 @@ func formatValue(v float64, unit string) string {
 		return groupThousands(int64(math.Round(v)))
 	case unitMs:
 		return strconv.FormatFloat(v, 'f', 3, 64)
-	case unitMiB:
+	case unitMiB, unitMicros:
 		return strconv.FormatFloat(v, 'f', 1, 64)
-	case unitKiB, unitPercentCore:
+	case unitKiB, unitPercentCore, unitCores:
 		return strconv.FormatFloat(v, 'f', 2, 64)
 	}
 	return strconv.FormatFloat(v, 'g', 6, 64)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -26,7 +27,14 @@ type runner struct {
 }
 
 // open checks that the sidecar answers, starts the bench's servers on the same kind of transport and connects to NATS.
+// A run of the production scenario alone needs none of them: it starts what it measures.
 func (r *runner) open(ctx context.Context) error {
+	o := &r.o
+	if !slices.ContainsFunc(o.Scenarios, func(s string) bool { return s != ScenarioProduction }) {
+		r.rep.Setup = Setup{Sidecar: startedByProduction, NoOp: startedByProduction, NATS: startedByProduction,
+			Tenant: o.Tenant, Scenarios: o.Scenarios, Quick: o.Quick, Sizes: r.sizes()}
+		return nil
+	}
 	var err error
 	if r.sidecar, err = targetFromOptions(&r.o); err != nil {
 		return err
@@ -55,21 +63,28 @@ func (r *runner) open(ctx context.Context) error {
 	if r.js, err = jetstream.New(r.nc); err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	o := &r.o
 	r.rep.Setup = Setup{
 		Sidecar: r.sidecar.describe(), NoOp: r.noop.target.describe(), NATS: o.NATS, Tenant: o.Tenant,
-		Scenarios: o.Scenarios, Quick: o.Quick,
-		Sizes: map[string]string{
-			"duration": o.Duration.String(), "warmup": o.Warmup.String(), "rounds": strconv.Itoa(o.Rounds), "concurrency": joinInts(o.Concurrency),
-			"batch_concurrency": strconv.Itoa(o.BatchConcurrency), "rate": strconv.Itoa(o.Rate),
-			"rate_duration": o.RateDuration.String(), "reps": strconv.Itoa(o.Reps),
-			"subscribers": strconv.Itoa(o.Subscribers), "fanout_events": strconv.Itoa(o.FanoutEvents),
-			"idle": strconv.Itoa(o.Idle), "idle_tenants": strconv.Itoa(o.IdleTenants),
-			"cpu_subscribers": strconv.Itoa(o.CPUSubscribers), "cpu_window": o.CPUWindow.String(),
-		},
+		Scenarios: o.Scenarios, Quick: o.Quick, Sizes: r.sizes(),
 	}
 	return nil
 }
+
+// sizes lists the sizes and durations of the run, for the report.
+func (r *runner) sizes() map[string]string {
+	o := &r.o
+	return map[string]string{
+		"duration": o.Duration.String(), "warmup": o.Warmup.String(), "rounds": strconv.Itoa(o.Rounds), "concurrency": joinInts(o.Concurrency),
+		"batch_concurrency": strconv.Itoa(o.BatchConcurrency), "rate": strconv.Itoa(o.Rate),
+		"rate_duration": o.RateDuration.String(), "reps": strconv.Itoa(o.Reps),
+		"subscribers": strconv.Itoa(o.Subscribers), "fanout_events": strconv.Itoa(o.FanoutEvents),
+		"idle": strconv.Itoa(o.Idle), "idle_tenants": strconv.Itoa(o.IdleTenants),
+		"cpu_subscribers": strconv.Itoa(o.CPUSubscribers), "cpu_window": o.CPUWindow.String(),
+	}
+}
+
+// startedByProduction stands for what the production scenario starts, until it has.
+const startedByProduction = "started by the production scenario"
 
 // close releases what open made.
 func (r *runner) close() {
@@ -164,7 +179,7 @@ func (r *runner) waitSubscribers(ctx context.Context, extra int) (map[string]flo
 func (r *runner) waitIndexer(ctx context.Context, timeout time.Duration) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	cons, err := r.js.Consumer(ctx, "FLOVYN_EVENTS", "eventhook-indexer")
+	cons, err := r.js.Consumer(ctx, "FLOVYN_EVENTS", "eventhook-indexer-2")
 	if err != nil {
 		return
 	}

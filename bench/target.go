@@ -96,11 +96,19 @@ func (t *httpTarget) newRequest(ctx context.Context, method, path string, body [
 // post sends body to path and reads the whole answer; it returns an error for a transport failure or a status other
 // than want, with the start of the answer.
 func (t *httpTarget) post(ctx context.Context, path, contentType string, body []byte, want int) error {
+	return t.postHeader(ctx, path, contentType, "", "", body, want)
+}
+
+// postHeader is post with one request header more (a stream event's Flovyn-Tenant-Id); none when key is empty.
+func (t *httpTarget) postHeader(ctx context.Context, path, contentType, key, value string, body []byte, want int) error {
 	req, err := t.newRequest(ctx, http.MethodPost, path, body)
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Content-Type", contentType)
+	if key != "" {
+		req.Header.Set(key, value)
+	}
 	resp, err := t.client.Do(req)
 	if err != nil {
 		return fmt.Errorf("%s: POST %s: %w", t.name, path, err)

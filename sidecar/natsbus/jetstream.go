@@ -43,8 +43,9 @@ type JetStream struct {
 	stream *jsKind[event.StreamEvent]
 	index  jetstream.Stream
 	// indexer is the durable consumer that writes the per-workflow index (see jsindex.go); nil when it could not be made.
-	indexer     jetstream.Consumer
-	indexerStop jetstream.ConsumeContext
+	indexer jetstream.Consumer
+	// acks publishes asynchronously and matches the PubAcks (jsacks.go): the publish path and the indexer use it.
+	acks *acker
 
 	stats busStats
 	store storeHealth // whether the store can write (jsstore.go)
@@ -136,6 +137,10 @@ func newJetStream(ctx context.Context, o Options, log *slog.Logger, conn *natsCo
 	b.stream = &jsKind[event.StreamEvent]{stream: sts, name: o.Streams.StreamsStream, epoch: streamEpoch(sts)}
 	b.stream.hub = bus.NewHub[event.StreamEvent](stCfg, b.stream.epoch, arrival)
 	b.ctx, b.cancel = context.WithCancel(context.Background())
+	if b.acks, err = newAcker(b.ctx, &b.wg, conn.nc, o.Streams.PublishTimeout); err != nil {
+		b.cancel()
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
 	if err := b.startIndexer(ctx); err != nil {
 		// Late workflow subscribers then scan the tenant's subjects instead: slower, still complete.
 		log.Warn("the per-workflow indexer could not start; late subscribers will scan", slog.Any("err", err))
@@ -189,10 +194,7 @@ func (b *JetStream) Close() error {
 	feeds := b.feeds
 	b.feeds = map[string]*jsFeed{}
 	b.mu.Unlock()
-	if b.indexerStop != nil {
-		b.indexerStop.Stop()
-	}
-	b.cancel()
+	b.cancel() // ends the indexer (jsindex.go) and the replay workers
 	b.events.hub.Close()
 	b.stream.hub.Close()
 	for _, f := range feeds {

@@ -119,7 +119,7 @@ func (b *JetStream) publishAll(ctx context.Context, msgs []*nats.Msg, errs []err
 		if b.o.firstSend != nil {
 			send = b.o.firstSend(m)
 		}
-		f, err := b.js.PublishMsgAsync(send)
+		f, err := b.acks.publish(send)
 		if err != nil {
 			errs[i] = unavailable("publish", err)
 			continue
@@ -235,7 +235,7 @@ func (b *JetStream) resend(msgs []*nats.Msg, futures []sends, acks []jetstream.P
 			continue
 		default:
 		}
-		if nf, err := b.js.PublishMsgAsync(msgs[j]); err == nil {
+		if nf, err := b.acks.publish(msgs[j]); err == nil {
 			f.last, f.resent = nf, true
 		}
 	}
