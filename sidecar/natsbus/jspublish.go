@@ -161,6 +161,10 @@ func (b *JetStream) publishAll(ctx context.Context, msgs []*nats.Msg, errs []err
 				switch {
 				case noLeader(err): // electing a leader: the next resend may find it
 					f.last = nil // answered by nobody: nothing to wait for until the resend
+				case errors.Is(err, nats.ErrDisconnected) || errors.Is(err, nats.ErrConnectionReconnecting):
+					// The connection dropped under the send: the lost branch below sends it again once the client
+					// has reconnected (or fails it when the server does not come back in time).
+					f.last = nil
 				case errors.Is(err, jetstream.ErrAsyncPublishTimeout) || f.resent:
 					// Sent and unanswered (a resend's error says nothing of the first send, which may be stored).
 					errs[i] = fmt.Errorf("publish: %w: %w: %w", bus.ErrUnavailable, bus.ErrUnconfirmed, err)
