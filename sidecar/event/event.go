@@ -167,10 +167,7 @@ func (e *FlovynEvent) Validate() error {
 		v.add("tenant_id", "is required and must be a non-nil UUID (in the body as tenant_id or org_id, or in the "+
 			"Flovyn-Tenant-Id or Flovyn-Org-Id header)")
 	}
-	if err := subjects.ValidateEventType(e.EventType); err != nil {
-		v.add("event_type", "%s; use dot-separated tokens of letters, digits, '_' and '-', such as \"workflow.completed\"",
-			strings.TrimLeft(strings.TrimPrefix(err.Error(), subjects.ErrInvalid.Error()+" event type"), " :"))
-	}
+	checkEventType(v, e.EventType)
 	if why := checkPrintable(e.Source, MaxSourceBytes); why != "" {
 		v.add("source", "%s", why)
 	} else if !utf8.ValidString(e.Source) {
@@ -189,6 +186,14 @@ func (e *FlovynEvent) Validate() error {
 		v.add("timestamp_ms", "must be milliseconds since the Unix epoch, not negative")
 	}
 	return v.orNil()
+}
+
+// checkEventType adds to v what is wrong with an event type, if anything.
+func checkEventType(v *ValidationError, eventType string) {
+	if err := subjects.ValidateEventType(eventType); err != nil {
+		v.add("event_type", "%s; use dot-separated tokens of letters, digits, '_' and '-', such as \"workflow.completed\"",
+			strings.TrimLeft(strings.TrimPrefix(err.Error(), subjects.ErrInvalid.Error()+" event type"), " :"))
+	}
 }
 
 func checkPrintable(s string, limit int) string {
@@ -281,8 +286,9 @@ func decodeEventSlow(data []byte) (*FlovynEvent, error) {
 	if w.TimestampMs != nil {
 		e.TimestampMs = *w.TimestampMs
 	}
-	if err := v.orNil(); err != nil {
-		return nil, err
+	if len(v.Errors) > 0 {
+		checkEventType(v, e.EventType) // so that one answer names every field to fix, not just the bad ids
+		return nil, v
 	}
 	return e, nil
 }

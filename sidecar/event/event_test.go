@@ -121,6 +121,22 @@ func TestDecodeEventErrors(t *testing.T) {
 	}
 }
 
+// A body with a bad id and a missing event type is answered with both, so that one round trip shows what to fix.
+func TestDecodeEventNamesEveryBadField(t *testing.T) {
+	_, err := DecodeEvent([]byte(`{"tenant_id":"nope","workflow_execution_id":"wf-1"}`))
+	var ve *ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("DecodeEvent = %v; want a *ValidationError", err)
+	}
+	var fields []string
+	for _, fe := range ve.Errors {
+		fields = append(fields, fe.Field)
+	}
+	if got, want := strings.Join(fields, ","), "tenant_id,workflow_execution_id,event_type"; got != want {
+		t.Fatalf("fields named %s; want %s (%v)", got, want, err)
+	}
+}
+
 func TestValidate(t *testing.T) {
 	good := func() *FlovynEvent {
 		e, _ := NewEvent(uuid.MustParse(tenantStr), "task.started", "system", nil)
