@@ -34,22 +34,7 @@ func (r *runner) single(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		side, noop, dir := results[0], results[1], results[2]
-		res := r.add(key+"sidecar.events_per_s", scenario, "sidecar throughput", side.perSec, unitEventsPerSec).
-			vs("no-op handler", noop.perSec)
-		if c == 16 {
-			res.target("ratio ≥ 0.75", res.Ratio != nil && *res.Ratio >= 0.75)
-		}
-		r.add(key+"sidecar.vs_direct", scenario, "sidecar throughput", side.perSec, unitEventsPerSec).
-			vs("direct nats.go", dir.perSec)
-		r.add(key+"noop.events_per_s", scenario, "no-op handler throughput", noop.perSec, unitEventsPerSec)
-		r.add(key+"direct.events_per_s", scenario, "direct nats.go throughput", dir.perSec, unitEventsPerSec)
-		r.add(key+"sidecar.p50_ms", scenario, "sidecar latency p50", ms(side.lat.p50), unitMs).vs("no-op handler", ms(noop.lat.p50))
-		r.add(key+"sidecar.p99_ms", scenario, "sidecar latency p99", ms(side.lat.p99), unitMs).vs("no-op handler", ms(noop.lat.p99))
-		r.add(key+"noop.p50_ms", scenario, "no-op latency p50", ms(noop.lat.p50), unitMs)
-		r.add(key+"noop.p99_ms", scenario, "no-op latency p99", ms(noop.lat.p99), unitMs)
-		r.add(key+"direct.p50_ms", scenario, "direct latency p50", ms(dir.lat.p50), unitMs)
-		r.add(key+"direct.p99_ms", scenario, "direct latency p99", ms(dir.lat.p99), unitMs)
+		r.addThreeWay(key, scenario, "", c, results)
 	}
 	return nil
 }
@@ -207,20 +192,29 @@ func (r *runner) streams(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		side, noop, dir := results[0], results[1], results[2]
-		res := r.add(key+"sidecar.events_per_s", scenario, "sidecar token throughput", side.perSec, unitEventsPerSec).
-			vs("no-op handler", noop.perSec)
-		if c == 16 {
-			res.target("ratio ≥ 0.75", res.Ratio != nil && *res.Ratio >= 0.75)
-		}
-		r.add(key+"sidecar.vs_direct", scenario, "sidecar token throughput", side.perSec, unitEventsPerSec).
-			vs("direct nats.go", dir.perSec)
-		r.add(key+"noop.events_per_s", scenario, "no-op handler throughput", noop.perSec, unitEventsPerSec)
-		r.add(key+"direct.events_per_s", scenario, "direct nats.go throughput", dir.perSec, unitEventsPerSec)
-		r.add(key+"sidecar.p50_ms", scenario, "sidecar latency p50", ms(side.lat.p50), unitMs).vs("no-op handler", ms(noop.lat.p50))
-		r.add(key+"sidecar.p99_ms", scenario, "sidecar latency p99", ms(side.lat.p99), unitMs).vs("no-op handler", ms(noop.lat.p99))
-		r.add(key+"noop.p99_ms", scenario, "no-op latency p99", ms(noop.lat.p99), unitMs)
-		r.add(key+"direct.p99_ms", scenario, "direct latency p99", ms(dir.lat.p99), unitMs)
+		r.addThreeWay(key, scenario, "token ", c, results)
 	}
 	return nil
+}
+
+// addThreeWay reports a run of the sidecar, the no-op handler and direct nats.go (results in that order): throughput
+// against the no-op (the target at concurrency c=16) and against nats.go, and each one's latency. what names the load in the
+// throughput lines ("token " for stream events, "" for lifecycle events).
+func (r *runner) addThreeWay(key, scenario, what string, c int, results []loopResult) {
+	side, noop, dir := results[0], results[1], results[2]
+	res := r.add(key+"sidecar.events_per_s", scenario, "sidecar "+what+"throughput", side.perSec, unitEventsPerSec).
+		vs("no-op handler", noop.perSec)
+	if c == 16 {
+		res.target("ratio ≥ 0.75", res.Ratio != nil && *res.Ratio >= 0.75)
+	}
+	r.add(key+"sidecar.vs_direct", scenario, "sidecar "+what+"throughput", side.perSec, unitEventsPerSec).
+		vs("direct nats.go", dir.perSec)
+	r.add(key+"noop.events_per_s", scenario, "no-op handler throughput", noop.perSec, unitEventsPerSec)
+	r.add(key+"direct.events_per_s", scenario, "direct nats.go throughput", dir.perSec, unitEventsPerSec)
+	r.add(key+"sidecar.p50_ms", scenario, "sidecar latency p50", ms(side.lat.p50), unitMs).vs("no-op handler", ms(noop.lat.p50))
+	r.add(key+"sidecar.p99_ms", scenario, "sidecar latency p99", ms(side.lat.p99), unitMs).vs("no-op handler", ms(noop.lat.p99))
+	r.add(key+"noop.p50_ms", scenario, "no-op latency p50", ms(noop.lat.p50), unitMs)
+	r.add(key+"noop.p99_ms", scenario, "no-op latency p99", ms(noop.lat.p99), unitMs)
+	r.add(key+"direct.p50_ms", scenario, "direct latency p50", ms(dir.lat.p50), unitMs)
+	r.add(key+"direct.p99_ms", scenario, "direct latency p99", ms(dir.lat.p99), unitMs)
 }
