@@ -2,7 +2,7 @@
 // server used directly with nats.go ("direct"), and an HTTP handler that does nothing, served by the bench itself on the
 // same kind of transport as the sidecar ("no-op", the HTTP ceiling of the machine). For the SSE fan-out, the bench also
 // serves a minimal Go SSE broadcaster ("baseline"). Every figure is reported with its comparison, their ratio and, where
-// the project sets one, the target (issue 7 of the project). A missed target is a result, not an error.
+// the project sets one, the target the project set for it. A missed target is a result, not an error.
 //
 // The scenarios:
 //
