@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"encoding/binary"
-	"encoding/hex"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -11,6 +10,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/flovyn/eventhook/sidecar/event"
+	"github.com/google/uuid"
 )
 
 // newUUID returns a random (version 4) UUID in its canonical lower-case form.
@@ -18,22 +20,12 @@ func newUUID() string { return string(appendUUID(nil)) }
 
 // appendUUID appends a random (version 4) UUID in its canonical lower-case form.
 func appendUUID(dst []byte) []byte {
-	var b [16]byte
+	var b uuid.UUID
 	binary.LittleEndian.PutUint64(b[:8], rand.Uint64())
 	binary.LittleEndian.PutUint64(b[8:], rand.Uint64())
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
-	var s [36]byte
-	hex.Encode(s[0:8], b[0:4])
-	s[8] = '-'
-	hex.Encode(s[9:13], b[4:6])
-	s[13] = '-'
-	hex.Encode(s[14:18], b[6:8])
-	s[18] = '-'
-	hex.Encode(s[19:23], b[8:10])
-	s[23] = '-'
-	hex.Encode(s[24:], b[10:])
-	return append(dst, s[:]...)
+	return event.AppendUUID(dst, b)
 }
 
 // isUUID reports whether s has the canonical form of a UUID (any case).
