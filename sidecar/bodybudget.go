@@ -19,10 +19,11 @@ const bodyWait = 2 * time.Second
 // Waiting is not first come, first served: whoever fits when room is freed goes, so that small publishes are not held
 // behind a large one that waits.
 type bodyBudget struct {
-	mu    sync.Mutex
-	total int64
-	free  int64
-	freed chan struct{} // closed, and replaced, whenever bytes are given back
+	mu      sync.Mutex
+	total   int64
+	free    int64
+	waiting int           // requests waiting for room
+	freed   chan struct{} // closed, and replaced, when bytes are given back while requests wait
 }
 
 func newBodyBudget(total int64) *bodyBudget {
@@ -45,18 +46,26 @@ func (b *bodyBudget) acquire(ctx context.Context, n int64, wait time.Duration) (
 			return func() { b.release(n) }, nil
 		}
 		freed := b.freed
+		b.waiting++
 		b.mu.Unlock()
 		if timer == nil {
 			timer = time.NewTimer(wait)
 			defer timer.Stop()
 		}
+		var err error
 		select {
 		case <-freed:
 		case <-timer.C:
-			return nil, &errStatus{status: http.StatusServiceUnavailable, retryAfter: 1,
+			err = &errStatus{status: http.StatusServiceUnavailable, retryAfter: 1,
 				detail: "too many request bodies are being read at once (http.body_budget); send it again shortly"}
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			err = ctx.Err()
+		}
+		b.mu.Lock()
+		b.waiting--
+		b.mu.Unlock()
+		if err != nil {
+			return nil, err
 		}
 	}
 }
@@ -64,8 +73,10 @@ func (b *bodyBudget) acquire(ctx context.Context, n int64, wait time.Duration) (
 func (b *bodyBudget) release(n int64) {
 	b.mu.Lock()
 	b.free += n
-	close(b.freed)
-	b.freed = make(chan struct{})
+	if b.waiting > 0 { // nobody to wake on the common path: no channel to close and make again
+		close(b.freed)
+		b.freed = make(chan struct{})
+	}
 	b.mu.Unlock()
 }
 
