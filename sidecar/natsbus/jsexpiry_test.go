@@ -1,6 +1,7 @@
 package natsbus
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/flovyn/eventhook/sidecar/bus"
@@ -101,4 +102,33 @@ func TestJetStreamLiveStreamSurvivesPurge(t *testing.T) {
 	expectToken(t, late, "d")
 	publishToken(t, b, tenant, wf, "e")
 	expectToken(t, late, "e")
+}
+
+// TestJetStreamOvertakenReaderGetsExpiry: a reader overtaken by live traffic is re-fed from the store; when the store
+// no longer holds what it missed (another writer purged the workflow's subject meanwhile), it gets an expired gap
+// before what follows, never a silent hole.
+func TestJetStreamOvertakenReaderGetsExpiry(t *testing.T) {
+	cfg := testOptions(t)
+	cfg.Feed.StreamBuffer = 4
+	b := newJetStreamTestBus(t, cfg)
+	defer b.Close()
+	tenant, wf := uuid.New(), uuid.NewString()
+	slow := bustest.SubscribeStream(t, b, tenant, wf, bus.StartLive())
+	fast := bustest.SubscribeStream(t, b, tenant, wf, bus.StartLive())
+	publishToken(t, b, tenant, wf, "a")
+	expectToken(t, slow, "a")
+	for i := range 20 {
+		p := fmt.Sprintf("t%d", i)
+		publishToken(t, b, tenant, wf, p)
+	}
+	expectToken(t, fast, "a")
+	for i := range 20 {
+		expectToken(t, fast, fmt.Sprintf("t%d", i)) // the feed has passed them all: slow is overtaken
+	}
+	purgeWorkflow(t, b, wf)
+	publishToken(t, b, tenant, wf, "z")
+	if d := bustest.Next(t, slow); d.Gap == nil || d.Gap.Reason != event.GapExpired {
+		t.Fatalf("delivery after being overtaken across a purge %+v; want an expired gap", d)
+	}
+	expectToken(t, slow, "z")
 }

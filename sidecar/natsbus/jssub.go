@@ -49,6 +49,7 @@ type jsSub[T any] struct {
 	last     uint64 // sequence of the last delivery
 	examined uint64 // every sequence up to here is delivered, in prefix, or does not match
 	gap      *event.Gap
+	checked  uint64        // the position the store was last asked about (see replay)
 	drained  chan struct{} // signalled when the prefix empties: the replay worker reads on
 	restart  bool          // set by refeed while a replay runs: it starts over after the last delivery
 	closed   bool
@@ -93,7 +94,7 @@ func (s *jsSub[T]) begin(ctx context.Context, from bus.Start) {
 		}
 	}
 	s.examined = after
-	s.startWorker(after, isAfter && s.gap == nil)
+	s.startWorker(after)
 }
 
 // attach joins the live feed after the position; it returns false when mode refuses.
@@ -133,25 +134,25 @@ func (s *jsSub[T]) wake() {
 // SetNotify implements Subscription.
 func (s *jsSub[T]) SetNotify(f func()) { s.notify.Store(&f) }
 
-func (s *jsSub[T]) startWorker(after uint64, checkExpiry bool) {
+func (s *jsSub[T]) startWorker(after uint64) {
 	if s.ctx.Err() != nil {
 		return // closing
 	}
 	s.b.wg.Add(1)
-	go s.run(after, checkExpiry) // ends when the replay has joined the live feed, or when the subscription closes
+	go s.run(after) // ends when the replay has joined the live feed, or when the subscription closes
 }
 
 // run replays from the store, retrying while NATS is unavailable, until it joins the live feed.
-func (s *jsSub[T]) run(after uint64, checkExpiry bool) {
+func (s *jsSub[T]) run(after uint64) {
 	defer s.b.wg.Done()
 	for attempt := 0; ; attempt++ {
-		err := s.replay(after, checkExpiry)
+		err := s.replay(after)
 		if err == nil || s.ctx.Err() != nil {
 			return
 		}
 		s.b.log.LogAttrs(s.ctx, slog.LevelDebug, "replay failed; retrying", slog.String("subject", s.scan), slog.Any("err", err))
 		s.mu.Lock()
-		after, checkExpiry = s.examined, false // what was read stays read
+		after = s.examined // what was read stays read
 		s.mu.Unlock()
 		if errors.Is(err, errRefeed) {
 			attempt = -1
@@ -165,16 +166,26 @@ func (s *jsSub[T]) run(after uint64, checkExpiry bool) {
 	}
 }
 
-func (s *jsSub[T]) replay(after uint64, checkExpiry bool) error {
-	if checkExpiry {
+// replay reads the store after the position until it joins the live feed. Every pass that starts after an event (a
+// resume, a re-feed of an overtaken reader or after a refeed, a retry) first asks the store whether what follows that
+// event is still held, and gives an expired gap when it may not be: the events may have gone (retention, another
+// writer's purge) while the reader was away. A retry from where the last check was made does not ask again.
+func (s *jsSub[T]) replay(after uint64) error {
+	s.mu.Lock()
+	ask := after > 0 && after != s.checked
+	s.mu.Unlock()
+	if ask {
 		expired, err := s.cursorExpired(after)
 		if err != nil {
 			return err
 		}
+		s.mu.Lock()
+		s.checked = after
 		if expired {
-			s.mu.Lock()
 			s.gap = &event.Gap{Reason: event.GapExpired, Missed: -1}
-			s.mu.Unlock()
+		}
+		s.mu.Unlock()
+		if expired {
 			s.wake()
 		}
 	}
@@ -292,7 +303,7 @@ func (s *jsSub[T]) refeed() {
 	live := s.live
 	s.live = nil
 	go live.Close() // not under s.mu: Close takes the topic's lock
-	s.startWorker(s.last, false)
+	s.startWorker(s.last)
 }
 
 // replayIndex reads the per-workflow (or per-task) index up to the indexer's ack floor, fetches those events by
@@ -400,7 +411,7 @@ func (s *jsSub[T]) Next() (bus.Delivery[T], bool) {
 		s.live = nil
 		go live.Close() // not under s.mu: Close takes the topic's lock
 		s.examined = max(s.examined, s.last)
-		s.startWorker(s.examined, false)
+		s.startWorker(s.examined)
 		return bus.Delivery[T]{}, false
 	}
 	s.last = d.Pos.Seq
