@@ -103,6 +103,10 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 	if errors.As(err, &mbe) {
 		return nil, &errTooLarge{detail: fmt.Sprintf("the body exceeds %d bytes; send smaller events or smaller batches", limit)}
 	}
+	var es *errStatus
+	if errors.As(err, &es) { // the body budget had no room for more of it
+		return nil, err
+	}
 	if err != nil {
 		return nil, &errStatus{status: http.StatusBadRequest, detail: "reading the body failed: " + err.Error()}
 	}
